@@ -1,0 +1,32 @@
+# Two commands for a newcomer: `make run` and `make test`. Both create or reuse
+# .venv and install the project (with its test extras) from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test bench bench-ci clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/clearing-sim run scenarios/baseline.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json -p no:cacheprovider
+	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json benchmarks/results/latest.md
+
+bench-ci: install
+	$(BIN)/python -m pytest benchmarks -m "not full" --benchmark-only --benchmark-json=benchmarks/results/latest.json -p no:cacheprovider
+	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json benchmarks/results/latest.md
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
