@@ -1,0 +1,33 @@
+"""The Python API the CLI is a thin layer over.
+
+Owns: `load_scenario` and `run` for notebooks and scripts. Must never write files
+(the run folder is `clearing_sim.outputs`') or print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clearing_sim.model.network import MODES, simulate
+from clearing_sim.results import Result, build_result
+from clearing_sim.scenario import Scenario, with_seed
+from clearing_sim.scenario import load_scenario as _load
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and check a scenario YAML file; raises ScenarioError (an InputError) if invalid."""
+    return _load(path)
+
+
+def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "detailed") -> Result:
+    """Simulate a scenario and return its summary and tables.
+
+    `seed` replaces the scenario's `run.seed` when given; `mode` is one of
+    `clearing_sim.model.network.MODES`. Raises ScenarioError for a bad scenario,
+    ValueError for an unknown mode and InvariantError if the books do not balance.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = _load(scenario)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    return build_result(simulate(with_seed(scenario, seed), mode))

@@ -1,0 +1,94 @@
+"""The whole network for one run: builds the components, runs SimPy, checks the books.
+
+Owns: wiring traffic, the switch and issuer hosts, acquirers' files, clearing cycles
+and settlement windows into one SimPy environment; the simulated horizon (traffic
+days, one more day for the last files, the settlement lag and its window); and the
+end-of-run invariants. Must never write files or print.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import simpy
+
+from clearing_sim.errors import InvariantError
+from clearing_sim.model.acquirers import AcquirerSubmissions
+from clearing_sim.model.authorisation import APPROVED, DetailedAuthorisation
+from clearing_sim.model.clearing import ClearingNetwork
+from clearing_sim.model.routing import BinTable
+from clearing_sim.model.settlement import SettlementSystem, WindowState
+from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
+from clearing_sim.scenario import Scenario
+
+MODES = ("detailed",)
+
+
+@attrs.define
+class SimulationState:
+    """Everything a finished run knows, as arrays and component objects."""
+
+    scenario: Scenario
+    mode: str
+    txn: dict[str, np.ndarray]
+    pan: np.ndarray
+    outcomes: dict[str, np.ndarray]
+    queue_depth_max: list[int]
+    acquirers: AcquirerSubmissions
+    clearing: ClearingNetwork
+    settlement: SettlementSystem
+    horizon_days: int
+
+
+def horizon_days(scenario: Scenario) -> int:
+    """Traffic days, a day for the last files and cycle, then the lag and its windows."""
+    return scenario.run.days + 1 + scenario.settlement.lag_days + 1
+
+
+def simulate(scenario: Scenario, mode: str = "detailed") -> SimulationState:
+    """Run the scenario (its `run.seed`) in the given fidelity mode; raises ValueError on a bad mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    catalogue = build_catalogue(scenario)
+    txn = draw_days(scenario, catalogue)
+    bins = BinTable(scenario)
+    pan = bins.pans(txn["issuer"], txn["card"])
+    routed = bins.route(pan)
+    if not np.array_equal(routed, txn["issuer"]):
+        raise InvariantError("a card's PAN routes to another issuer than the one that issued it")
+
+    env = simpy.Environment()
+    days = horizon_days(scenario)
+    auth = DetailedAuthorisation(env, scenario, txn, routed)
+    settlement = SettlementSystem(env, scenario)
+    clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days)
+    acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive)
+    env.run(until=days * DAY_S)
+
+    state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
+                            acquirers, clearing, settlement, days)
+    check_invariants(state)
+    return state
+
+
+def check_invariants(state: SimulationState) -> None:
+    """The books must balance at the end of every run; raises InvariantError if not."""
+    out = state.outcomes
+    code = out["response_code"]
+    if (code < 0).any() or np.isnan(out["t_response_s"]).any():
+        raise InvariantError(f"{int((code < 0).sum())} authorisation(s) never reached a final state")
+    approved = code == APPROVED
+    cleared = state.clearing.txn_cycle >= 0
+    if (cleared & ~approved).any():
+        raise InvariantError("a declined authorisation was cleared")
+    if (approved & ~cleared).any():
+        raise InvariantError(f"{int((approved & ~cleared).sum())} approved authorisation(s) were never cleared")
+    presented = sum(int(state.txn["amount_minor"][f.txn_index].sum()) for f in state.acquirers.files)
+    recs = state.clearing.records()
+    if presented != int(recs["amount_minor"].sum()):
+        raise InvariantError("cleared amounts differ from the amounts presented")
+    for w in state.settlement.windows:
+        if w.state not in (WindowState.SETTLED, WindowState.ABORTED):
+            raise InvariantError(f"window {w.id} ended the run {w.state.value}")
+        if w.positions_minor is not None and int(w.positions_minor.sum()) != 0:
+            raise InvariantError(f"window {w.id}: positions do not sum to zero")

@@ -1,0 +1,154 @@
+"""Card purchases and every random draw a purchase needs, made up front in arrays.
+
+Owns: arrivals (a Poisson count per simulated hour spread uniformly within it, which
+is a non-homogeneous Poisson process with a piecewise-constant rate), the acquirer,
+merchant, merchant category, issuer, card and amount of each purchase, and the
+per-transaction draws later stages consume (hop latencies, host service time, the
+risk rule's uniform). Each (day, hour) block draws from its own named streams, so a
+block's draws never depend on the mode, on other blocks or on the order of
+consumption. Must never simulate: it only draws.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from clearing_sim.rng import stream
+from clearing_sim.scenario import Distribution, Scenario
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+# Column name -> dtype of a transaction block. Times in seconds from 00:00 of day 1.
+COLUMNS: dict[str, np.dtype] = {
+    "txn_id": np.dtype(np.int64),
+    "day": np.dtype(np.int16),
+    "t_arrival_s": np.dtype(np.float64),
+    "acquirer": np.dtype(np.int16),
+    "merchant": np.dtype(np.int32),
+    "mcc": np.dtype(np.int16),
+    "issuer": np.dtype(np.int16),  # -1: a BIN the switch does not know
+    "card": np.dtype(np.int64),
+    "amount_minor": np.dtype(np.int64),
+    "hop_acq_switch_s": np.dtype(np.float64),
+    "hop_switch_issuer_s": np.dtype(np.float64),
+    "hop_issuer_switch_s": np.dtype(np.float64),
+    "hop_switch_acq_s": np.dtype(np.float64),
+    "service_s": np.dtype(np.float64),
+    "risk_u": np.dtype(np.float64),
+}
+
+
+def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` draws of a scenario distribution, float64, in the distribution's own unit."""
+    kind = dist.distribution
+    if kind == "constant":
+        return np.full(n, float(dist.value))  # type: ignore[arg-type]
+    if kind == "exponential":
+        return rng.exponential(dist.mean, n)
+    if kind == "uniform":
+        return rng.uniform(dist.low, dist.high, n)
+    if kind == "lognormal":
+        return float(dist.median) * np.exp(float(dist.sigma) * rng.standard_normal(n))  # type: ignore[arg-type]
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+@attrs.frozen
+class Catalogue:
+    """Fixed, drawn-once facts of the network: each merchant's category, share tables."""
+
+    merchant_mcc: tuple[np.ndarray, ...]  # per acquirer: int16 MCC of each merchant
+    acquirer_p: np.ndarray
+    issuer_p: np.ndarray
+    hour_weights: np.ndarray
+
+
+def build_catalogue(scenario: Scenario) -> Catalogue:
+    """Draw each acquirer's merchants' categories from its category mix."""
+    seed = scenario.run.seed
+    merchant_mcc = []
+    for a, acq in enumerate(scenario.acquirers):
+        mccs = np.array([int(m) for m in acq.category_mix], dtype=np.int16)
+        w = np.array(list(acq.category_mix.values()), dtype=np.float64)
+        rng = stream(seed, "merchants", a)
+        merchant_mcc.append(mccs[rng.choice(len(mccs), size=acq.merchants, p=w / w.sum())])
+    acq_w = np.array([a.share for a in scenario.acquirers], dtype=np.float64)
+    iss_w = np.array([i.share for i in scenario.issuers], dtype=np.float64)
+    hours = np.array(scenario.traffic.hourly_profile, dtype=np.float64)
+    return Catalogue(tuple(merchant_mcc), acq_w / acq_w.sum(), iss_w / iss_w.sum(), hours / hours.sum())
+
+
+def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_txn_id: int) -> dict[str, np.ndarray]:
+    """The purchases arriving in one simulated hour, sorted by arrival time.
+
+    `day` counts from 0. Each stage has its own stream keyed by (day, hour).
+    """
+    seed = scenario.run.seed
+    traffic = scenario.traffic
+    rng = stream(seed, "traffic", day, hour)
+    mean = traffic.transactions_per_day * cat.hour_weights[hour]
+    n = int(rng.poisson(mean)) if mean > 0 else 0
+    start = day * DAY_S + hour * HOUR_S
+    t = np.sort(start + rng.random(n) * HOUR_S)
+    acquirer = rng.choice(len(cat.acquirer_p), size=n, p=cat.acquirer_p).astype(np.int16)
+    merchant = np.empty(n, dtype=np.int32)
+    mcc = np.empty(n, dtype=np.int16)
+    for a, table in enumerate(cat.merchant_mcc):
+        idx = np.flatnonzero(acquirer == a)
+        m = rng.integers(0, len(table), size=len(idx))
+        merchant[idx] = m
+        mcc[idx] = table[m]
+    issuer = rng.choice(len(cat.issuer_p), size=n, p=cat.issuer_p).astype(np.int16)
+    if traffic.unknown_bin_rate > 0:
+        issuer[rng.random(n) < traffic.unknown_bin_rate] = -1
+    cards = np.array([i.cards for i in scenario.issuers] + [1], dtype=np.int64)
+    card = (rng.random(n) * cards[issuer]).astype(np.int64)
+    amount = np.empty(n, dtype=np.int64)
+    for code, dist in traffic.amount_minor.items():
+        idx = np.flatnonzero(mcc == int(code))
+        raw = np.rint(sample(dist, rng, len(idx)))
+        amount[idx] = np.clip(raw, traffic.amount_min_minor, traffic.amount_max_minor).astype(np.int64)
+
+    net = stream(seed, "network", day, hour)
+    hops = sample(scenario.network.latency_ms, net, 4 * n).reshape(4, n) / 1000.0
+
+    iss_rng = stream(seed, "issuer", day, hour)
+    service = np.zeros(n)
+    risk_u = iss_rng.random(n)
+    for k, iss in enumerate(scenario.issuers):
+        idx = np.flatnonzero(issuer == k)
+        service[idx] = sample(iss.host.service_time_ms, iss_rng, len(idx)) / 1000.0
+
+    return {
+        "txn_id": np.arange(first_txn_id, first_txn_id + n, dtype=np.int64),
+        "day": np.full(n, day, dtype=np.int16),
+        "t_arrival_s": t,
+        "acquirer": acquirer,
+        "merchant": merchant,
+        "mcc": mcc,
+        "issuer": issuer,
+        "card": card,
+        "amount_minor": amount,
+        "hop_acq_switch_s": hops[0].copy(),
+        "hop_switch_issuer_s": hops[1].copy(),
+        "hop_issuer_switch_s": hops[2].copy(),
+        "hop_switch_acq_s": hops[3].copy(),
+        "service_s": service,
+        "risk_u": risk_u,
+    }
+
+
+def draw_days(scenario: Scenario, cat: Catalogue | None = None) -> dict[str, np.ndarray]:
+    """Every purchase of the scenario's traffic days as one structure of arrays."""
+    cat = cat or build_catalogue(scenario)
+    blocks = []
+    next_id = 0
+    for day in range(scenario.run.days):
+        for hour in range(24):
+            b = draw_block(scenario, cat, day, hour, next_id)
+            next_id += len(b["txn_id"])
+            blocks.append(b)
+    if not blocks:
+        return {k: np.empty(0, dtype=d) for k, d in COLUMNS.items()}
+    return {k: np.concatenate([b[k] for b in blocks]) for k in COLUMNS}

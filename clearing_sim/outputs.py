@@ -1,0 +1,104 @@
+"""The run folder: everything a run leaves behind, written all or nothing.
+
+Owns: the folder layout (`config.yaml`, `summary.json`, `transactions.parquet`,
+`clearing_records.parquet`, `settlements.parquet`, `log.jsonl`; `status.json` on a
+failed run), serialisation that gives the same bytes for the same run, and the move
+from a temporary folder into place. Must never write outside the `--out` folder and
+its temporary sibling, and never leave a half-written summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clearing_sim import __version__
+from clearing_sim.results import Result
+from clearing_sim.scenario import Scenario, dump_yaml, unstructure
+
+TABLES = ("transactions", "clearing_records", "settlements")
+
+
+def default_out(scenario: Scenario, root: Path = Path("runs")) -> Path:
+    """`runs/<scenario>-<seed>/`."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario.name) or "scenario"
+    return root / f"{safe}-{scenario.run.seed}"
+
+
+def dumps_json(data: dict) -> str:
+    """Deterministic JSON (fixed indentation, keys in insertion order, trailing newline)."""
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_config(folder: Path, scenario: Scenario) -> None:
+    resolved = {"clearing_sim_version": __version__, **unstructure(scenario)}
+    (folder / "config.yaml").write_text(dump_yaml(resolved), encoding="utf-8")
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Parquet with fixed writer options, so the bytes depend only on the data."""
+    pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
+
+
+def write_result(folder: Path, result: Result) -> None:
+    for name in TABLES:
+        write_table(folder / f"{name}.parquet", getattr(result, name))
+    # The summary last: its presence means every table before it is complete.
+    (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
+
+
+def run_into_folder(out: Path, scenario: Scenario, simulate: Callable[[], Result],
+                    open_log: Callable[[IO[str]], None]) -> Result:
+    """Run `simulate` with its outputs going to a temporary folder moved to `out` at the end.
+
+    The temporary folder is a sibling of `out` (same file system, so the final move
+    is a rename). On failure the folder still gets `config.yaml`, `status.json` with
+    the error, and the log, but no summary or tables; the exception propagates.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
+        open_log(log_fh)
+        write_config(tmp, scenario)
+        try:
+            result = simulate()
+            write_result(tmp, result)
+        except BaseException as exc:
+            for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
+                (tmp / name).unlink(missing_ok=True)
+            status = {
+                "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                "scenario": scenario.name,
+                "seed": scenario.run.seed,
+                "version": __version__,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exception(exc),
+            }
+            (tmp / "status.json").write_text(dumps_json(status), encoding="utf-8")
+            _move_into_place(tmp, out)
+            raise
+    _move_into_place(tmp, out)
+    return result
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Replace `out` with `tmp`; an older run folder there is removed only after the move."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

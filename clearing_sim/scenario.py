@@ -1,0 +1,660 @@
+"""The scenario language: one strict schema of frozen attrs classes, and its loader.
+
+Owns: every scenario default (here and nowhere else), the YAML loader (ruamel.yaml,
+no object construction, duplicate keys refused), structuring with cattrs, and every
+check that a scenario can be simulated, each reported with its full path
+(`issuers[1].host.servers`) and YAML line. Must never simulate or write anything:
+a scenario is either wholly valid or rejected with all its problems.
+
+Units are in the field names: `_ms` milliseconds, `_minor` fen (CNY minor units),
+`_s` seconds; clock times are `HH:MM` strings within a simulated day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from attrs import field, frozen
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from clearing_sim.errors import Problem, ScenarioError
+
+NETWORK_ID = "NETWORK"  # the scheme itself, a settlement participant that keeps scheme fees
+MAX_TRANSACTIONS_PER_DAY = 2_000_000_000
+MAX_DAYS = 366
+_ID_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+_MCC_RE = re.compile(r"^\d{4}$")
+_BIN_RE = re.compile(r"^\d{6}(\d{2})?$")
+_CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$")
+
+
+class _FieldProblem(ValueError):
+    """Raised by a field validator; the loader adds the field to the path."""
+
+    def __init__(self, field_name: str, message: str, subpath: tuple[str | int, ...] = ()):
+        super().__init__(message)
+        self.field_name = field_name
+        self.subpath = subpath
+        self.message = message
+
+
+# --- validators -----------------------------------------------------------------------
+
+
+def _positive(inst: Any, a: attrs.Attribute, v: float) -> None:
+    if not v > 0:
+        raise _FieldProblem(a.name, f"must be greater than 0, got {v!r}")
+
+
+def _non_negative(inst: Any, a: attrs.Attribute, v: float) -> None:
+    if not v >= 0:
+        raise _FieldProblem(a.name, f"must not be negative, got {v!r}")
+
+
+def _finite(inst: Any, a: attrs.Attribute, v: float | None) -> None:
+    if v is not None and not math.isfinite(v):
+        raise _FieldProblem(a.name, f"must be a finite number, got {v!r}")
+
+
+def _probability(inst: Any, a: attrs.Attribute, v: float) -> None:
+    if not 0.0 <= v <= 1.0:
+        raise _FieldProblem(a.name, f"must be a probability between 0 and 1, got {v!r}")
+
+
+def _at_most(limit: int):
+    def check(inst: Any, a: attrs.Attribute, v: int) -> None:
+        if v > limit:
+            raise _FieldProblem(a.name, f"must be at most {limit:,}, got {v:,}")
+
+    return check
+
+
+def _clock(inst: Any, a: attrs.Attribute, v: str) -> None:
+    clock_seconds(v, a.name)
+
+
+def _clock_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
+    if not v:
+        raise _FieldProblem(a.name, "needs at least one HH:MM time")
+    seconds = [clock_seconds(t, a.name, (i,)) for i, t in enumerate(v)]
+    for i in range(1, len(seconds)):
+        if seconds[i] <= seconds[i - 1]:
+            raise _FieldProblem(a.name, f"times must be strictly increasing, {v[i]!r} follows {v[i - 1]!r}", (i,))
+
+
+def _ident(inst: Any, a: attrs.Attribute, v: str) -> None:
+    if not _ID_RE.match(v):
+        raise _FieldProblem(a.name, f"{v!r} is not an id: use 1-16 of A-Z, 0-9, _ starting with a letter")
+
+
+def clock_seconds(text: str, field_name: str = "time", subpath: tuple[str | int, ...] = ()) -> int:
+    """Seconds after midnight of an `HH:MM` clock time; raises a field problem if invalid."""
+    m = _CLOCK_RE.match(text)
+    if not m:
+        raise _FieldProblem(field_name, f"{text!r} is not a time of day in HH:MM form", subpath)
+    hours, minutes = int(m.group(1)), int(m.group(2))
+    if hours > 23 or minutes > 59:
+        raise _FieldProblem(field_name, f"{text!r} is not a time of day (00:00 to 23:59)", subpath)
+    return hours * 3600 + minutes * 60
+
+
+# --- schema ----------------------------------------------------------------------------
+
+DISTRIBUTIONS = {
+    "constant": ("value",),
+    "exponential": ("mean",),
+    "uniform": ("low", "high"),
+    "lognormal": ("median", "sigma"),
+}
+
+
+@frozen
+class Distribution:
+    """A non-negative random quantity; its unit is the one named by the field holding it.
+
+    `constant: value`; `exponential: mean`; `uniform: low, high`; `lognormal: median,
+    sigma` (sigma of the underlying normal). Parameters of other kinds are refused.
+    """
+
+    distribution: str
+    value: float | None = field(default=None, validator=_finite)
+    mean: float | None = field(default=None, validator=_finite)
+    low: float | None = field(default=None, validator=_finite)
+    high: float | None = field(default=None, validator=_finite)
+    median: float | None = field(default=None, validator=_finite)
+    sigma: float | None = field(default=None, validator=_finite)
+
+    def __attrs_post_init__(self) -> None:
+        if self.distribution not in DISTRIBUTIONS:
+            kinds = ", ".join(DISTRIBUTIONS)
+            raise _FieldProblem("distribution", f"unknown distribution {self.distribution!r} (one of: {kinds})")
+        needed = DISTRIBUTIONS[self.distribution]
+        for name in ("value", "mean", "low", "high", "median", "sigma"):
+            given = getattr(self, name)
+            if name in needed and given is None:
+                raise _FieldProblem(name, f"required by a {self.distribution} distribution")
+            if name not in needed and given is not None:
+                raise _FieldProblem(name, f"not a parameter of a {self.distribution} distribution")
+            if given is not None and given < 0:
+                raise _FieldProblem(name, f"must not be negative, got {given!r}")
+        if self.distribution == "uniform" and self.high < self.low:  # type: ignore[operator]
+            raise _FieldProblem("high", f"must be at least low ({self.low}), got {self.high}")
+        if self.distribution in ("exponential",) and self.mean == 0:
+            raise _FieldProblem("mean", "must be greater than 0")
+        if self.distribution == "lognormal" and self.median == 0:
+            raise _FieldProblem("median", "must be greater than 0")
+
+    @property
+    def mean_value(self) -> float:
+        """The distribution's mean, in its own unit."""
+        d = self.distribution
+        if d == "constant":
+            return float(self.value)  # type: ignore[arg-type]
+        if d == "exponential":
+            return float(self.mean)  # type: ignore[arg-type]
+        if d == "uniform":
+            return (self.low + self.high) / 2  # type: ignore[operator]
+        return float(self.median) * math.exp(self.sigma**2 / 2)  # type: ignore[operator]
+
+
+@frozen
+class Institution:
+    """A bank taking part in the network; it may issue cards, acquire merchants, or both."""
+
+    id: str = field(validator=_ident)
+    name: str = ""
+
+
+@frozen
+class Host:
+    """An issuer's authorisation host: `servers` parallel servers fed by one FIFO queue."""
+
+    servers: int = field(validator=[_positive, _at_most(10_000)])
+    service_time_ms: Distribution = Distribution("exponential", mean=20.0)
+    queue_limit: int = field(default=100_000, validator=[_positive, _at_most(10_000_000)])
+
+
+@frozen
+class Issuer:
+    """An institution's card issuing: its BINs, card population, host and risk rule."""
+
+    institution: str
+    bins: tuple[str, ...]
+    share: float = field(validator=[_finite, _positive])
+    host: Host
+    cards: int = field(default=100_000, validator=[_positive, _at_most(10**9)])
+    risk_decline_rate: float = field(default=0.01, validator=_probability)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.bins:
+            raise _FieldProblem("bins", "needs at least one BIN")
+        for i, b in enumerate(self.bins):
+            if not _BIN_RE.match(b):
+                raise _FieldProblem("bins", f"{b!r} is not a 6 or 8 digit BIN", (i,))
+
+
+@frozen
+class Acquirer:
+    """An institution's merchant acquiring: its merchants, their categories, its files."""
+
+    institution: str
+    share: float = field(validator=[_finite, _positive])
+    category_mix: dict[str, float]
+    merchants: int = field(default=1_000, validator=[_positive, _at_most(10**8)])
+    submission_times: tuple[str, ...] = field(default=("23:30",), validator=_clock_list)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.category_mix:
+            raise _FieldProblem("category_mix", "needs at least one merchant category")
+        for mcc, w in self.category_mix.items():
+            if not (math.isfinite(w) and w > 0):
+                raise _FieldProblem("category_mix", f"weight must be greater than 0, got {w!r}", (mcc,))
+
+
+@frozen
+class Traffic:
+    """Purchases over a day: a Poisson count per hour following `hourly_profile`."""
+
+    transactions_per_day: int = field(validator=[_non_negative, _at_most(MAX_TRANSACTIONS_PER_DAY)])
+    amount_minor: dict[str, Distribution]
+    hourly_profile: tuple[float, ...] = (1.0,) * 24
+    unknown_bin_rate: float = field(default=0.0, validator=_probability)
+    amount_min_minor: int = field(default=1, validator=_positive)
+    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(10**12)])
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.hourly_profile) != 24:
+            raise _FieldProblem("hourly_profile", f"needs 24 hourly weights, got {len(self.hourly_profile)}")
+        for i, w in enumerate(self.hourly_profile):
+            if not (math.isfinite(w) and w >= 0):
+                raise _FieldProblem("hourly_profile", f"weight must not be negative, got {w!r}", (i,))
+        if sum(self.hourly_profile) <= 0:
+            raise _FieldProblem("hourly_profile", "at least one hour needs a weight above 0")
+        if self.amount_max_minor < self.amount_min_minor:
+            raise _FieldProblem("amount_max_minor", "must be at least amount_min_minor")
+        if not self.amount_minor:
+            raise _FieldProblem("amount_minor", "needs an amount distribution for at least one category")
+
+
+@frozen
+class Network:
+    """The switch's links: one latency distribution per message hop."""
+
+    latency_ms: Distribution = Distribution("lognormal", median=3.0, sigma=0.3)
+
+
+@frozen
+class InterchangeRate:
+    """Interchange paid by the acquirer to the issuer: `bps` of the amount plus `fixed_minor`."""
+
+    bps: float = field(validator=[_finite, _non_negative, _at_most(10_000)])
+    fixed_minor: int = field(default=0, validator=_non_negative)
+
+
+@frozen
+class Fees:
+    """Interchange by merchant category (with a default) and scheme fees on both sides.
+
+    Rounding rule: each fee is computed per record in exact integer arithmetic and
+    rounded half up to a whole fen: fee = floor((amount * bps_hundredths + 500_000) / 1_000_000)
+    with bps held in hundredths of a basis point, plus the fixed part.
+    """
+
+    interchange_default: InterchangeRate = InterchangeRate(bps=45.0)
+    interchange: dict[str, InterchangeRate] = attrs.Factory(dict)
+    scheme_issuer_bps: float = field(default=2.0, validator=[_finite, _non_negative, _at_most(10_000)])
+    scheme_acquirer_bps: float = field(default=3.0, validator=[_finite, _non_negative, _at_most(10_000)])
+
+
+@frozen
+class Clearing:
+    """Clearing cycles: the network clears the files received by each daily cut-off."""
+
+    cutoffs: tuple[str, ...] = field(default=("23:45",), validator=_clock_list)
+    file_transfer_ms: Distribution = Distribution("constant", value=2_000.0)
+
+
+@frozen
+class Settlement:
+    """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N)."""
+
+    windows: tuple[str, ...] = field(default=("10:00",), validator=_clock_list)
+    lag_days: int = field(default=1, validator=[_non_negative, _at_most(30)])
+
+
+@frozen
+class Run:
+    """How long to simulate and with which root seed; `start_date` is day 1's calendar date."""
+
+    days: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+    seed: int = field(default=0, validator=[_non_negative, _at_most(2**63 - 1)])
+    start_date: str = "2026-11-02"
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            dt.date.fromisoformat(self.start_date)
+        except ValueError:
+            raise _FieldProblem("start_date", f"{self.start_date!r} is not a date in YYYY-MM-DD form") from None
+
+
+@frozen
+class Scenario:
+    """A whole network and its day(s): the single input of a run."""
+
+    name: str
+    institutions: tuple[Institution, ...]
+    issuers: tuple[Issuer, ...]
+    acquirers: tuple[Acquirer, ...]
+    traffic: Traffic
+    description: str = ""
+    run: Run = Run()
+    network: Network = Network()
+    fees: Fees = Fees()
+    clearing: Clearing = Clearing()
+    settlement: Settlement = Settlement()
+
+    @property
+    def participant_ids(self) -> tuple[str, ...]:
+        """Settlement participants in index order: every institution, then the network."""
+        return tuple(i.id for i in self.institutions) + (NETWORK_ID,)
+
+    def institution_index(self, institution_id: str) -> int:
+        """Index of an institution in `participant_ids`; raises KeyError if unknown."""
+        return self.participant_ids.index(institution_id)
+
+
+# --- loading ---------------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+def _strict_converter() -> cattrs.Converter:
+    """A converter that refuses unknown keys and never coerces between types."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def struct_int(v: Any, _: type) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
+                return int(v)
+            raise TypeError(f"expected a whole number, got {_describe(v)}")
+        return v
+
+    def struct_float(v: Any, _: type) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"expected a number, got {_describe(v)}")
+        return float(v)
+
+    def struct_str(v: Any, _: type) -> str:
+        if not isinstance(v, str):
+            raise TypeError(f"expected text, got {_describe(v)}")
+        return v
+
+    def struct_mcc_map(value_type: type):
+        def hook(v: Any, _: type) -> dict[str, Any]:
+            if not isinstance(v, dict):
+                raise TypeError(f"expected a mapping of merchant category codes, got {_describe(v)}")
+            out: dict[str, Any] = {}
+            problems: list[Exception] = []
+            for k, item in v.items():
+                key = f"{k:04d}" if isinstance(k, int) and not isinstance(k, bool) else k
+                if not isinstance(key, str) or not _MCC_RE.match(key):
+                    problems.append(_FieldProblem("", f"{k!r} is not a 4-digit merchant category code", (k,)))
+                    continue
+                try:
+                    out[key] = conv.structure(item, value_type)
+                except Exception as exc:  # noqa: BLE001 - re-raised below with its key
+                    exc.__dict__.setdefault("_scenario_key", k)
+                    problems.append(exc)
+            if problems:
+                raise _KeyedErrors(problems)
+            return dict(sorted(out.items()))
+
+        return hook
+
+    conv.register_structure_hook(int, struct_int)
+    conv.register_structure_hook(float, struct_float)
+    conv.register_structure_hook(str, struct_str)
+    for value_type in (float, Distribution, InterchangeRate):
+        conv.register_structure_hook_func(
+            lambda t, vt=value_type: t == dict[str, vt], struct_mcc_map(value_type)
+        )
+    return conv
+
+
+class _KeyedErrors(Exception):
+    """Errors inside a mapping, each tagged with the key it belongs to."""
+
+    def __init__(self, errors: list[Exception]):
+        super().__init__("errors in mapping")
+        self.errors = errors
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, bool):
+        return f"true/false ({v})"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    return f"{type(v).__name__} {v!r}"
+
+
+_CONVERTER = _strict_converter()
+
+
+def _walk_errors(exc: BaseException, path: Path_) -> Iterator[tuple[Path_, str]]:
+    """Flatten cattrs' exception groups into (path, message) pairs."""
+    if isinstance(exc, ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            yield from _walk_errors(sub, path + (note.name,))
+        for sub in without:
+            yield from _walk_errors(sub, path)
+    elif isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            yield from _walk_errors(sub, path + (note.index,))
+        for sub in without:
+            yield from _walk_errors(sub, path)
+    elif isinstance(exc, _KeyedErrors):
+        for sub in exc.errors:
+            key = sub.__dict__.get("_scenario_key")
+            yield from _walk_errors(sub, path if key is None else path + (key,))
+    elif isinstance(exc, _FieldProblem):
+        p = path + ((exc.field_name,) if exc.field_name else ()) + exc.subpath
+        yield p, exc.message
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            yield path + (key,), "unknown key (check its spelling against the scenario reference)"
+    elif isinstance(exc, KeyError):
+        yield path, "required key is missing"
+    elif isinstance(exc, TypeError):
+        msg = str(exc)
+        if "missing" in msg and "required" in msg:
+            yield path, "required key is missing"
+        elif "expected" in msg:
+            yield path, msg
+        else:
+            yield path, f"wrong type ({msg})"
+    elif isinstance(exc, AttributeError):
+        yield path, "expected a mapping of keys to values"
+    else:
+        yield path, str(exc) or type(exc).__name__
+
+
+def format_path(path: Path_) -> str:
+    """`issuers[1].host.servers` from ('issuers', 1, 'host', 'servers')."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out
+
+
+class _Source:
+    """The parsed YAML as plain Python values, with the line of every path."""
+
+    def __init__(self, text: str, source: str):
+        yaml = YAML(typ="rt", pure=True)
+        yaml.allow_duplicate_keys = False
+        try:
+            tree = yaml.load(io.StringIO(text))
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else None
+            what = (exc.problem or exc.context or "YAML syntax error").strip()
+            if "duplicate key" in str(exc):
+                what = "duplicate key " + _duplicate_key_name(str(exc))
+            raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
+        except YAMLError as exc:
+            raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[Problem] = []
+        self.data = self._plain(tree, ())
+        self.source = source
+
+    def _plain(self, node: Any, path: Path_) -> Any:
+        if isinstance(node, CommentedMap):
+            out = {}
+            for k in node:
+                key = self._plain(k, path) if not isinstance(k, (str, int)) else k
+                if isinstance(key, str) and not isinstance(key, int):
+                    key = str(key)
+                try:
+                    self.lines[path + (key,)] = node.lc.key(k)[0] + 1
+                except (KeyError, TypeError, AttributeError):
+                    pass
+                out[key] = self._plain(node[k], path + (key,))
+            return out
+        if isinstance(node, CommentedSeq):
+            out_list = []
+            for i, item in enumerate(node):
+                try:
+                    self.lines[path + (i,)] = node.lc.item(i)[0] + 1
+                except (KeyError, TypeError, AttributeError):
+                    pass
+                out_list.append(self._plain(item, path + (i,)))
+            return out_list
+        if node is None or isinstance(node, bool):
+            return node
+        if isinstance(node, int):
+            return int(node)
+        if isinstance(node, float):
+            return float(node)
+        if isinstance(node, str):
+            return str(node)
+        if isinstance(node, (dt.date, dt.datetime)):
+            return node.isoformat()
+        tag = getattr(getattr(node, "tag", None), "value", None) or type(node).__name__
+        self.problems.append(Problem(format_path(path), f"unsupported YAML value ({tag})", self.line_of(path)))
+        return None
+
+    def line_of(self, path: Path_) -> int | None:
+        """The YAML line of a path, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return 1 if self.lines else None
+
+
+def _duplicate_key_name(text: str) -> str:
+    m = re.search(r'found duplicate key "([^"]*)"', text)
+    return repr(m.group(1)) if m else ""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load, structure and check a scenario file; raises ScenarioError (exit 2) if invalid."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(str(p), [Problem("", "file not found")]) from None
+    except IsADirectoryError:
+        raise ScenarioError(str(p), [Problem("", "is a folder, not a scenario file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(p), [Problem("", f"cannot read the file: {exc}")]) from None
+    return parse_scenario(text, source=str(p))
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Structure and check scenario YAML text; raises ScenarioError (exit 2) if invalid."""
+    src = _Source(text, source)
+    if src.problems:
+        raise ScenarioError(source, src.problems)
+    if not isinstance(src.data, dict):
+        raise ScenarioError(source, [Problem("", "a scenario is a mapping of keys (name, institutions, ...)", 1)])
+    try:
+        scenario = _CONVERTER.structure(src.data, Scenario)
+    except Exception as exc:  # noqa: BLE001 - every structuring failure becomes a Problem
+        problems = [Problem(format_path(p), m, src.line_of(p)) for p, m in _walk_errors(exc, ())]
+        raise ScenarioError(source, _dedupe(problems)) from None
+    problems = [Problem(format_path(p), m, src.line_of(p)) for p, m in _cross_checks(scenario)]
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
+
+
+def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Checks that span fields: references, uniqueness, overlaps."""
+    if not s.name.strip():
+        yield ("name",), "must not be empty"
+    ids = [i.id for i in s.institutions]
+    if not ids:
+        yield ("institutions",), "needs at least one institution"
+    seen: dict[str, int] = {}
+    for n, inst in enumerate(s.institutions):
+        if inst.id == NETWORK_ID:
+            yield ("institutions", n, "id"), f"{NETWORK_ID!r} is reserved for the network itself"
+        if inst.id in seen:
+            yield ("institutions", n, "id"), f"duplicate institution id {inst.id!r} (first at institutions[{seen[inst.id]}])"
+        seen.setdefault(inst.id, n)
+    known = set(ids)
+    if not s.issuers:
+        yield ("issuers",), "needs at least one issuer"
+    if not s.acquirers:
+        yield ("acquirers",), "needs at least one acquirer"
+    for role, items in (("issuers", s.issuers), ("acquirers", s.acquirers)):
+        first: dict[str, int] = {}
+        for n, item in enumerate(items):
+            if item.institution not in known:
+                yield (role, n, "institution"), f"unknown institution {item.institution!r} (known: {', '.join(ids)})"
+            if item.institution in first:
+                yield (role, n, "institution"), f"{item.institution!r} is already listed at {role}[{first[item.institution]}]"
+            first.setdefault(item.institution, n)
+    bin_owner: dict[str, int] = {}
+    for n, iss in enumerate(s.issuers):
+        for k, b in enumerate(iss.bins):
+            if b in bin_owner:
+                yield ("issuers", n, "bins", k), f"BIN {b} is already routed to issuers[{bin_owner[b]}]"
+            bin_owner.setdefault(b, n)
+    for n, acq in enumerate(s.acquirers):
+        for mcc in acq.category_mix:
+            if mcc not in s.traffic.amount_minor:
+                yield ("acquirers", n, "category_mix", mcc), f"merchant category {mcc} has no traffic.amount_minor distribution"
+    if s.settlement.lag_days == 0 and s.run.days == 0:
+        yield ("run", "days"), "must be at least 1"
+
+
+# --- resolved form ---------------------------------------------------------------------
+
+
+def unstructure(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain data with every default filled in (for config.yaml)."""
+    data = _CONVERTER.unstructure(scenario)
+    return _drop_none(data)
+
+
+def _drop_none(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_drop_none(x) for x in v]
+    return v
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Deterministic block-style YAML for resolved scenarios."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # keep schema order
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
+
+
+def with_seed(scenario: Scenario, seed: int | None) -> Scenario:
+    """The scenario with its root seed replaced (when one is given)."""
+    if seed is None:
+        return scenario
+    if seed < 0 or seed > 2**63 - 1:
+        raise ScenarioError("--seed", [Problem("run.seed", f"must be between 0 and 2**63-1, got {seed}")])
+    return attrs.evolve(scenario, run=attrs.evolve(scenario.run, seed=seed))
