@@ -25,8 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Simulate a domestic card clearing and settlement network.",
 )
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fen(x: int) -> str:
@@ -139,6 +139,24 @@ def version() -> None:
     out_console.print(f"clearing-sim {__version__}")
 
 
+def _usage_errors() -> tuple[type, ...]:
+    """The argument parser's error classes (typer vendors click from 0.20 on)."""
+    types: list[type] = []
+    try:
+        from typer.exceptions import TyperException
+
+        types.append(TyperException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes."""
     try:
@@ -152,11 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback dump
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
+            exc.show()  # an argument error: the parser's own message, exit 2
+            return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
         err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}"))
         err_console.print("This is a bug in clearing-sim; the run folder's status.json has the traceback.")
         return EXIT_INTERNAL

@@ -25,7 +25,7 @@ import cattrs
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from clearing_sim.errors import Problem, ScenarioError
@@ -491,6 +491,12 @@ class _Source:
         self.source = source
 
     def _plain(self, node: Any, path: Path_) -> Any:
+        tag = getattr(getattr(node, "tag", None), "value", None)
+        if tag is not None and tag not in _PLAIN_TAGS:
+            self.problems.append(Problem(format_path(path), f"unsupported YAML value (tag {tag})", self.line_of(path)))
+            return None
+        if isinstance(node, TaggedScalar):
+            return str(node.value)
         if isinstance(node, CommentedMap):
             out = {}
             for k in node:
@@ -534,6 +540,9 @@ class _Source:
                 return self.lines[p]
             p = p[:-1]
         return 1 if self.lines else None
+
+
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
 
 
 def _duplicate_key_name(text: str) -> str:

@@ -1,0 +1,132 @@
+"""The command line: exit codes, run folders written all or nothing, replayable bytes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from clearing_sim.cli import main
+from clearing_sim.errors import InvariantError
+from tests.conftest import SMALL_YAML
+
+RUN_FILES = {"config.yaml", "summary.json", "transactions.parquet", "clearing_records.parquet",
+             "settlements.parquet", "log.jsonl"}
+
+
+def run_cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "log.jsonl"}
+
+
+class TestRun:
+    """`run` writes a complete, reproducible run folder."""
+
+    def test_run_folder(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        assert RUN_FILES <= {p.name for p in out.iterdir()}
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["seed"] == 42 and summary["mode"] == "detailed"
+        a = summary["authorisations"]
+        assert a["count"] == a["approved"] + a["declined"]
+        assert pq.read_table(out / "transactions.parquet").num_rows == a["count"]
+        for w in summary["settlement"]["windows"]:
+            assert sum(w["positions_minor"].values()) == 0
+        printed = capsys.readouterr().out
+        assert "seed 42" in printed and "authorisations" in printed
+
+    def test_byte_identical_and_seed_sensitive(self, small_file: Path, tmp_path: Path) -> None:
+        for name, seed in (("a", "42"), ("b", "42"), ("c", "43")):
+            assert run_cli("run", small_file, "--out", tmp_path / name, "--seed", seed, "-q") == 0
+        a, b, c = (folder_bytes(tmp_path / n) for n in "abc")
+        assert a == b
+        assert a["summary.json"] != c["summary.json"]
+
+    def test_default_out_folder(self, small_file: Path, tmp_path: Path, monkeypatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        assert run_cli("run", small_file, "--seed", "5", "-q") == 0
+        assert (tmp_path / "runs" / "small-5" / "summary.json").exists()
+
+    def test_rerun_replaces_folder(self, small_file: Path, tmp_path: Path) -> None:
+        out = tmp_path / "run"
+        out.mkdir()
+        (out / "stale.txt").write_text("old")
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        assert not (out / "stale.txt").exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+class TestFailedRun:
+    """A run that breaks an invariant exits 1 and leaves config and error, no summary."""
+
+    def test_internal_error(self, small_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+        import clearing_sim.api as api
+
+        def broken(*args, **kwargs):
+            raise InvariantError("window W sums to 1")
+
+        monkeypatch.setattr(api, "run", broken)
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 1
+        names = {p.name for p in out.iterdir()}
+        assert names == {"config.yaml", "status.json", "log.jsonl"}
+        status = json.loads((out / "status.json").read_text())
+        assert status["status"] == "failed" and "sums to 1" in status["error"]
+        assert "Traceback" not in capsys.readouterr().err
+
+
+class TestBadInput:
+    """Bad input exits 2 naming the field and line, and writes nothing."""
+
+    def test_bad_scenario(self, tmp_path: Path, capsys) -> None:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(SMALL_YAML.replace("servers: 2,", "servers: 0,"))
+        out = tmp_path / "run"
+        assert run_cli("run", bad, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert "issuers[0].host.servers (line 12)" in err
+        assert not out.exists()
+
+    def test_missing_file(self, tmp_path: Path, capsys) -> None:
+        assert run_cli("validate", tmp_path / "none.yaml") == 2
+        assert "file not found" in capsys.readouterr().err
+
+    def test_unknown_mode(self, small_file: Path, tmp_path: Path) -> None:
+        assert run_cli("run", small_file, "--mode", "turbo", "--out", tmp_path / "r") == 2
+        assert not (tmp_path / "r").exists()
+
+    def test_usage_error_is_2(self) -> None:
+        assert run_cli("run") == 2
+
+    def test_validate_ok(self, small_file: Path, capsys) -> None:
+        assert run_cli("validate", small_file) == 0
+        assert "valid scenario 'small'" in capsys.readouterr().out
+
+    def test_console_script_no_traceback(self, tmp_path: Path) -> None:
+        """The installed command itself exits 2 with a message and no traceback."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(SMALL_YAML.replace("  - institution: BANKC", "  - institution: NOPE"))
+        exe = Path(sys.executable).with_name("clearing-sim")
+        proc = subprocess.run([str(exe), "validate", str(bad)], capture_output=True, text=True)
+        assert proc.returncode == 2
+        assert "acquirers[1].institution" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_api(small_scenario) -> None:
+    """`clearing_sim.run` returns the summary and Arrow tables without writing anything."""
+    import clearing_sim
+
+    r = clearing_sim.run(small_scenario, seed=3)
+    assert r.summary["seed"] == 3
+    assert r.transactions.num_rows == r.summary["authorisations"]["count"]
+    assert r.settlements.num_rows == len(r.summary["settlement"]["windows"]) * 4
+    with pytest.raises(ValueError):
+        clearing_sim.run(small_scenario, mode="nope")

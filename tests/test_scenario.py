@@ -1,0 +1,244 @@
+"""Scenario loading: strict schema, every problem named by path and YAML line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clearing_sim.errors import ScenarioError
+from clearing_sim.scenario import (
+    NETWORK_ID,
+    Scenario,
+    clock_seconds,
+    dump_yaml,
+    load_scenario,
+    parse_scenario,
+    unstructure,
+    with_seed,
+)
+from tests.conftest import SMALL_YAML
+
+
+def problems_of(text: str) -> list[tuple[str, int | None, str]]:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "bad.yaml")
+    return [(p.path, p.line, p.message) for p in info.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the first line containing `needle`."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return n
+    raise AssertionError(f"{needle!r} not in text")
+
+
+class TestValidScenario:
+    """A valid file loads into frozen classes with every default filled in."""
+
+    def test_small_loads(self, small_scenario: Scenario) -> None:
+        assert small_scenario.name == "small"
+        assert small_scenario.issuers[1].host.servers == 1
+        assert small_scenario.participant_ids == ("BANKA", "BANKB", "BANKC", NETWORK_ID)
+
+    def test_defaults_filled(self, small_scenario: Scenario) -> None:
+        assert small_scenario.issuers[0].risk_decline_rate == 0.01
+        assert small_scenario.fees.interchange_default.bps == 45.0
+
+    def test_mcc_keys_may_be_numbers(self) -> None:
+        s = parse_scenario(SMALL_YAML.replace('"5812": 1.0', "5812: 1.0"))
+        assert s.acquirers[1].category_mix == {"5812": 1.0}
+
+    def test_loads_from_file(self, small_file) -> None:
+        assert load_scenario(small_file).name == "small"
+
+    def test_frozen(self, small_scenario: Scenario) -> None:
+        with pytest.raises(Exception):
+            small_scenario.name = "x"  # type: ignore[misc]
+
+
+class TestRoundTrip:
+    """The resolved scenario written as YAML loads back to the same scenario."""
+
+    def test_resolved_reloads_equal(self, small_scenario: Scenario) -> None:
+        text = dump_yaml(unstructure(small_scenario))
+        assert parse_scenario(text) == small_scenario
+
+    @given(seed=st.integers(0, 2**63 - 1), servers=st.integers(1, 10_000),
+           tpd=st.integers(0, 10**9), mean=st.floats(0.001, 1e6, allow_nan=False))
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def test_any_valid_values_round_trip(self, seed: int, servers: int, tpd: int, mean: float) -> None:
+        text = (SMALL_YAML.replace("seed: 42", f"seed: {seed}")
+                .replace("servers: 2,", f"servers: {servers},")
+                .replace("transactions_per_day: 3000", f"transactions_per_day: {tpd}")
+                .replace("mean: 40}", f"mean: {mean!r}}}"))
+        s = parse_scenario(text)
+        assert (s.run.seed, s.issuers[0].host.servers, s.traffic.transactions_per_day) == (seed, servers, tpd)
+        assert s.issuers[0].host.service_time_ms.mean == mean
+        assert parse_scenario(dump_yaml(unstructure(s))) == s
+
+
+class TestStrictKeys:
+    """Unknown, misspelt, missing and duplicate keys are refused with path and line."""
+
+    def test_misspelt_key(self) -> None:
+        text = SMALL_YAML.replace("    risk_decline_rate: 0.05", "    risk_decline_rat: 0.05")
+        probs = problems_of(text)
+        assert ("issuers[1].risk_decline_rat", line_of(text, "risk_decline_rat"),
+                "unknown key (check its spelling against the scenario reference)") in probs
+
+    def test_unknown_top_level_key(self) -> None:
+        text = SMALL_YAML + "extra: 1\n"
+        assert problems_of(text)[0][:2] == ("extra", line_of(text, "extra:"))
+
+    def test_duplicate_key(self) -> None:
+        text = SMALL_YAML.replace("  transactions_per_day: 3000", "  transactions_per_day: 3000\n  transactions_per_day: 5")
+        ((path, line, msg),) = problems_of(text)
+        assert "duplicate key 'transactions_per_day'" in msg
+        assert line == line_of(text, "transactions_per_day: 5")
+
+    def test_missing_required_key(self) -> None:
+        text = SMALL_YAML.replace("    share: 0.4\n", "")
+        probs = problems_of(text)
+        assert probs[0][0] == "issuers[1].share"
+        assert probs[0][2] == "required key is missing"
+
+    def test_every_problem_reported(self) -> None:
+        text = SMALL_YAML.replace("servers: 2,", "servers: 0,").replace("lag_days: 1", "lag_days: -1")
+        paths = {p for p, _, _ in problems_of(text)}
+        assert {"issuers[0].host.servers", "settlement.lag_days"} <= paths
+
+
+class TestTypesAndValues:
+    """Wrong types, negative rates and impossible times are refused, never coerced."""
+
+    @pytest.mark.parametrize("old,new,path", [
+        ("servers: 2,", "servers: two,", "issuers[0].host.servers"),
+        ("servers: 2,", "servers: 2.5,", "issuers[0].host.servers"),
+        ("servers: 2,", "servers: true,", "issuers[0].host.servers"),
+        ("servers: 2,", "servers: 0,", "issuers[0].host.servers"),
+        ("transactions_per_day: 3000", "transactions_per_day: -1", "traffic.transactions_per_day"),
+        ("transactions_per_day: 3000", "transactions_per_day: 1e30", "traffic.transactions_per_day"),
+        ("unknown_bin_rate: 0.01", "unknown_bin_rate: 1.5", "traffic.unknown_bin_rate"),
+        ("share: 0.6", "share: -0.6", "issuers[0].share"),
+        ("share: 0.6", "share: .nan", "issuers[0].share"),
+        ('cutoffs: ["12:30", "23:45"]', 'cutoffs: ["12:30", "25:99"]', "clearing.cutoffs[1]"),
+        ('cutoffs: ["12:30", "23:45"]', 'cutoffs: ["23:45", "12:30"]', "clearing.cutoffs[1]"),
+        ('windows: ["10:00"]', 'windows: ["1000"]', "settlement.windows[0]"),
+        ('windows: ["10:00"]', "windows: []", "settlement.windows"),
+        ('submission_times: ["22:00"]', 'submission_times: ["24:00"]', "acquirers[0].submission_times[0]"),
+        ('bins: ["400003"]', 'bins: ["40003"]', "issuers[1].bins[0]"),
+        ('bins: ["400003"]', 'bins: [400003]', "issuers[1].bins[0]"),
+        ("mean: 40}", "mean: -40}", "issuers[0].host.service_time_ms.mean"),
+        ("mean: 40}", "mean: 40, sigma: 1}", "issuers[0].host.service_time_ms.sigma"),
+        ("distribution: exponential", "distribution: weibull", "issuers[0].host.service_time_ms.distribution"),
+        ('start_date: "2026-11-02"', 'start_date: "2026-13-02"', "run.start_date"),
+        ("seed: 42", "seed: -1", "run.seed"),
+        ("days: 1", "days: 0", "run.days"),
+        ('"5812": 1.0}', '"58123": 1.0}', "acquirers[1].category_mix.58123"),
+        ('"5812": 1.0}', '"5812": 0}', "acquirers[1].category_mix.5812"),
+    ])
+    def test_bad_value_named(self, old: str, new: str, path: str) -> None:
+        assert old in SMALL_YAML
+        text = SMALL_YAML.replace(old, new, 1)
+        probs = problems_of(text)
+        assert path in [p for p, _, _ in probs], probs
+        line = next(ln for p, ln, _ in probs if p == path)
+        assert line == line_of(text, new)
+
+    def test_hourly_profile_length(self) -> None:
+        text = SMALL_YAML.replace("  unknown_bin_rate", "  hourly_profile: [1, 2, 3]\n  unknown_bin_rate")
+        assert problems_of(text)[0][:2] == ("traffic.hourly_profile", line_of(text, "hourly_profile"))
+
+    def test_clock_seconds(self) -> None:
+        assert clock_seconds("00:00") == 0
+        assert clock_seconds("23:59") == 86340
+
+
+class TestReferences:
+    """References to institutions, BINs and categories must exist and be unique."""
+
+    def test_unknown_institution(self) -> None:
+        text = SMALL_YAML.replace("  - institution: BANKC", "  - institution: BANKZ")
+        ((path, line, msg),) = problems_of(text)
+        assert path == "acquirers[1].institution"
+        assert line == line_of(text, "BANKZ")
+        assert "unknown institution 'BANKZ'" in msg
+
+    def test_duplicate_bin(self) -> None:
+        text = SMALL_YAML.replace('bins: ["400003"]', 'bins: ["400001"]')
+        assert problems_of(text)[0][0] == "issuers[1].bins[0]"
+
+    def test_duplicate_institution(self) -> None:
+        text = SMALL_YAML.replace("{id: BANKC, name: Bank C}", "{id: BANKA, name: Bank C}")
+        paths = [p for p, _, _ in problems_of(text)]
+        assert "institutions[2].id" in paths
+
+    def test_reserved_network_id(self) -> None:
+        text = SMALL_YAML.replace("{id: BANKC, name: Bank C}", "{id: NETWORK, name: x}")
+        assert "institutions[2].id" in [p for p, _, _ in problems_of(text)]
+
+    def test_category_without_amounts(self) -> None:
+        text = SMALL_YAML.replace('{"5812": 1.0}', '{"5812": 0.5, "7011": 0.5}')
+        assert "acquirers[1].category_mix.7011" in [p for p, _, _ in problems_of(text)]
+
+
+class TestUnsafeAndBrokenYaml:
+    """YAML never constructs objects, and broken YAML is a problem, not a traceback."""
+
+    def test_python_tag_refused(self) -> None:
+        text = SMALL_YAML.replace("name: small", "name: !!python/object/apply:os.system [echo hi]")
+        ((path, _, msg),) = problems_of(text)
+        assert path == "name" and msg.startswith("unsupported YAML value")
+
+    def test_syntax_error_has_line(self) -> None:
+        ((_, line, msg),) = problems_of("name: [unclosed\nrun: {}\n")
+        assert line is not None and msg.startswith("YAML error")
+
+    @pytest.mark.parametrize("text", ["", "just text", "- 1\n- 2\n", "42"])
+    def test_not_a_mapping(self, text: str) -> None:
+        assert problems_of(text)
+
+    def test_missing_file(self, tmp_path) -> None:
+        with pytest.raises(ScenarioError, match="file not found"):
+            load_scenario(tmp_path / "nope.yaml")
+
+    def test_folder_is_not_a_file(self, tmp_path) -> None:
+        with pytest.raises(ScenarioError, match="folder"):
+            load_scenario(tmp_path)
+
+    @given(st.text(max_size=300))
+    @settings(max_examples=150, deadline=None)
+    def test_any_text_loads_or_is_a_scenario_error(self, text: str) -> None:
+        try:
+            parse_scenario(text)
+        except ScenarioError as exc:
+            assert exc.problems
+
+    @given(st.data())
+    @settings(max_examples=150, deadline=None)
+    def test_any_scalar_swap_loads_or_names_a_path(self, data) -> None:
+        """Replacing any scalar value of a valid scenario gives a scenario or named problems."""
+        scalars = list(re.finditer(r"(?<=: )[^\s{}\[\],]+", SMALL_YAML))
+        m = data.draw(st.sampled_from(scalars))
+        value = data.draw(st.sampled_from(["-1", "0", "1e300", "abc", "null", "true", "25:99", "[]", "{}", "-0.5"]))
+        text = SMALL_YAML[: m.start()] + value + SMALL_YAML[m.end():]
+        try:
+            parse_scenario(text)
+        except ScenarioError as exc:
+            assert all(p.path or p.message.startswith("YAML") for p in exc.problems)
+
+
+class TestSeedOverride:
+    """A seed given on the command line replaces the scenario's and is range-checked."""
+
+    def test_override(self, small_scenario: Scenario) -> None:
+        assert with_seed(small_scenario, 7).run.seed == 7
+        assert with_seed(small_scenario, None) is small_scenario
+
+    def test_negative_refused(self, small_scenario: Scenario) -> None:
+        with pytest.raises(ScenarioError):
+            with_seed(small_scenario, -3)
