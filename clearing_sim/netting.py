@@ -185,18 +185,18 @@ def _guard_overflow(amount: np.ndarray, amount_min: int, amount_max: int) -> Non
 
 def _multilateral_loop(payer, payee, amount, n):  # pragma: no cover - compiled
     out = np.zeros(n, np.int64)
+    limit = np.uint64(n)
     amount_min = 0
     amount_max = 0
     for k in range(payer.shape[0]):
         p = payer[k]
         q = payee[k]
-        if p < 0 or p >= n or q < 0 or q >= n:
+        # One unsigned compare per id: a negative id wraps to a huge uint64.
+        if np.uint64(p) >= limit or np.uint64(q) >= limit:
             return out, k, amount_min, amount_max
         a = amount[k]
-        if a < amount_min:
-            amount_min = a
-        if a > amount_max:
-            amount_max = a
+        amount_min = min(amount_min, a)
+        amount_max = max(amount_max, a)
         out[p] -= a
         out[q] += a
     return out, -1, amount_min, amount_max
@@ -204,37 +204,36 @@ def _multilateral_loop(payer, payee, amount, n):  # pragma: no cover - compiled
 
 def _bilateral_loop(payer, payee, amount, n):  # pragma: no cover - compiled
     out = np.zeros((n, n), np.int64)
+    limit = np.uint64(n)
     amount_min = 0
     amount_max = 0
     for k in range(payer.shape[0]):
         p = payer[k]
         q = payee[k]
-        if p < 0 or p >= n or q < 0 or q >= n:
+        if np.uint64(p) >= limit or np.uint64(q) >= limit:
             return out, k, amount_min, amount_max
         a = amount[k]
-        if a < amount_min:
-            amount_min = a
-        if a > amount_max:
-            amount_max = a
+        amount_min = min(amount_min, a)
+        amount_max = max(amount_max, a)
         out[p, q] += a
     return out, -1, amount_min, amount_max
 
 
 def _by_key_loop(payer, payee, amount, key, n_keys, n):  # pragma: no cover - compiled
     out = np.zeros((n_keys, n), np.int64)
+    limit = np.uint64(n)
+    key_limit = np.uint64(n_keys)
     amount_min = 0
     amount_max = 0
     for k in range(payer.shape[0]):
         p = payer[k]
         q = payee[k]
         w = key[k]
-        if p < 0 or p >= n or q < 0 or q >= n or w < 0 or w >= n_keys:
+        if np.uint64(p) >= limit or np.uint64(q) >= limit or np.uint64(w) >= key_limit:
             return out, k, amount_min, amount_max
         a = amount[k]
-        if a < amount_min:
-            amount_min = a
-        if a > amount_max:
-            amount_max = a
+        amount_min = min(amount_min, a)
+        amount_max = max(amount_max, a)
         out[w, p] -= a
         out[w, q] += a
     return out, -1, amount_min, amount_max

@@ -278,6 +278,13 @@ class TestValueErrors:
             with pytest.raises(ValueError, match=message):
                 call()
 
+    @pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64])
+    def test_negative_id_of_any_width(self, name, dtype):
+        payee = np.array([1, -1, 0], dtype=dtype)
+        for call in call_each(name, [0, 1, 1], payee, [1, 2, 3], 2):
+            with pytest.raises(ValueError, match=r"payee\[1\] = -1 is not a participant id"):
+                call()
+
     def test_huge_unsigned_id(self, name):
         payer = np.array([0, 2**63 + 5], dtype=np.uint64)
         with engine(name), pytest.raises(ValueError, match=r"payer\[1\]"):
