@@ -6,6 +6,7 @@ Owns: `load_scenario` and `run` for notebooks and scripts. Must never write file
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from clearing_sim.model.network import MODES, simulate
@@ -19,15 +20,17 @@ def load_scenario(path: str | Path) -> Scenario:
     return _load(path)
 
 
-def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "detailed") -> Result:
+def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "detailed",
+        progress: Callable[[float, float], None] | None = None) -> Result:
     """Simulate a scenario and return its summary and tables.
 
     `seed` replaces the scenario's `run.seed` when given; `mode` is one of
-    `clearing_sim.model.network.MODES`. Raises ScenarioError for a bad scenario,
+    `clearing_sim.model.network.MODES`; `progress(now_s, horizon_s)` is called once per
+    simulated hour. Raises ScenarioError for a bad scenario,
     ValueError for an unknown mode and InvariantError if the books do not balance.
     """
     if not isinstance(scenario, Scenario):
         scenario = _load(scenario)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
-    return build_result(simulate(with_seed(scenario, seed), mode))
+    return build_result(simulate(with_seed(scenario, seed), mode, progress=progress))

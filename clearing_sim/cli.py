@@ -85,38 +85,146 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         out_console.print(f"run folder: {folder}")
 
 
-@app.command()
-def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
-    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed.")] = "detailed",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
-) -> None:
-    """Simulate a scenario into a run folder and print its summary."""
-    from clearing_sim import api, log, outputs
-    from clearing_sim.model.network import MODES
-    from clearing_sim.scenario import with_seed
+class _Progress:
+    """Where a run has got to: shown as a bar on a terminal, recorded if the run is interrupted."""
 
-    if mode not in MODES:
-        raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
-    sc = with_seed(api.load_scenario(scenario), seed)
-    folder = out if out is not None else outputs.default_out(sc)
+    def __init__(self, show: bool):
+        self.now_s = 0.0
+        self.horizon_s = 0.0
+        self._bar = None
+        if show:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.description}"),
+                                 TimeElapsedColumn(), console=err_console, transient=True)
+            self._task = self._bar.add_task("", total=1.0)
+
+    def __enter__(self) -> "_Progress":
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __call__(self, now_s: float, horizon_s: float) -> None:
+        self.now_s, self.horizon_s = now_s, horizon_s
+        if self._bar is not None:
+            day, rest = divmod(int(now_s), 86400)
+            self._bar.update(self._task, completed=now_s / horizon_s,
+                             description=f"day {day + 1} {rest // 3600:02d}:00")
+
+    def state(self) -> dict:
+        return {"simulated_s": self.now_s, "horizon_s": self.horizon_s,
+                "fraction": round(self.now_s / self.horizon_s, 4) if self.horizon_s else 0.0}
+
+
+def _show_progress() -> bool:
+    """A bar only for a person at a terminal: never in CI or when stderr is a pipe."""
+    import os
+
+    return err_console.is_terminal and not os.environ.get("CI")
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM stops a run the way Ctrl-C does, so the folder is marked interrupted."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. inside a test runner's worker)
+        pass
+
+
+def _simulate_into(folder: Path, sc, mode: str, quiet: bool):
+    from clearing_sim import api, log, outputs
 
     def open_log(fh):
         log.configure(fh, console=not quiet)
 
-    def simulate():
-        logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
-        logger.info("run started", version=__version__, out=str(folder))
-        result = api.run(sc, mode=mode)
-        a = result.summary["authorisations"]
-        logger.info("run finished", authorisations=a["count"], approved=a["approved"],
-                    windows=len(result.summary["settlement"]["windows"]))
-        return result
+    with _Progress(_show_progress() and not quiet) as progress:
+        def simulate():
+            logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
+            logger.info("run started", version=__version__, out=str(folder))
+            result = api.run(sc, mode=mode, progress=progress)
+            a = result.summary["authorisations"]
+            logger.info("run finished", authorisations=a["count"], approved=a["approved"],
+                        windows=len(result.summary["settlement"]["windows"]))
+            return result
 
-    result = outputs.run_into_folder(folder, sc, simulate, open_log)
+        try:
+            return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: {folder}/status.json records the seed and how far the run got")
+            raise typer.Exit(130) from None
+
+
+@app.command()
+def run(
+    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
+    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed.")] = "detailed",
+    replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
+                                                         "and say whether the outputs are identical.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
+) -> None:
+    """Simulate a scenario into a run folder and print its summary."""
+    from clearing_sim import api, outputs
+    from clearing_sim.model.network import MODES
+    from clearing_sim.scenario import with_seed
+
+    _terminate_as_interrupt()
+    if replay is not None:
+        if scenario is not None or seed is not None:
+            raise InputError("--replay takes a run folder alone: no SCENARIO or --seed")
+        _replay(replay, out, quiet)
+        return
+    if scenario is None:
+        raise InputError("run: give a SCENARIO file (or --replay RUN_FOLDER)")
+    if mode not in MODES:
+        raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    sc = with_seed(api.load_scenario(scenario), seed)
+    folder = out if out is not None else outputs.default_out(sc)
+    out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
+    result = _simulate_into(folder, sc, mode, quiet)
     print_summary(result.summary, folder)
+
+
+def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
+    """Rerun `folder` from its config.yaml into a scratch folder and compare the bytes."""
+    import shutil
+    import tempfile
+
+    from clearing_sim import api, outputs
+
+    if not (folder / "summary.json").is_file():
+        raise InputError(f"{folder}: not a finished run folder (no summary.json)")
+    version, mode = outputs.read_config_header(folder / "config.yaml")
+    sc = api.load_scenario(folder / "config.yaml")
+    if version != __version__:
+        out_console.print(f"note: {folder} was made by clearing-sim {version}; this is {__version__}")
+    scratch = None
+    if out is None:
+        scratch = Path(tempfile.mkdtemp(prefix="clearing-sim-replay-"))
+        target = scratch / "run"
+    else:
+        target = out
+    try:
+        out_console.print(f"replaying {folder} (scenario {sc.name!r}, seed {sc.run.seed}, mode {mode})")
+        _simulate_into(target, sc, mode, quiet)
+        differ = outputs.compare_folders(folder, target)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if differ:
+        err_console.print(f"replay differs from {folder}: {', '.join(differ)}")
+        raise typer.Exit(EXIT_INTERNAL)
+    out_console.print(f"replay identical: every output file of {folder} (except log.jsonl) is byte-identical")
 
 
 @app.command()
@@ -160,14 +268,14 @@ def _usage_errors() -> tuple[type, ...]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except InputError as exc:
         err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
         return EXIT_BAD_INPUT
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
+        err_console.print("interrupted: the run folder is marked interrupted (status.json)")
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback dump
         if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
@@ -176,4 +284,4 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}"))
         err_console.print("This is a bug in clearing-sim; the run folder's status.json has the traceback.")
         return EXIT_INTERNAL
-    return 0
+    return rc if isinstance(rc, int) else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import traceback
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clearing_sim import __version__
+from clearing_sim.errors import InputError
 from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
@@ -38,9 +40,26 @@ def dumps_json(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def write_config(folder: Path, scenario: Scenario) -> None:
-    resolved = {"clearing_sim_version": __version__, **unstructure(scenario)}
-    (folder / "config.yaml").write_text(dump_yaml(resolved), encoding="utf-8")
+CONFIG_HEADER = "# clearing-sim {version} mode {mode}: the resolved scenario of this run\n"
+_HEADER_RE = re.compile(r"^# clearing-sim (\S+) mode (\S+):")
+
+
+def write_config(folder: Path, scenario: Scenario, mode: str) -> None:
+    """`config.yaml`: the resolved scenario, loadable as a scenario; a comment records version and mode."""
+    header = CONFIG_HEADER.format(version=__version__, mode=mode)
+    (folder / "config.yaml").write_text(header + dump_yaml(unstructure(scenario)), encoding="utf-8")
+
+
+def read_config_header(path: Path) -> tuple[str, str]:
+    """(version, mode) recorded at the top of a run folder's `config.yaml`; raises InputError."""
+    try:
+        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the run's config: {exc}") from None
+    m = _HEADER_RE.match(first)
+    if not m:
+        raise InputError(f"{path}: not a clearing-sim run config (no version/mode header line)")
+    return m.group(1), m.group(2)
 
 
 def write_table(path: Path, table: pa.Table) -> None:
@@ -55,13 +74,16 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
-def run_into_folder(out: Path, scenario: Scenario, simulate: Callable[[], Result],
-                    open_log: Callable[[IO[str]], None]) -> Result:
+def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
+                    open_log: Callable[[IO[str]], None],
+                    progress: Callable[[], dict] | None = None) -> Result:
     """Run `simulate` with its outputs going to a temporary folder moved to `out` at the end.
 
     The temporary folder is a sibling of `out` (same file system, so the final move
     is a rename). On failure the folder still gets `config.yaml`, `status.json` with
     the error, and the log, but no summary or tables; the exception propagates.
+    An interrupted run (Ctrl-C, SIGTERM) is marked `interrupted` with how far it got
+    (`progress()`).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +93,7 @@ def run_into_folder(out: Path, scenario: Scenario, simulate: Callable[[], Result
     tmp.mkdir()
     with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
         open_log(log_fh)
-        write_config(tmp, scenario)
+        write_config(tmp, scenario, mode)
         try:
             result = simulate()
             write_result(tmp, result)
@@ -82,7 +104,9 @@ def run_into_folder(out: Path, scenario: Scenario, simulate: Callable[[], Result
                 "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                 "scenario": scenario.name,
                 "seed": scenario.run.seed,
+                "mode": mode,
                 "version": __version__,
+                "progress": progress() if progress is not None else None,
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exception(exc),
             }
@@ -102,3 +126,14 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def compare_folders(a: Path, b: Path, ignore: tuple[str, ...] = ("log.jsonl",)) -> list[str]:
+    """Names of files that differ between two run folders (missing on one side counts)."""
+    names_a = {p.name for p in a.iterdir() if p.is_file()} - set(ignore)
+    names_b = {p.name for p in b.iterdir() if p.is_file()} - set(ignore)
+    differ = sorted(names_a ^ names_b)
+    for name in sorted(names_a & names_b):
+        if (a / name).read_bytes() != (b / name).read_bytes():
+            differ.append(name)
+    return sorted(differ)

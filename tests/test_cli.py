@@ -130,3 +130,53 @@ def test_python_api(small_scenario) -> None:
     assert r.settlements.num_rows == len(r.summary["settlement"]["windows"]) * 4
     with pytest.raises(ValueError):
         clearing_sim.run(small_scenario, mode="nope")
+
+
+class TestReplay:
+    """`run --replay` reruns a folder from its config.yaml and compares the bytes."""
+
+    def test_identical(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "--seed", "9", "-q") == 0
+        assert run_cli("run", "--replay", out, "-q") == 0
+        assert "replay identical" in capsys.readouterr().out
+
+    def test_detects_a_changed_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        summary = out / "summary.json"
+        summary.write_text(summary.read_text().replace('"seed": 42', '"seed": 43'))
+        assert run_cli("run", "--replay", out, "-q") == 1
+        assert "summary.json" in capsys.readouterr().err
+
+    def test_not_a_run_folder(self, tmp_path: Path) -> None:
+        assert run_cli("run", "--replay", tmp_path) == 2
+
+
+class TestInterrupt:
+    """SIGTERM during a run leaves the folder marked interrupted, with seed and progress."""
+
+    def test_sigterm(self, tmp_path: Path) -> None:
+        import signal
+        import time
+
+        big = tmp_path / "big.yaml"
+        big.write_text(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: 2000000")
+                       .replace("days: 1", "days: 3"))
+        out = tmp_path / "run"
+        exe = Path(sys.executable).with_name("clearing-sim")
+        proc = subprocess.Popen([str(exe), "run", str(big), "--out", str(out), "-q"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (list(tmp_path.glob(".run.tmp-*")) and time.monotonic() > deadline - 115):
+            time.sleep(0.2)
+            assert time.monotonic() < deadline, "run never started"
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        status = json.loads((out / "status.json").read_text())
+        assert status["status"] == "interrupted" and status["seed"] == 42
+        assert 0.0 <= status["progress"]["fraction"] < 1.0
+        assert not (out / "summary.json").exists()

@@ -8,6 +8,8 @@ end-of-run invariants. Must never write files or print.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import numpy as np
 import simpy
@@ -45,8 +47,13 @@ def horizon_days(scenario: Scenario) -> int:
     return scenario.run.days + 1 + scenario.settlement.lag_days + 1
 
 
-def simulate(scenario: Scenario, mode: str = "detailed") -> SimulationState:
-    """Run the scenario (its `run.seed`) in the given fidelity mode; raises ValueError on a bad mode."""
+def simulate(scenario: Scenario, mode: str = "detailed",
+             progress: Callable[[float, float], None] | None = None) -> SimulationState:
+    """Run the scenario (its `run.seed`) in the given fidelity mode; raises ValueError on a bad mode.
+
+    `progress(now_s, horizon_s)` is called once per simulated hour if given; it only
+    observes, so it never changes the outcome.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
     catalogue = build_catalogue(scenario)
@@ -63,12 +70,20 @@ def simulate(scenario: Scenario, mode: str = "detailed") -> SimulationState:
     settlement = SettlementSystem(env, scenario)
     clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days)
     acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive)
+    if progress is not None:
+        env.process(_report_progress(env, progress, days * DAY_S))
     env.run(until=days * DAY_S)
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
                             acquirers, clearing, settlement, days)
     check_invariants(state)
     return state
+
+
+def _report_progress(env: simpy.Environment, progress: Callable[[float, float], None], horizon_s: float):
+    while env.now < horizon_s:
+        yield env.timeout(3600.0)
+        progress(env.now, horizon_s)
 
 
 def check_invariants(state: SimulationState) -> None:
