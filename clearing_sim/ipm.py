@@ -244,7 +244,6 @@ _RECORD_FIELDS: Final = (2, 3, 4, 12, 24, 26, 31, 38, 49, 71, 93, 94)  # mandato
 _AR: Final = np.arange(1024, dtype=np.int64)
 _FOUR_DIGITS: Final = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), np.uint8).reshape(-1, 4)
 _TEN_TO: Final = 10 ** np.arange(19, dtype=np.int64)
-_IS_DIGIT: Final = (np.arange(256) >= 48) & (np.arange(256) <= 57)
 _TO_CP500: Final = np.frombuffer(bytes(range(256)).decode("latin_1").encode("cp500"), np.uint8).copy()
 _FROM_CP500: Final = np.empty(256, np.uint8)
 _FROM_CP500[_TO_CP500] = np.arange(256, dtype=np.uint8)
@@ -279,7 +278,7 @@ def _digits(values: np.ndarray, width: int) -> np.ndarray:
 
 def _is_digits(mat: np.ndarray, lens: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``mat`` whose first ``lens`` bytes (all, if None) are ASCII digits."""
-    digit = _IS_DIGIT[mat]
+    digit = (mat - np.uint8(48)) < 10  # uint8 arithmetic wraps: bytes below "0" become large
     if lens is not None:
         digit |= _AR[: mat.shape[1]] >= lens[:, None]
     return digit.all(axis=1)
@@ -675,7 +674,8 @@ def local_time_from_sim_seconds(sim_seconds: Any, day1_date: dt.date) -> np.ndar
     day = (dates - dates.astype("M8[M]").astype("M8[D]")).astype(np.int64) + 1
     row = _first(np.atleast_1d((year < FIRST_YEAR) | (year > LAST_YEAR)))
     if row is not None:
-        raise _bad_field(f"simulated time {int(np.atleast_1d(seconds)[row])} s is outside {FIRST_YEAR}-{LAST_YEAR}", row)
+        value = int(np.atleast_1d(seconds)[row])
+        raise _bad_field(f"simulated time {value} s is outside {FIRST_YEAR}-{LAST_YEAR}", row)
     hour, rest = np.divmod(second_of_day, 3600)
     minute, second = np.divmod(rest, 60)
     return (((((year - 2000) * 100 + month) * 100 + day) * 100 + hour) * 100 + minute) * 100 + second
@@ -690,7 +690,8 @@ def sim_seconds_from_local_time(local_time: Any, day1_date: dt.date) -> np.ndarr
     t = np.asarray(local_time, np.int64)
     row = _first(np.atleast_1d(~_valid_local_time(t)))
     if row is not None:
-        raise _bad_field(f"local_time {int(np.atleast_1d(t)[row])} is not YYMMDDhhmmss in {FIRST_YEAR}-{LAST_YEAR}", row)
+        value = int(np.atleast_1d(t)[row])
+        raise _bad_field(f"local_time {value} is not YYMMDDhhmmss in {FIRST_YEAR}-{LAST_YEAR}", row)
     months = (t // 10**10 + 30) * 12 + t // 10**8 % 100 - 1  # months since 1970-01
     dates = months.astype("M8[M]").astype("M8[D]") + (t // 10**6 % 100 - 1).astype("m8[D]")
     days = (dates - np.datetime64(day1_date, "D")).astype(np.int64)
@@ -1069,7 +1070,7 @@ def _parse_chunk(
             prefix, max_len = _IPM_FIELDS[de]
             if prefix:
                 short = alive & (pos + prefix > end)
-                failure.add(short, rows, lambda j, de=de: f"DE {de}: the length prefix runs past the end of the message")
+                failure.add(short, rows, lambda j, de=de: f"DE {de}: its length prefix runs past the message end")
                 alive &= ~short
                 prefix_text = _gather(buf, pos, prefix, from_wire)
                 not_digits = alive & ~_is_digits(prefix_text)
@@ -1416,11 +1417,12 @@ def _build(p: _Parsed) -> ClearingFile:
         raise ClearingFileError(
             "COUNT_MISMATCH", f"the trailer counts {trailer.message_count} messages, the file holds {p.n}", p.n - 1
         )
-    amount_total = _amount_total(batch.amount_minor)
+    with_amount = np.flatnonzero(p.present(4))  # the records, and any other message that carries DE 4
+    amount_total = _amount_total(_numbers(p, 4, with_amount, "amount"))
     if trailer.amount_total_minor != amount_total:
         raise ClearingFileError(
             "AMOUNT_MISMATCH",
-            f"the trailer's amount checksum is {trailer.amount_total_minor}, the records' DE 4 sum to {amount_total}",
+            f"the trailer's amount checksum is {trailer.amount_total_minor}, DE 4 sums to {amount_total}",
             p.n - 1,
         )
     return ClearingFile(header, batch, reject_batch, trailer, bool(p.blocked), str(p.encoding))
@@ -1520,7 +1522,7 @@ def inspect_file(data: bytes) -> InspectReport:
     for mti, code in RECORD_KINDS:
         is_record |= (p.mti == mti) & (function_code == code)
     amounts, amount_lens = p.fields[4]
-    summed = is_record & (amount_lens == 12) & _is_digits(amounts, np.maximum(amount_lens, 0))
+    summed = (amount_lens == 12) & _is_digits(amounts, np.maximum(amount_lens, 0))
     amount_total = _amount_total(_to_int(amounts[summed])) if summed.any() else 0
     first = []
     for row in np.flatnonzero(is_record)[:INSPECT_RECORDS_KEPT].tolist():
