@@ -167,8 +167,7 @@ def _unwind(payer, payee, amount, record, n, capacity, obligations) -> Resolutio
         positions = netting.multilateral_positions(payer[keep], payee[keep], amount[keep], n)
     netting.check_zero_sum(positions, what="positions after unwind")
     if defaults:
-        names = ", ".join(f"{d.participant}" for d in defaults)
-        reason = f"unwound the records of participant(s) {names} in {defaults[-1].round} round(s)"
+        reason = f"unwound the records of {len(defaults)} participant(s) in {defaults[-1].round} round(s)"
     else:
         reason = "every net debtor funded"
     return Resolution("unwind", True, reason, obligations, positions, tuple(defaults), keep,

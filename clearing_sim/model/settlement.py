@@ -108,6 +108,8 @@ class SettlementWindow:
     positions_by_kind_minor: np.ndarray | None = None  # (kinds x participants)
     kinds_present: tuple[int, ...] = ()
     positions_minor: np.ndarray | None = None         # what settled (zeros if aborted)
+    gross_paid_minor: np.ndarray | None = None        # per participant, all transfers
+    gross_received_minor: np.ndarray | None = None
     resolution: rules.Resolution | None = None
     capacity_minor: np.ndarray | None = None
     balance_before_minor: np.ndarray | None = None
@@ -216,6 +218,12 @@ class SettlementWindow:
         self.obligations_minor = positions
         self.n_transfers = int(len(amount))
         self.gross_minor = int(np.abs(amount).sum(dtype=np.int64))
+        # Gross paid and received per participant, exactly: net every transfer against
+        # one extra, silent counterparty (index n), so each side is seen on its own.
+        n = self.n_participants
+        other = np.full(len(amount), n, dtype=np.int32)
+        self.gross_paid_minor = -netting.multilateral_positions(payer, other, amount, n + 1)[:n]
+        self.gross_received_minor = netting.multilateral_positions(other, payee, amount, n + 1)[:n]
         net = int(-positions[positions < 0].sum())
         self.move(WindowState.PENDING_SETTLEMENT, t_s, f"net positions computed: gross {self.gross_minor} fen, "
                   f"net {net} fen over {self.n_transfers} transfers")
