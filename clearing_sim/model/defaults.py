@@ -39,7 +39,10 @@ cap, balance + collateral)). The rules:
     back to ``equal`` when no survivor is exposed; ``equal``; or ``fixed``
     weights), in whole fen by largest remainder (ties to the lower index). A
     survivor that cannot fund its share defaults in the next round and its own
-    shortfall is shared again. No survivor left: the window is ABORTED.
+    shortfall is shared again. Some participant always survives (the survivors'
+    positions sum to what the defaulters pay, so one of them is never a net
+    debtor), so the window settles; a window is ABORTED only by an operator
+    (`SettlementWindow.abort`).
 
 ``guarantee_fund``
     As ``loss_sharing``, but each shortfall is first drawn from the
@@ -187,10 +190,9 @@ def _share(rule, payer, payee, amount, n, capacity, obligations, fund, loss_key,
     positions = obligations.astype(np.int64).copy()
     fund_left = np.asarray(fund, dtype=np.int64).copy()
     fund_draw = _empty(n)
-    loss_share = _empty(n)
+    cover_draw = _empty(n)  # fund draws made to cover others' shortfalls
     defaulted = np.zeros(n, dtype=bool)
     defaults: list[Default] = []
-    shortfall_total = 0
     for rnd in range(1, n + 2):
         need = -(positions + fund_draw)  # cash from the account; fund draws are pre-funded
         failing = _failing(need, capacity, defaulted)
@@ -199,19 +201,17 @@ def _share(rule, payer, payee, amount, n, capacity, obligations, fund, loss_key,
         if rnd > n:  # pragma: no cover - each round defaults at least one participant
             raise AssertionError("loss sharing did not converge")
         shortfall = 0
-        for d in failing:
+        for d in failing:  # a loop over participants, not records
             short = int(need[d]) - int(capacity[d])
             defaults.append(Default(int(d), rnd, int(need[d]), int(capacity[d])))
             if rule == "guarantee_fund":
                 own = min(short, int(fund_left[d]))
                 fund_left[d] -= own
                 fund_draw[d] += own
-                short -= own
-                positions[d] -= own  # paid from its fund; the account flow is unchanged
+                short -= own        # paid from its own contribution, part of what it pays
             positions[d] += short   # what it does not pay at all
             shortfall += short
         defaulted[failing] = True
-        shortfall_total += shortfall
         survivors = np.flatnonzero(~defaulted)
         if shortfall and rule == "guarantee_fund":
             left = fund_left[survivors]
@@ -221,15 +221,16 @@ def _share(rule, payer, payee, amount, n, capacity, obligations, fund, loss_key,
                 for i, x in zip(survivors, draw):
                     fund_left[i] -= x
                     fund_draw[i] += x
+                    cover_draw[i] += x
                     positions[i] -= x
                 shortfall -= sum(draw)
         if shortfall == 0:
             continue
-        if len(survivors) == 0:
-            netting.check_zero_sum(positions, what="positions before abort")
+        if len(survivors) == 0:  # pragma: no cover - unreachable, kept as a guard
+            # Survivors' positions sum to what the defaulters pay (>= 0), so one of
+            # them is never a net debtor and always survives; this is a guard only.
             return Resolution(rule, False, f"no participant survives to cover a shortfall of {shortfall} fen",
-                              obligations, _empty(n), tuple(defaults), None, _empty(n), _empty(n),
-                              shortfall_total)
+                              obligations, _empty(n), tuple(defaults), None, _empty(n), _empty(n), shortfall)
         if loss_key == "fixed":
             w = [Fraction(float(weights[i])) if weights is not None else Fraction(0) for i in survivors]
         elif loss_key == "bilateral_exposure":
@@ -243,8 +244,13 @@ def _share(rule, payer, payee, amount, n, capacity, obligations, fund, loss_key,
             w = [Fraction(1)] * len(survivors)  # no survivor has weight: share equally
         for i, x in zip(survivors, allocate(shortfall, w)):
             positions[i] -= x
-            loss_share[i] += x
     netting.check_zero_sum(positions, what=f"positions after {rule}")
+    # What each paid beyond its own obligation from its account (a survivor's shares; a
+    # participant that defaulted in a later round may have borne some before it did),
+    # and what the defaulters left unpaid: the two are reported, not used to settle.
+    borne = obligations.astype(np.int64) - positions
+    loss_share = np.maximum(borne - cover_draw, 0)
+    shortfall_total = int(np.maximum(-borne[defaulted], 0).sum())
     if defaults:
         reason = (f"{len(defaults)} participant(s) defaulted in {defaults[-1].round} round(s); "
                   f"shortfall {shortfall_total} fen covered by "
