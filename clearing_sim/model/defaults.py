@@ -93,6 +93,7 @@ class Resolution:
     fund_draw: np.ndarray         # per participant: paid from its guarantee-fund contribution
     loss_share: np.ndarray        # per participant: paid to cover others' shortfalls
     shortfall_minor: int          # total that defaulters did not pay
+    unwound_records: np.ndarray | None = None  # sorted ids of the records taken out (unwind)
 
     @property
     def account_flow(self) -> np.ndarray:
@@ -152,11 +153,37 @@ def _failing(need: np.ndarray, capacity: np.ndarray, defaulted: np.ndarray) -> n
     return np.flatnonzero((need > capacity) & ~defaulted)
 
 
+class _RecordDropper:
+    """Which transfers to keep once some records are out, in O(transfers).
+
+    Record ids from clearing are dense, so a bitmap over [min, max] replaces a
+    sort-based `np.isin`; sparse ids fall back to `np.isin`.
+    """
+
+    def __init__(self, record: np.ndarray):
+        self.record = record
+        self.lo = int(record.min()) if len(record) else 0
+        span = (int(record.max()) - self.lo + 1) if len(record) else 0
+        self.dense = span <= 4 * len(record) + 1024
+        self.span = span
+
+    def drop(self, involved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keep mask per transfer, sorted ids of the records dropped)."""
+        if self.dense:
+            bad = np.zeros(self.span, dtype=bool)
+            bad[self.record[involved] - self.lo] = True
+            return ~bad[self.record - self.lo], np.flatnonzero(bad) + self.lo
+        ids = np.unique(self.record[involved])
+        return ~np.isin(self.record, ids), ids
+
+
 def _unwind(payer, payee, amount, record, n, capacity, obligations) -> Resolution:
     positions = obligations.copy()
     defaulted = np.zeros(n, dtype=bool)
     defaults: list[Default] = []
     keep = None
+    unwound = None
+    dropper = _RecordDropper(record)
     for rnd in range(1, n + 2):
         failing = _failing(-positions, capacity, defaulted)
         if len(failing) == 0:
@@ -166,7 +193,7 @@ def _unwind(payer, payee, amount, record, n, capacity, obligations) -> Resolutio
         defaults += [Default(int(d), rnd, int(-positions[d]), int(capacity[d])) for d in failing]
         defaulted[failing] = True
         involved = defaulted[payer] | defaulted[payee]
-        keep = ~np.isin(record, np.unique(record[involved]))
+        keep, unwound = dropper.drop(involved)
         positions = netting.multilateral_positions(payer[keep], payee[keep], amount[keep], n)
     netting.check_zero_sum(positions, what="positions after unwind")
     if defaults:
@@ -174,7 +201,7 @@ def _unwind(payer, payee, amount, record, n, capacity, obligations) -> Resolutio
     else:
         reason = "every net debtor funded"
     return Resolution("unwind", True, reason, obligations, positions, tuple(defaults), keep,
-                      _empty(n), _empty(n), 0)
+                      _empty(n), _empty(n), 0, unwound)
 
 
 def _exposure_weights(payer, payee, amount, n, defaulters: list[int]) -> np.ndarray:
@@ -284,6 +311,6 @@ def cover_one(rule: str, payer, payee, amount, record, n: int, capacity: np.ndar
         "completes": bool(res.settled and not others),
         "further_defaults": others,
     }
-    if res.keep is not None:
-        out["records_unwound"] = int(len(np.unique(record[~res.keep])))
+    if res.unwound_records is not None:
+        out["records_unwound"] = int(len(res.unwound_records))
     return out

@@ -173,7 +173,8 @@ class SettlementWindow:
                 raise ValueError(f"{name} holds an id outside [0, {self.n_participants})")
         if int(kinds.min()) < 0 or int(kinds.max()) >= len(ObligationKind):
             raise ValueError("kind holds a value that is not an ObligationKind")
-        self._chunks.append((payer, payee, amount, np.array(record), np.array(kinds)))
+        # Copies: a caller that reuses its arrays must not change an open window behind its back.
+        self._chunks.append((np.array(payer), np.array(payee), np.array(amount), np.array(record), np.array(kinds)))
 
     def add_transfers(self, payer, payee, amount, record=None, kind=ObligationKind.PRESENTMENT) -> None:
         """Older form of `add_obligations`; without `record` each transfer is a record of its own."""
@@ -189,7 +190,9 @@ class SettlementWindow:
         if self.final:
             raise WindowStateError(f"window {self.id} is final: its transfers are no longer kept")
         if self._columns is None:
-            if self._chunks:
+            if len(self._chunks) == 1:
+                self._columns = self._chunks[0]
+            elif self._chunks:
                 self._columns = tuple(np.concatenate(c) for c in zip(*self._chunks))
             else:
                 self._columns = (np.empty(0, np.int32), np.empty(0, np.int32), _EMPTY, _EMPTY,
@@ -211,9 +214,8 @@ class SettlementWindow:
             netting.check_zero_sum(positions, what=f"window {self.id}")
         except netting.NettingInvariantError as exc:
             raise InvariantError(str(exc)) from exc
-        present = np.zeros(n_kinds, dtype=bool)
-        present[np.unique(kind)] = True
-        self.kinds_present = tuple(int(k) for k in np.flatnonzero(present))
+        counts = np.bincount(kind.astype(np.intp), minlength=n_kinds)
+        self.kinds_present = tuple(int(k) for k in np.flatnonzero(counts))
         self.positions_by_kind_minor = by_kind
         self.obligations_minor = positions
         self.n_transfers = int(len(amount))
@@ -245,7 +247,7 @@ class SettlementWindow:
         names = ids or tuple(str(i) for i in range(n))
         if res.keep is not None:
             dropped = ~res.keep
-            self.unwound_record_ids = np.unique(record[dropped])
+            self.unwound_record_ids = res.unwound_records
             self.unwound_transfers = int(dropped.sum())
             self.unwound_minor = int(np.abs(amount[dropped]).sum(dtype=np.int64))
         self.gross_settled_minor = self.gross_minor - self.unwound_minor
