@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import attrs
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st

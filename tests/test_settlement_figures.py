@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import clearing_sim
+from clearing_sim.scenario import Calendar, SettlementAccount, parse_scenario
 from clearing_sim.settlement_figures import exposure
+from conftest import SMALL_YAML
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -131,3 +134,53 @@ class TestParticipantDefault:
         again = clearing_sim.run(SCENARIOS / "participant_default.yaml")
         assert json.dumps(again.summary) == json.dumps(default_run.summary)
         assert again.settlements.equals(default_run.settlements)
+
+
+def _small(**settlement):
+    base = parse_scenario(SMALL_YAML, "small.yaml")
+    return attrs.evolve(base, settlement=attrs.evolve(base.settlement, **settlement))
+
+
+class TestEveryRuleEndToEnd:
+    """Each default rule runs end to end: a tight issuer defaults, books balance, figures add up."""
+
+    @pytest.mark.parametrize("rule", ["unwind", "loss_sharing", "guarantee_fund"])
+    def test_rule(self, rule):
+        accounts = (SettlementAccount("BANKB", opening_balance_minor=1_000,
+                                      guarantee_fund_minor=500 if rule == "guarantee_fund" else 0),
+                    SettlementAccount("BANKC", opening_balance_minor=10**9,
+                                      guarantee_fund_minor=2_000 if rule == "guarantee_fund" else 0))
+        r = clearing_sim.run(_small(accounts=accounts, default_rule=rule, loss_sharing_key="equal"))
+        s = r.summary["settlement"]
+        first = s["windows"][0]
+        assert first["status"] == "SETTLED"
+        assert "BANKB" in [d["participant"] for d in first["defaults"]]
+        assert sum(first["positions_minor"].values()) == 0
+        assert first["funding"]["paid_in_minor"] == first["funding"]["paid_out_minor"]
+        if rule == "unwind":
+            assert first["unwound"]["records"] > 0 and first["positions_minor"]["BANKB"] == 0
+        else:
+            assert first["unwound"]["records"] == 0
+            assert first["shortfall_minor"] > 0
+            paid_by_b = -first["positions_minor"]["BANKB"]
+            drawn_b = first.get("guarantee_fund_draw_minor", {}).get("BANKB", 0)
+            assert paid_by_b == 1_000 + drawn_b  # all its balance, and its own fund contribution
+        if rule == "guarantee_fund":
+            # BANKB's own 500 first; what it still leaves unpaid comes from BANKC's 2,000, then loss sharing.
+            draws = first["guarantee_fund_draw_minor"]
+            assert draws["BANKB"] == 500
+            assert draws["BANKC"] == min(first["shortfall_minor"], 2_000)
+            shared = sum(first.get("loss_share_minor", {}).values())
+            assert shared == first["shortfall_minor"] - draws["BANKC"]
+
+
+class TestHorizonFollowsTheCalendar:
+    """A window pushed past a long holiday still falls inside the simulated run and settles."""
+
+    def test_friday_before_a_three_day_holiday(self):
+        sc = _small(calendar=Calendar(holidays=("2026-11-09", "2026-11-10", "2026-11-11")))
+        sc = attrs.evolve(sc, run=attrs.evolve(sc.run, start_date="2026-11-06"))  # a Friday
+        r = clearing_sim.run(sc)
+        ids = [w["id"] for w in r.summary["settlement"]["windows"]]
+        assert ids[0] == "2026-11-12T10:00"  # Thursday: weekend, then three holidays
+        assert all(w["status"] == "SETTLED" for w in r.summary["settlement"]["windows"])
