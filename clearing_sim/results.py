@@ -244,30 +244,10 @@ def clearing_table(state: SimulationState) -> pa.Table:
 def settlements_table(state: SimulationState) -> pa.Table:
     """One row per settlement window and participant: its net position and the window status.
 
-    The columns are `settlement_figures.settlements_table`'s (a superset of the first six below).
+    The columns are `settlement_figures.settlements_table`'s (a superset of the walking
+    skeleton's window_id, status, t_close_s, t_settled_s, participant, position_minor).
     """
     return settlement_figures.settlements_table(state)
-
-
-def _settlements_table_skeleton(state: SimulationState) -> pa.Table:
-    """The walking skeleton's settlements table (kept for reference; not used)."""
-    ids = list(state.scenario.participant_ids)
-    rows: dict[str, list] = {k: [] for k in ("window_id", "status", "t_close_s", "t_settled_s",
-                                             "participant", "position_minor")}
-    for w in state.settlement.windows:
-        pos = w.positions_minor if w.positions_minor is not None else np.zeros(len(ids), np.int64)
-        for pid, p in zip(ids, pos):
-            rows["window_id"].append(w.id)
-            rows["status"].append(w.state.value)
-            rows["t_close_s"].append(float(w.t_close_s))
-            rows["t_settled_s"].append(w.t_settled_s)
-            rows["participant"].append(pid)
-            rows["position_minor"].append(int(p))
-    schema = pa.schema([
-        ("window_id", pa.string()), ("status", pa.string()), ("t_close_s", pa.float64()),
-        ("t_settled_s", pa.float64()), ("participant", pa.string()), ("position_minor", pa.int64()),
-    ])
-    return pa.table(rows, schema=schema)
 
 
 __all__ = ["Result", "build_result", "percentiles", "DAY_S"]

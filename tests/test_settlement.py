@@ -13,7 +13,7 @@ from clearing_sim.model.settlement import (ObligationKind, SettlementSystem, Set
                                            WindowStateError)
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Calendar, Settlement, SettlementAccount, parse_scenario
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 HOUR = 3600.0
 BASE = parse_scenario(SMALL_YAML, "small.yaml")  # participants BANKA, BANKB, BANKC, NETWORK; Monday start

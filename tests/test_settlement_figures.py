@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import clearing_sim
 from clearing_sim.scenario import Calendar, SettlementAccount, parse_scenario
 from clearing_sim.settlement_figures import exposure
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 

@@ -7,7 +7,7 @@ import pytest
 from clearing_sim.cli import main
 from clearing_sim.errors import ScenarioError
 from clearing_sim.scenario import parse_scenario
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 BASE = SMALL_YAML.replace('''settlement:
   windows: ["10:00"]
