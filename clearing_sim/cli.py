@@ -81,21 +81,12 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             wt.add_row(pid, *[_fen(w["positions_minor"][pid]) for w in s["windows"]])
         wt.add_row("[dim]sum[/dim]", *[_fen(sum(w["positions_minor"].values())) for w in s["windows"]])
         out_console.print(wt)
-        _print_defaults(s)
+        from clearing_sim.settlement_figures import default_lines
+
+        for line in default_lines(s, _fen):
+            out_console.print(line)
     if folder is not None:
         out_console.print(f"run folder: {folder}")
-
-
-def _print_defaults(s: dict) -> None:
-    """One line per default and per window with unwound records (settlement issue 5)."""
-    for w in s["windows"]:
-        for d in w.get("defaults", []):
-            out_console.print(f"[red]window {w['id']}: {d['participant']} defaulted[/red] (round {d['round']}: "
-                              f"net debit {_fen(d['net_debit_minor'])} CNY, could fund {_fen(d['available_minor'])} CNY)")
-        unwound = w.get("unwound", {})
-        if unwound.get("records"):
-            out_console.print(f"window {w['id']}: {unwound['records']:,} records unwound "
-                              f"({_fen(unwound['gross_minor'])} CNY of transfers) under {w.get('default_rule')}")
 
 
 @app.command()

@@ -236,3 +236,20 @@ def settlements_table(state) -> pa.Table:
         ("loss_share_minor", i64), ("unwound_records", i64),
     ])
     return pa.table(cols, schema=schema)
+
+
+def default_lines(settlement: dict, fen) -> list[str]:
+    """Console lines (rich markup) for `summary["settlement"]`: each default and each window's unwound records.
+
+    `fen` formats an amount in fen for people (the CLI's yuan formatter).
+    """
+    lines = []
+    for w in settlement["windows"]:
+        for d in w.get("defaults", []):
+            lines.append(f"[red]window {w['id']}: {d['participant']} defaulted[/red] (round {d['round']}: "
+                         f"net debit {fen(d['net_debit_minor'])} CNY, could fund {fen(d['available_minor'])} CNY)")
+        unwound = w.get("unwound", {})
+        if unwound.get("records"):
+            lines.append(f"window {w['id']}: {unwound['records']:,} records unwound "
+                         f"({fen(unwound['gross_minor'])} CNY of transfers) under {w.get('default_rule')}")
+    return lines
