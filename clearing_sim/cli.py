@@ -81,6 +81,10 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             wt.add_row(pid, *[_fen(w["positions_minor"][pid]) for w in s["windows"]])
         wt.add_row("[dim]sum[/dim]", *[_fen(sum(w["positions_minor"].values())) for w in s["windows"]])
         out_console.print(wt)
+        from clearing_sim.settlement_figures import default_lines
+
+        for line in default_lines(s, _fen):
+            out_console.print(line)
     if folder is not None:
         out_console.print(f"run folder: {folder}")
 

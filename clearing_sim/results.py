@@ -17,6 +17,7 @@ from clearing_sim import __version__
 from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
+from clearing_sim import settlement_figures
 
 _DECIMALS = 3
 
@@ -68,11 +69,11 @@ def _latency_ms(state: SimulationState) -> np.ndarray:
 
 
 def _lag_hours(state: SimulationState) -> np.ndarray:
-    """Per transaction: hours from its authorisation response to its settlement (NaN if none)."""
-    settled_at = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan
-                           for w in state.settlement.windows] + [np.nan])
-    win = state.clearing.txn_window
-    t = settled_at[np.where(win >= 0, win, len(settled_at) - 1)]
+    """Per transaction: hours from its authorisation response to its settlement (NaN if none).
+
+    A record unwound after a default, or in an aborted window, is not settled (NaN).
+    """
+    _, t = settlement_figures.txn_settlement(state)
     return (t - state.outcomes["t_response_s"]) / 3600.0
 
 
@@ -146,6 +147,7 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
                 for t in w.transitions
             ],
         })
+        windows[-1].update(settlement_figures.window_extras(w, ids))
     settled = lag_h[~np.isnan(lag_h)]
     return {
         "scenario": sc.name,
@@ -162,6 +164,7 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
             "windows": windows,
             "transactions_settled": int(len(settled)),
             "lag_hours": percentiles(settled, (50, 90, 99)),
+            **settlement_figures.settlement_extras(state),
         },
     }
 
@@ -186,9 +189,8 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
     file_ids = [f.file_id for f in state.acquirers.files]
     cycle_ids = [c.id for c in state.clearing.cycles]
     window_ids = [w.id for w in state.settlement.windows]
-    settled_at = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan
-                           for w in state.settlement.windows] + [np.nan])
     win = state.clearing.txn_window
+    settle_status, settled_at = settlement_figures.txn_settlement(state)
     return pa.table({
         "txn_id": t["txn_id"],
         "day": t["day"].astype(np.int16) + 1,
@@ -208,8 +210,9 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
         "clearing_file": _dict_array(file_ids, file_of_txn),
         "clearing_cycle": _dict_array(cycle_ids, state.clearing.txn_cycle),
         "settlement_window": _dict_array(window_ids, win),
-        "t_settled_s": settled_at[np.where(win >= 0, win, len(settled_at) - 1)],
+        "t_settled_s": settled_at,
         "settlement_lag_h": lag_h,
+        "settlement_status": _dict_array(list(settlement_figures.STATUSES), settle_status),
     })
 
 
@@ -233,28 +236,18 @@ def clearing_table(state: SimulationState) -> pa.Table:
         "interchange_minor": r["interchange_minor"],
         "scheme_fee_issuer_minor": r["scheme_fee_issuer_minor"],
         "scheme_fee_acquirer_minor": r["scheme_fee_acquirer_minor"],
+        "settlement_status": _dict_array(list(settlement_figures.STATUSES),
+                                         settlement_figures.record_settlement(state)[0]),
     })
 
 
 def settlements_table(state: SimulationState) -> pa.Table:
-    """One row per settlement window and participant: its net position and the window status."""
-    ids = list(state.scenario.participant_ids)
-    rows: dict[str, list] = {k: [] for k in ("window_id", "status", "t_close_s", "t_settled_s",
-                                             "participant", "position_minor")}
-    for w in state.settlement.windows:
-        pos = w.positions_minor if w.positions_minor is not None else np.zeros(len(ids), np.int64)
-        for pid, p in zip(ids, pos):
-            rows["window_id"].append(w.id)
-            rows["status"].append(w.state.value)
-            rows["t_close_s"].append(float(w.t_close_s))
-            rows["t_settled_s"].append(w.t_settled_s)
-            rows["participant"].append(pid)
-            rows["position_minor"].append(int(p))
-    schema = pa.schema([
-        ("window_id", pa.string()), ("status", pa.string()), ("t_close_s", pa.float64()),
-        ("t_settled_s", pa.float64()), ("participant", pa.string()), ("position_minor", pa.int64()),
-    ])
-    return pa.table(rows, schema=schema)
+    """One row per settlement window and participant: its net position and the window status.
+
+    The columns are `settlement_figures.settlements_table`'s (a superset of the walking
+    skeleton's window_id, status, t_close_s, t_settled_s, participant, position_minor).
+    """
+    return settlement_figures.settlements_table(state)
 
 
 __all__ = ["Result", "build_result", "percentiles", "DAY_S"]

@@ -285,12 +285,113 @@ class Clearing:
     file_transfer_ms: Distribution = Distribution("constant", value=2_000.0)
 
 
+WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+DEFAULT_RULES = ("unwind", "loss_sharing", "guarantee_fund")
+LOSS_SHARING_KEYS = ("bilateral_exposure", "equal", "fixed")
+MAX_ACCOUNT_MINOR = 10**17  # fen; keeps balance + collateral + fund far below 2**63
+
+
+def _one_of(options: tuple[str, ...]):
+    def check(inst: Any, a: attrs.Attribute, v: str) -> None:
+        if v not in options:
+            raise _FieldProblem(a.name, f"unknown value {v!r} (one of: {', '.join(options)})")
+
+    return check
+
+
+def _date_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
+    seen: dict[str, int] = {}
+    for i, text in enumerate(v):
+        try:
+            dt.date.fromisoformat(text)
+        except ValueError:
+            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,)) from None
+        if text in seen:
+            raise _FieldProblem(a.name, f"{text} is listed twice (first at [{seen[text]}])", (i,))
+        seen[text] = i
+
+
+def _optional_minor(inst: Any, a: attrs.Attribute, v: int | None) -> None:
+    if v is None:
+        return
+    if v < 0:
+        raise _FieldProblem(a.name, f"must not be negative, got {v!r}")
+    if v > MAX_ACCOUNT_MINOR:
+        raise _FieldProblem(a.name, f"must be at most {MAX_ACCOUNT_MINOR:,}, got {v:,}")
+
+
+@frozen
+class Calendar:
+    """Business days on which settlement windows run (traffic and clearing run every day).
+
+    `weekend`: weekday names (MON..SUN) that are not business days. `holidays`: dates
+    (YYYY-MM-DD) that are not business days. `working_days`: weekend dates that are
+    business days all the same (China's adjusted working days around public holidays).
+    """
+
+    weekend: tuple[str, ...] = ("SAT", "SUN")
+    holidays: tuple[str, ...] = field(default=(), validator=_date_list)
+    working_days: tuple[str, ...] = field(default=(), validator=_date_list)
+
+    def __attrs_post_init__(self) -> None:
+        for i, d in enumerate(self.weekend):
+            if d not in WEEKDAY_NAMES:
+                raise _FieldProblem("weekend", f"{d!r} is not a weekday name (one of: {', '.join(WEEKDAY_NAMES)})", (i,))
+            if d in self.weekend[:i]:
+                raise _FieldProblem("weekend", f"{d} is listed twice", (i,))
+        if len(set(self.weekend)) >= 7:
+            raise _FieldProblem("weekend", "at least one weekday must be a business day")
+        holidays = set(self.holidays)
+        for i, text in enumerate(self.working_days):
+            if text in holidays:
+                raise _FieldProblem("working_days", f"{text} is also listed as a holiday", (i,))
+            day = WEEKDAY_NAMES[dt.date.fromisoformat(text).weekday()]
+            if day not in self.weekend:
+                raise _FieldProblem("working_days", f"{text} is a {day}, already a business day: "
+                                    "list only weekend dates that are worked", (i,))
+
+
+@frozen
+class SettlementAccount:
+    """A participant's account at the settlement bank (money in fen).
+
+    A net debtor can fund at most min(`net_debit_cap_minor`, balance + collateral):
+    the balance first, then a collateralised overdraft up to `collateral_minor`.
+    Balances carry from window to window (no top-ups are modelled). A participant
+    with no account listed is assumed able to fund any net debit.
+    `guarantee_fund_minor` is its pre-funded contribution to the guarantee fund (only
+    with `default_rule: guarantee_fund`); `loss_share_weight` its share of losses
+    (only with `loss_sharing_key: fixed`).
+    """
+
+    participant: str
+    opening_balance_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    collateral_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    net_debit_cap_minor: int | None = field(default=None, validator=_optional_minor)
+    guarantee_fund_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    loss_share_weight: float | None = field(default=None, validator=_finite)
+
+    def __attrs_post_init__(self) -> None:
+        if self.loss_share_weight is not None and self.loss_share_weight < 0:
+            raise _FieldProblem("loss_share_weight", f"must not be negative, got {self.loss_share_weight!r}")
+
+
 @frozen
 class Settlement:
-    """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N)."""
+    """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N).
+
+    `lag_days` counts business days of `calendar`. `accounts` are the participants'
+    settlement-bank accounts; `default_rule` says what happens when a net debtor
+    cannot fund: `unwind`, `loss_sharing` (survivors pay pro rata to
+    `loss_sharing_key`) or `guarantee_fund` (pre-funded contributions, then loss sharing).
+    """
 
     windows: tuple[str, ...] = field(default=("10:00",), validator=_clock_list)
     lag_days: int = field(default=1, validator=[_non_negative, _at_most(30)])
+    calendar: Calendar = Calendar()
+    accounts: tuple[SettlementAccount, ...] = ()
+    default_rule: str = field(default="unwind", validator=_one_of(DEFAULT_RULES))
+    loss_sharing_key: str = field(default="bilateral_exposure", validator=_one_of(LOSS_SHARING_KEYS))
 
 
 @frozen
@@ -631,6 +732,28 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                 yield ("acquirers", n, "category_mix", mcc), f"merchant category {mcc} has no traffic.amount_minor distribution"
     if s.settlement.lag_days == 0 and s.run.days == 0:
         yield ("run", "days"), "must be at least 1"
+    yield from _settlement_checks(s)
+
+
+def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Settlement accounts name known participants once; rule-specific fields match the rule."""
+    st = s.settlement
+    known = s.participant_ids
+    first: dict[str, int] = {}
+    for n, acc in enumerate(st.accounts):
+        where = ("settlement", "accounts", n)
+        if acc.participant not in known:
+            yield where + ("participant",), f"unknown participant {acc.participant!r} (known: {', '.join(known)})"
+        elif acc.participant in first:
+            yield where + ("participant",), f"{acc.participant!r} already has an account at settlement.accounts[{first[acc.participant]}]"
+        first.setdefault(acc.participant, n)
+        if acc.guarantee_fund_minor and st.default_rule != "guarantee_fund":
+            yield where + ("guarantee_fund_minor",), f"only used with default_rule: guarantee_fund (the rule is {st.default_rule})"
+        if acc.loss_share_weight is not None and st.loss_sharing_key != "fixed":
+            yield where + ("loss_share_weight",), f"only used with loss_sharing_key: fixed (the key is {st.loss_sharing_key})"
+    if (st.loss_sharing_key == "fixed" and st.default_rule != "unwind"
+            and not any((a.loss_share_weight or 0) > 0 for a in st.accounts)):
+        yield ("settlement", "loss_sharing_key"), "fixed needs a loss_share_weight above 0 on at least one account"
 
 
 # --- resolved form ---------------------------------------------------------------------

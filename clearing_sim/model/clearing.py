@@ -16,7 +16,7 @@ import simpy
 from clearing_sim.errors import InvariantError
 from clearing_sim.fees import FeeSchedule
 from clearing_sim.model.acquirers import SubmittedFile
-from clearing_sim.model.settlement import SettlementSystem
+from clearing_sim.model.settlement import ObligationKind, SettlementSystem
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Scenario, clock_seconds
 
@@ -98,7 +98,13 @@ class ClearingNetwork:
         acquirer = self.acquirer_party[self.txn["acquirer"][idx]]
         network = np.full(len(idx), self.network_party, dtype=np.int64)
         # Issuer pays amount minus interchange to the acquirer; each pays its scheme fee.
-        window.add_transfers(
+        # All three transfers carry the record id, so an unwind takes the record out whole.
+        record_id = np.arange(self._n_records, self._n_records + len(idx), dtype=np.int64)
+        kinds = np.array([ObligationKind.PRESENTMENT, ObligationKind.SCHEME_FEE_ISSUER,
+                          ObligationKind.SCHEME_FEE_ACQUIRER], dtype=np.int8)
+        window.add_obligations(
+            np.repeat(kinds, len(idx)),
+            np.tile(record_id, 3),
             np.concatenate([issuer, issuer, acquirer]),
             np.concatenate([acquirer, network, network]),
             np.concatenate([amount - interchange, fee_iss, fee_acq]),

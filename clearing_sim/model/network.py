@@ -43,8 +43,14 @@ class SimulationState:
 
 
 def horizon_days(scenario: Scenario) -> int:
-    """Traffic days, a day for the last files and cycle, then the lag and its windows."""
-    return scenario.run.days + 1 + scenario.settlement.lag_days + 1
+    """Traffic days, a day for the last files and cycle, then the lag and its windows.
+
+    The settlement lag counts business days, so weekends and holidays after the
+    last cycle can push the last window further out: the horizon reaches past it.
+    """
+    base = scenario.run.days + 1 + scenario.settlement.lag_days + 1
+    last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1)
+    return max(base, last_window_day + 1)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",
@@ -107,3 +113,4 @@ def check_invariants(state: SimulationState) -> None:
             raise InvariantError(f"window {w.id} ended the run {w.state.value}")
         if w.positions_minor is not None and int(w.positions_minor.sum()) != 0:
             raise InvariantError(f"window {w.id}: positions do not sum to zero")
+    state.settlement.check_invariants()
