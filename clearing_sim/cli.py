@@ -92,6 +92,9 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
     mode: Annotated[str, typer.Option(help="Fidelity mode: detailed.")] = "detailed",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
+    trace_messages: Annotated[bool, typer.Option(
+        "--trace-messages", help="Also write every authorisation message to messages.iso8583 (ISO 8583, slow).",
+    )] = False,
 ) -> None:
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, log, outputs
@@ -115,7 +118,14 @@ def run(
                     windows=len(result.summary["settlement"]["windows"]))
         return result
 
-    result = outputs.run_into_folder(folder, sc, simulate, open_log)
+    def write_extras(tmp: Path, result) -> None:
+        if trace_messages:
+            from clearing_sim import messages
+
+            count = messages.write_trace(tmp / "messages.iso8583", result.message_log())
+            log.get_logger(scenario=sc.name).info("message trace written", messages=count)
+
+    result = outputs.run_into_folder(folder, sc, simulate, open_log, write_extras)
     print_summary(result.summary, folder)
 
 
