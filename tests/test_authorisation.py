@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 import simpy
-from auth_scenarios import small_outage_run, stress_run, stress_scenario
+from tests.auth_scenarios import small_outage_run, stress_run, stress_scenario
 
 from clearing_sim.model import authorisation as au
 from clearing_sim.model.network import simulate
