@@ -144,7 +144,7 @@ def _terminate_as_interrupt() -> None:
         pass
 
 
-def _simulate_into(folder: Path, sc, mode: str, quiet: bool):
+def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False):
     from clearing_sim import api, log, outputs
 
     def open_log(fh):
@@ -160,8 +160,15 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool):
                         windows=len(result.summary["settlement"]["windows"]))
             return result
 
+        def write_extras(tmp: Path, result) -> None:
+            if trace_messages:
+                from clearing_sim import messages
+
+                count = messages.write_trace(tmp / "messages.iso8583", result.message_log())
+                log.get_logger(scenario=sc.name).info("message trace written", messages=count)
+
         try:
-            return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state)
+            return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state, write_extras)
         except KeyboardInterrupt:
             err_console.print(f"interrupted: {folder}/status.json records the seed and how far the run got")
             raise typer.Exit(130) from None
@@ -176,6 +183,9 @@ def run(
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
+    trace_messages: Annotated[bool, typer.Option(
+        "--trace-messages", help="Also write every authorisation message to messages.iso8583 (ISO 8583, slow).",
+    )] = False,
 ) -> None:
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, outputs
@@ -195,7 +205,7 @@ def run(
     sc = with_seed(api.load_scenario(scenario), seed)
     folder = out if out is not None else outputs.default_out(sc)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
-    result = _simulate_into(folder, sc, mode, quiet)
+    result = _simulate_into(folder, sc, mode, quiet, trace_messages)
     print_summary(result.summary, folder)
 
 
@@ -220,7 +230,7 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
         target = out
     try:
         out_console.print(f"replaying {folder} (scenario {sc.name!r}, seed {sc.run.seed}, mode {mode})")
-        _simulate_into(target, sc, mode, quiet)
+        _simulate_into(target, sc, mode, quiet, trace_messages=(folder / "messages.iso8583").is_file())
         differ = outputs.compare_folders(folder, target)
     finally:
         if scratch is not None:

@@ -2,7 +2,7 @@
 
 Owns: the folder layout (`config.yaml`, `summary.json`, `transactions.parquet`,
 `clearing_records.parquet`, `settlements.parquet`, `log.jsonl`; `status.json` on a
-failed run), serialisation that gives the same bytes for the same run, and the move
+failed run; `messages.iso8583` with `--trace-messages`), serialisation that gives the same bytes for the same run, and the move
 from a temporary folder into place. Must never write outside the `--out` folder and
 its temporary sibling, and never leave a half-written summary.
 """
@@ -76,12 +76,15 @@ def write_result(folder: Path, result: Result) -> None:
 
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
                     open_log: Callable[[IO[str]], None],
-                    progress: Callable[[], dict] | None = None) -> Result:
+                    progress: Callable[[], dict] | None = None,
+                    write_extras: Callable[[Path, Result], None] | None = None) -> Result:
     """Run `simulate` with its outputs going to a temporary folder moved to `out` at the end.
 
     The temporary folder is a sibling of `out` (same file system, so the final move
-    is a rename). On failure the folder still gets `config.yaml`, `status.json` with
-    the error, and the log, but no summary or tables; the exception propagates.
+    is a rename). `write_extras(folder, result)`, when given, writes optional outputs
+    (the message trace, ...) into the temporary folder before the tables and summary.
+    On failure the folder still gets `config.yaml`, `status.json` with the error, and
+    the log, but no summary, tables or extras; the exception propagates.
     An interrupted run (Ctrl-C, SIGTERM) is marked `interrupted` with how far it got
     (`progress()`).
     """
@@ -96,10 +99,15 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         write_config(tmp, scenario, mode)
         try:
             result = simulate()
+            if write_extras is not None:
+                write_extras(tmp, result)
             write_result(tmp, result)
         except BaseException as exc:
             for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
                 (tmp / name).unlink(missing_ok=True)
+            for extra in tmp.iterdir():  # whatever else was written half-way
+                if extra.name not in ("config.yaml", "log.jsonl"):
+                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
             status = {
                 "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                 "scenario": scenario.name,

@@ -176,6 +176,72 @@ class Institution:
     name: str = ""
 
 
+def _end_clock_seconds(text: str, field_name: str) -> int:
+    """Like `clock_seconds`, but `24:00` (the end of the day) is allowed too."""
+    if text == "24:00":
+        return 24 * 3600
+    return clock_seconds(text, field_name)
+
+
+@frozen
+class Outage:
+    """The issuer host down from `start` to `end` (HH:MM, end may be 24:00) on run day `day`.
+
+    While down the host answers nothing: requests in its queue or in service at `start`
+    are lost, and so is every request reaching it before `end`. `announced: true` means
+    the issuer signed off in advance, so the switch stands in at once instead of waiting
+    for its timeout on each request.
+    """
+
+    start: str
+    end: str
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+    announced: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        start_s = clock_seconds(self.start, "start")
+        end_s = _end_clock_seconds(self.end, "end")
+        if end_s <= start_s:
+            raise _FieldProblem("end", f"the outage ends at {self.end}, not after it starts at {self.start}")
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """[start, end) in seconds from 00:00 of day 1."""
+        base = (self.day - 1) * 86400
+        return float(base + clock_seconds(self.start)), float(base + _end_clock_seconds(self.end, "end"))
+
+
+@frozen
+class Degradation:
+    """Only `servers` of the host's servers work from `start` to `end` on run day `day`."""
+
+    start: str
+    end: str
+    servers: int = field(validator=[_non_negative, _at_most(10_000)])
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+
+    def __attrs_post_init__(self) -> None:
+        start_s = clock_seconds(self.start, "start")
+        end_s = _end_clock_seconds(self.end, "end")
+        if end_s <= start_s:
+            raise _FieldProblem("end", f"the window ends at {self.end}, not after it starts at {self.start}")
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """[start, end) in seconds from 00:00 of day 1."""
+        base = (self.day - 1) * 86400
+        return float(base + clock_seconds(self.start)), float(base + _end_clock_seconds(self.end, "end"))
+
+
+def _no_overlaps(name: str, windows: tuple) -> None:
+    """Raise a field problem naming the first window that overlaps an earlier one."""
+    spans = sorted((w.interval_s, n) for n, w in enumerate(windows))
+    for (prev, p), (cur, c) in zip(spans, spans[1:]):
+        if cur[0] < prev[1]:
+            first, second = sorted((p, c))
+            raise _FieldProblem(name, f"overlaps {name}[{first}]", (second,))
+
+
 @frozen
 class Host:
     """An issuer's authorisation host: `servers` parallel servers fed by one FIFO queue."""
@@ -183,6 +249,29 @@ class Host:
     servers: int = field(validator=[_positive, _at_most(10_000)])
     service_time_ms: Distribution = Distribution("exponential", mean=20.0)
     queue_limit: int = field(default=100_000, validator=[_positive, _at_most(10_000_000)])
+    outages: tuple[Outage, ...] = ()
+    degraded: tuple[Degradation, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _no_overlaps("outages", self.outages)
+        _no_overlaps("degraded", self.degraded)
+        for n, d in enumerate(self.degraded):
+            if d.servers > self.servers:
+                raise _FieldProblem("degraded", f"{d.servers} servers is more than the host has ({self.servers})",
+                                    (n, "servers"))
+
+
+@frozen
+class StandIn:
+    """What the switch may approve for an issuer that does not answer: per purchase and per day.
+
+    The daily limit is cumulative over the issuer's stand-in approvals of one simulated
+    day (00:00 to 24:00), consumed in the order the switch decides; reversals do not
+    give it back. A purchase above either limit is declined `91`.
+    """
+
+    per_transaction_minor: int = field(default=100_000, validator=[_non_negative, _at_most(10**12)])
+    daily_minor: int = field(default=20_000_000, validator=[_non_negative, _at_most(10**15)])
 
 
 @frozen
@@ -195,6 +284,12 @@ class Issuer:
     host: Host
     cards: int = field(default=100_000, validator=[_positive, _at_most(10**9)])
     risk_decline_rate: float = field(default=0.01, validator=_probability)
+    # Each card's credit limit (its open-to-buy when the run starts), fen.
+    credit_limit_minor: Distribution = Distribution("lognormal", median=1_000_000.0, sigma=1.0)
+    stand_in: StandIn = StandIn()
+    # Purchases by this bank's cardholders at this bank's own merchants stay inside the
+    # bank: authorised by its host directly, never switched, never cleared by the network.
+    on_us_in_bank: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.bins:
@@ -213,6 +308,8 @@ class Acquirer:
     category_mix: dict[str, float]
     merchants: int = field(default=1_000, validator=[_positive, _at_most(10**8)])
     submission_times: tuple[str, ...] = field(default=("23:30",), validator=_clock_list)
+    # No response this long after sending an 0100: the acquirer sends an 0400 reversal.
+    auth_timeout_ms: float = field(default=15_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
 
     def __attrs_post_init__(self) -> None:
         if not self.category_mix:
@@ -252,6 +349,8 @@ class Network:
     """The switch's links: one latency distribution per message hop."""
 
     latency_ms: Distribution = Distribution("lognormal", median=3.0, sigma=0.3)
+    # The switch stands in when an issuer's answer has not reached it this long after forwarding.
+    switch_timeout_ms: float = field(default=5_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
 
 
 @frozen
@@ -486,6 +585,13 @@ def _strict_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, struct_int)
     conv.register_structure_hook(float, struct_float)
     conv.register_structure_hook(str, struct_str)
+
+    def struct_bool(v: Any, _: type) -> bool:
+        if not isinstance(v, bool):
+            raise TypeError(f"expected true or false, got {_describe(v)}")
+        return v
+
+    conv.register_structure_hook(bool, struct_bool)
     for value_type in (float, Distribution, InterchangeRate):
         conv.register_structure_hook_func(
             lambda t, vt=value_type: t == dict[str, vt], struct_mcc_map(value_type)
@@ -733,6 +839,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if s.settlement.lag_days == 0 and s.run.days == 0:
         yield ("run", "days"), "must be at least 1"
     yield from _settlement_checks(s)
+    yield from _authorisation_checks(s)
 
 
 def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -754,6 +861,16 @@ def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if (st.loss_sharing_key == "fixed" and st.default_rule != "unwind"
             and not any((a.loss_share_weight or 0) > 0 for a in st.accounts)):
         yield ("settlement", "loss_sharing_key"), "fixed needs a loss_share_weight above 0 on at least one account"
+
+
+def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Host availability windows must fall on the run's traffic days."""
+    for n, iss in enumerate(s.issuers):
+        for name, windows in (("outages", iss.host.outages), ("degraded", iss.host.degraded)):
+            for j, w in enumerate(windows):
+                if w.day > s.run.days:
+                    yield (("issuers", n, "host", name, j, "day"),
+                           f"day {w.day} is after the run's last day ({s.run.days})")
 
 
 # --- resolved form ---------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Owns: each acquirer's submission schedule (its `submission_times` on every simulated
 day) and the choice of records for a file: its approved authorisations whose
-response reached it by the submission time and that it has not presented yet.
+response reached it by the submission time, that it has not reversed, that did not
+stay inside the bank (on-us kept in-bank), and that it has not presented yet.
 A file is handed to the network after a transfer time drawn from the acquirer's
 own stream. Must never validate, clear or settle.
 """
@@ -15,7 +16,7 @@ import attrs
 import numpy as np
 import simpy
 
-from clearing_sim.model.authorisation import APPROVED
+from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.traffic import DAY_S, sample
 from clearing_sim.rng import stream
 from clearing_sim.scenario import Scenario, clock_seconds
@@ -50,6 +51,8 @@ class AcquirerSubmissions:
         self.acquirer = txn["acquirer"]
         self.response_code = outcomes["response_code"]
         self.t_response = outcomes["t_response_s"]
+        self.reversed = outcomes["reversed"]
+        self.in_bank = outcomes["route"] == ROUTE_IN_BANK
         self.presented = np.zeros(len(self.acquirer), dtype=bool)
         self.deliver = deliver
         self.files: list[SubmittedFile] = []
@@ -72,6 +75,7 @@ class AcquirerSubmissions:
                 with np.errstate(invalid="ignore"):
                     ready = (self.response_code[mine] == APPROVED) & (self.t_response[mine] <= env.now)
                 ready &= ~self.presented[mine]
+                ready &= ~self.reversed[mine] & ~self.in_bank[mine]
                 idx = mine[ready]
                 if len(idx) == 0:
                     continue

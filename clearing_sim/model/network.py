@@ -16,7 +16,7 @@ import simpy
 
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.acquirers import AcquirerSubmissions
-from clearing_sim.model.authorisation import APPROVED, DetailedAuthorisation
+from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
 from clearing_sim.model.clearing import ClearingNetwork
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import SettlementSystem, WindowState
@@ -40,6 +40,7 @@ class SimulationState:
     clearing: ClearingNetwork
     settlement: SettlementSystem
     horizon_days: int
+    authorisation: DetailedAuthorisation | None = None
 
 
 def horizon_days(scenario: Scenario) -> int:
@@ -79,9 +80,10 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     if progress is not None:
         env.process(_report_progress(env, progress, days * DAY_S))
     env.run(until=days * DAY_S)
+    auth.finish()
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
-                            acquirers, clearing, settlement, days)
+                            acquirers, clearing, settlement, days, authorisation=auth)
     check_invariants(state)
     return state
 
@@ -102,9 +104,22 @@ def check_invariants(state: SimulationState) -> None:
     cleared = state.clearing.txn_cycle >= 0
     if (cleared & ~approved).any():
         raise InvariantError("a declined authorisation was cleared")
-    if (approved & ~cleared).any():
-        raise InvariantError(f"{int((approved & ~cleared).sum())} approved authorisation(s) were never cleared")
+    # Reversed authorisations and purchases kept inside the bank are never presented.
+    presentable = approved & ~out["reversed"] & (out["route"] != ROUTE_IN_BANK)
+    if (cleared & ~presentable).any():
+        raise InvariantError(f"{int((cleared & ~presentable).sum())} reversed or in-bank authorisation(s) were cleared")
+    if (presentable & ~cleared).any():
+        raise InvariantError(f"{int((presentable & ~cleared).sum())} approved authorisation(s) were never cleared")
     presented = sum(int(state.txn["amount_minor"][f.txn_index].sum()) for f in state.acquirers.files)
+    amount = state.txn["amount_minor"]
+    switched_approved = approved & (out["route"] != ROUTE_IN_BANK)
+    approved_minor = int(amount[switched_approved].sum())
+    reversed_minor = int(amount[switched_approved & out["reversed"]].sum())
+    if approved_minor - reversed_minor != presented:
+        raise InvariantError(f"approved {approved_minor} minus reversed {reversed_minor} fen is not the "
+                             f"{presented} fen handed to clearing")
+    if state.authorisation is not None:
+        state.authorisation.check()
     recs = state.clearing.records()
     if presented != int(recs["amount_minor"].sum()):
         raise InvariantError("cleared amounts differ from the amounts presented")
