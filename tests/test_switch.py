@@ -13,6 +13,8 @@ from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndF
 from clearing_sim.scenario import Host, Outage, parse_scenario
 from tests.conftest import SMALL_YAML
 
+_SMALL = parse_scenario(SMALL_YAML)
+
 
 class TestStandInLimits:
     """Stand-in approves in decision order while the per-purchase and daily limits allow, per issuer and day."""
@@ -22,8 +24,7 @@ class TestStandInLimits:
                               max_size=60),
            per_txn=st.integers(0, 50_000), daily=st.integers(0, 200_000))
     def test_greedy_within_limits(self, decisions, per_txn, daily):
-        sc = parse_scenario(SMALL_YAML)
-        limits = StandInLimits(sc)
+        limits = StandInLimits(_SMALL)
         limits.per_transaction = [per_txn, per_txn]
         limits.daily = [daily, daily]
         used: dict[tuple[int, int], int] = {}
