@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clearing_sim import __version__
+from clearing_sim.report import write_report
 from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
@@ -51,6 +52,7 @@ def write_table(path: Path, table: pa.Table) -> None:
 def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
+    write_report(folder, result)
     # The summary last: its presence means every table before it is complete.
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
@@ -78,6 +80,7 @@ def run_into_folder(out: Path, scenario: Scenario, simulate: Callable[[], Result
         except BaseException as exc:
             for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
                 (tmp / name).unlink(missing_ok=True)
+            (tmp / "report.html").unlink(missing_ok=True)
             status = {
                 "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                 "scenario": scenario.name,
