@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clearing_sim import __version__
-from clearing_sim.report import write_report
 from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
@@ -52,6 +51,8 @@ def write_table(path: Path, table: pa.Table) -> None:
 def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
+    from clearing_sim.report import write_report  # matplotlib is imported only when writing
+
     write_report(folder, result)
     # The summary last: its presence means every table before it is complete.
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")

@@ -13,7 +13,7 @@ import clearing_sim
 from clearing_sim import compare, metrics
 from clearing_sim.cli import main
 
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 INTRADAY_YAML = SMALL_YAML.replace("name: small", "name: small_intraday").replace(
     'windows: ["10:00"]\n  lag_days: 1', 'windows: ["13:00", "23:50"]\n  lag_days: 0')

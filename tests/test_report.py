@@ -16,7 +16,7 @@ from clearing_sim import report
 from clearing_sim.cli import main
 from clearing_sim.scenario import parse_scenario
 
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 PLOT_TITLES = ("Purchases per hour", "Authorisation latency distribution", "Settlement lag distribution",
                "Net positions per settlement window", "Exposure over the days")

@@ -12,7 +12,7 @@ from clearing_sim import sweep as sw
 from clearing_sim.cli import main
 from clearing_sim.rng import derived_seed
 
-from conftest import SMALL_YAML
+from tests.conftest import SMALL_YAML
 
 SWEEP_YAML = """\
 name: small_sweep
