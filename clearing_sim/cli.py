@@ -98,8 +98,6 @@ def sweep(
         help="Dask scheduler address, e.g. tcp://host:8786 ('local' starts a local Dask cluster).")] = None,
 ) -> None:
     """Run a grid of scenario variants with replications into sweep.json and sweep.parquet."""
-    import json
-
     from clearing_sim import executor, metrics
     from clearing_sim import sweep as sw
 
@@ -132,10 +130,19 @@ def sweep(
             half = max(iv["ci95"][1] - iv["mean"], iv["mean"] - iv["ci95"][0])
             cells.append(metrics.fmt_value(iv["mean"], m.unit)
                          + (f" +-{metrics.fmt_value(half, m.unit)}" if half > 0 else ""))
-        t.add_row(str(point.index), *[json.dumps(point.values[k], ensure_ascii=False) for k in s.keys], *cells)
+        t.add_row(str(point.index), *[_grid_value(point.values[k]) for k in s.keys], *cells)
     console = _wide_console()
     console.print(t)
     console.print(f"sweep folder: {folder}")
+
+
+def _grid_value(v: object) -> str:
+    """A swept value for a table cell: a list as its items, anything else as JSON."""
+    import json
+
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+        return " ".join(str(x) for x in v)
+    return json.dumps(v, ensure_ascii=False)
 
 
 def print_summary(summary: dict, folder: Path | None) -> None:
