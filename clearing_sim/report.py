@@ -141,7 +141,8 @@ def _coded(table: Any, name: str) -> tuple[np.ndarray, list[str]] | None:
     col = table.column(name)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
-    col = col.unify_dictionaries() if hasattr(col, "unify_dictionaries") else col
+    # Chunks (e.g. Parquet row groups) may each have their own dictionary: unify them.
+    col = pa.table({name: col}).unify_dictionaries().column(0)
     chunks = col.chunks
     if not chunks:
         return np.empty(0, np.int64), []

@@ -69,6 +69,18 @@ class TestReportContent:
         assert len(ids) == len(set(ids))
 
 
+class TestDictionaryColumns:
+    """Columns whose chunks carry different dictionaries decode to the right names."""
+
+    def test_chunks_with_own_dictionaries(self):
+        import pyarrow as pa
+
+        col = pa.chunked_array([pa.array(["B", "A", "B"]).dictionary_encode(),
+                                pa.array(["C", None, "A"]).dictionary_encode()])
+        codes, names = report._coded(pa.table({"acquirer": col}), "acquirer")
+        assert [names[c] if c >= 0 else None for c in codes] == ["B", "A", "B", "C", None, "A"]
+
+
 class TestSelfContained:
     """The page loads nothing from anywhere and says so to the browser."""
 
@@ -135,20 +147,20 @@ class TestRunFolder:
         assert html.count("<svg") >= 5
         assert html == report.report_from_folder(out)
 
-    def test_failed_run_leaves_no_report(self, tmp_path, small_scenario, monkeypatch):
-        from clearing_sim import outputs
+    def test_failed_run_leaves_no_report(self, tmp_path, small_file, monkeypatch, capsys):
+        """A failure while the report is being written leaves no report, summary or tables."""
 
-        def broken_table(path, table):
+        def half_written(folder, result):
+            (folder / "report.html").write_text("<html>partial", encoding="utf-8")
             raise RuntimeError("disk full")
 
-        monkeypatch.setattr(outputs, "write_table", broken_table)
+        monkeypatch.setattr(report, "write_report", half_written)
         out = tmp_path / "run"
-        with pytest.raises(RuntimeError):
-            outputs.run_into_folder(out, small_scenario, lambda: clearing_sim.run(small_scenario),
-                                    lambda fh: None)
+        assert main(["run", str(small_file), "--out", str(out), "--quiet"]) == 1
         assert (out / "status.json").exists()
         assert not (out / "report.html").exists()
         assert not (out / "summary.json").exists()
+        assert not (out / "transactions.parquet").exists()
 
 
 def _chromium() -> str | None:
