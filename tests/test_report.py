@@ -180,6 +180,27 @@ class TestRendersInChromium:
                "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
+    def _page_requests(self, page: Path, tmp_path: Path) -> set[str]:
+        """URLs the page itself asked for, from Chromium's net log (not the browser's own requests)."""
+        import json
+
+        log = tmp_path / f"{page.stem}-netlog.json"
+        r = self._run([f"--log-net-log={log}", "--dump-dom", page.as_uri()], tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        events = json.loads(log.read_text())["events"]
+        return {e["params"].get("url", "?") for e in events
+                if "initiator" in e.get("params", {}) and e["params"]["initiator"] != "not an origin"}
+
+    def test_loads_nothing(self, tmp_path, small_html):
+        page = tmp_path / "report.html"
+        page.write_text(small_html, encoding="utf-8")
+        assert self._page_requests(page, tmp_path) == set()
+
+    def test_net_log_sees_page_requests(self, tmp_path):
+        page = tmp_path / "bad.html"
+        page.write_text('<img src="http://example.invalid/x.png">', encoding="utf-8")
+        assert "http://example.invalid/x.png" in self._page_requests(page, tmp_path)
+
     def test_dom_and_screenshot(self, tmp_path, small_html):
         page = tmp_path / "report.html"
         page.write_text(small_html, encoding="utf-8")
