@@ -213,3 +213,20 @@ class TestOutputs:
         df["windows_per_day"] = df["settlement.windows"].map(len)
         means = df.groupby("windows_per_day")["settlement.lag_hours.p50"].mean()
         assert means[2] < means[1]
+
+
+class TestShippedSweeps:
+    """Every sweep file shipped in scenarios/ (sweep_*.yaml) loads with all its points valid."""
+
+    SWEEPS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("sweep_*.yaml"))
+
+    @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+    def test_loads(self, path):
+        s = sw.load_sweep(path)
+        assert s.points and s.replications >= 1
+
+    def test_sweep_windows(self):
+        s = sw.load_sweep(Path(__file__).resolve().parent.parent / "scenarios" / "sweep_windows.yaml")
+        assert [len(p.scenario.settlement.windows) for p in s.points] == [1, 2, 4, 6]
+        assert s.base_scenario.name == "baseline"
+        assert all(p.scenario.traffic == s.base_scenario.traffic for p in s.points)
