@@ -31,15 +31,19 @@ class Metric:
     """A key figure: its dotted summary path, a label for people, its unit and a fallback.
 
     `unit` is one of `fen` (shown as CNY), `rate` (a fraction, shown as a percent),
-    `ms`, `h` or `count`. `derive(summary, transactions)` computes the figure when the
-    summary has no value at `path`; `transactions()` returns the transactions table's
-    columns (or None when they are not available) and is only called when needed.
+    `ms`, `h` or `count`. When the summary holds a mapping or a list at `path` (a figure
+    per participant, a list of defaulted participants), `reduce` makes it one number:
+    `max` of the mapping's numbers, or `len` of the list. `derive(summary, transactions)`
+    computes the figure when the summary has nothing at `path`; `transactions()` returns
+    the transactions table's columns (or None when they are not available) and is only
+    called when needed.
     """
 
     path: str
     label: str
     unit: str
     derive: Callable[[dict, Transactions], float | int | None] | None = None
+    reduce: str | None = None  # "max" of a mapping of numbers, "len" of a list
 
 
 def _ratio(num: str, den: str) -> Callable[[dict, Transactions], float | None]:
@@ -68,8 +72,8 @@ def _sum_windows(key: str) -> Callable[[dict, Transactions], int | None]:
 
 
 def _liquidity_saving(summary: dict, tx: Transactions) -> float | None:
-    gross = value_of(summary, "settlement.gross_minor", tx)
-    net = value_of(summary, "settlement.net_minor", tx)
+    gross = value_of(summary, "settlement.liquidity.gross_settled_minor", tx)
+    net = value_of(summary, "settlement.liquidity.net_settled_minor", tx)
     if not gross or net is None:
         return None
     return 1.0 - net / gross
@@ -99,6 +103,9 @@ def _peak_exposure(_: dict, tx: Transactions) -> int | None:
 
 # The figures `compare`, `sweep` and the report show, in this order. A path that a later
 # summary.json carries itself wins over the fallback, so the list can grow with the model.
+# The settlement paths are the ones the settlement work (liquidity, peak net debit,
+# exposure, defaults) writes; until it is merged the fallbacks compute the same figures
+# from the windows and the transactions table (defaults have none: shown as "-").
 KEY_METRICS: tuple[Metric, ...] = (
     Metric("authorisations.latency_ms.p99", "authorisation latency p99", "ms"),
     Metric("authorisations.approval_rate", "approval rate", "rate",
@@ -107,13 +114,14 @@ KEY_METRICS: tuple[Metric, ...] = (
            _ratio("authorisations.stand_in", "authorisations.count")),
     Metric("settlement.lag_hours.p50", "settlement lag p50", "h"),
     Metric("settlement.lag_hours.p99", "settlement lag p99", "h"),
-    Metric("settlement.gross_minor", "gross settled", "fen", _sum_windows("gross_minor")),
-    Metric("settlement.net_minor", "net settled", "fen", _sum_windows("net_minor")),
-    Metric("settlement.liquidity_saving", "liquidity saving (1 - net/gross)", "rate", _liquidity_saving),
-    Metric("settlement.peak_net_debit_minor", "peak net debit", "fen", _peak_net_debit),
-    Metric("settlement.exposure_peak_minor", "peak exposure (approved, unsettled)", "fen", _peak_exposure),
+    Metric("settlement.liquidity.gross_settled_minor", "gross settled", "fen", _sum_windows("gross_minor")),
+    Metric("settlement.liquidity.net_settled_minor", "net settled", "fen", _sum_windows("net_minor")),
+    Metric("settlement.liquidity.saving", "liquidity saving (1 - net/gross)", "rate", _liquidity_saving),
+    Metric("settlement.peak_net_debit_minor", "peak net debit (largest participant)", "fen", _peak_net_debit,
+           reduce="max"),
+    Metric("settlement.exposure.peak_minor", "peak exposure (approved, unsettled)", "fen", _peak_exposure),
     Metric("clearing.records_rejected", "clearing records rejected", "count"),
-    Metric("settlement.defaults", "defaults", "count"),
+    Metric("settlement.defaulted_participants", "defaulted participants", "count", reduce="len"),
 )
 
 METRICS_BY_PATH: dict[str, Metric] = {m.path: m for m in KEY_METRICS}
@@ -167,12 +175,29 @@ def value_of(summary: dict, path: str, transactions: Transactions = _no_transact
     Only numbers count as values (a bool or a string at the path is treated as missing).
     """
     v = get_path(summary, path)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+    if _is_number(v):
         return v
     metric = METRICS_BY_PATH.get(path)
-    if metric is None or metric.derive is None:
+    if metric is None:
+        return None
+    if metric.reduce is not None and v is not None:
+        return _reduce(metric.reduce, v)
+    if metric.derive is None:
         return None
     return metric.derive(summary, transactions)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _reduce(how: str, v: Any) -> float | int | None:
+    if how == "max" and isinstance(v, dict):
+        numbers = [x for x in v.values() if _is_number(x)]
+        return max(numbers) if numbers else None
+    if how == "len" and isinstance(v, list):
+        return len(v)
+    return None
 
 
 def key_values(summary: dict, transactions: Transactions = _no_transactions) -> dict[str, float | int | None]:

@@ -79,7 +79,7 @@ class TestCompareScenarioFiles:
 
     def test_missing_metric_left_out(self, compared):
         for s in compared[2]["scenarios"]:
-            assert "settlement.defaults" not in s["metrics"]
+            assert "settlement.defaulted_participants" not in s["metrics"]
 
     def test_common_random_numbers(self, compared):
         """Replication i of both scenarios used one seed: the authorisations are identical."""
@@ -100,7 +100,7 @@ class TestCompareScenarioFiles:
     def test_table_printed(self, compared):
         text = compared[3]
         assert "small_intraday" in text and "settlement lag p50" in text
-        assert "defaults" in text
+        assert "defaulted participants" in text
 
     def test_csv_rows(self, compared):
         rows = list(csv.DictReader((compared[1] / "compare.csv").open()))
@@ -136,10 +136,10 @@ class TestCompareRunFolders:
         m = first["metrics"]["settlement.lag_hours.p50"]
         assert m["ci95"] == [m["mean"], m["mean"]]
         assert m["mean"] == summary_value(run, "settlement.lag_hours.p50")
-        assert "settlement.exposure_peak_minor" in first["metrics"]
+        assert "settlement.exposure.peak_minor" in first["metrics"]
         assert second["name"] != first["name"]  # same scenario name made unique
         assert "settlement.lag_hours.p50" not in second["metrics"]
-        assert "settlement.exposure_peak_minor" not in second["metrics"]
+        assert "settlement.exposure.peak_minor" not in second["metrics"]
         assert "-" in text
 
 

@@ -59,21 +59,31 @@ class TestKeyValues:
         v = metrics.key_values(_summary())
         assert v["authorisations.approval_rate"] == pytest.approx(0.75)
         assert v["authorisations.stand_in_rate"] == pytest.approx(0.05)
-        assert v["settlement.gross_minor"] == 1500
-        assert v["settlement.net_minor"] == 500
-        assert v["settlement.liquidity_saving"] == pytest.approx(1 - 500 / 1500)
+        assert v["settlement.liquidity.gross_settled_minor"] == 1500
+        assert v["settlement.liquidity.net_settled_minor"] == 500
+        assert v["settlement.liquidity.saving"] == pytest.approx(1 - 500 / 1500)
         assert v["settlement.peak_net_debit_minor"] == 400
         assert v["clearing.records_rejected"] == 3
-        assert v["settlement.defaults"] is None  # not modelled yet: missing, not zero
-        assert v["settlement.exposure_peak_minor"] is None  # no transactions given
+        assert v["settlement.defaulted_participants"] is None  # not modelled yet: missing, not zero
+        assert v["settlement.exposure.peak_minor"] is None  # no transactions given
 
     def test_summary_value_wins(self):
         s = _summary()
-        s["settlement"]["gross_minor"] = 7
+        s["settlement"]["liquidity"] = {"gross_settled_minor": 7}
         s["authorisations"]["approval_rate"] = 0.5
         v = metrics.key_values(s)
-        assert v["settlement.gross_minor"] == 7
+        assert v["settlement.liquidity.gross_settled_minor"] == 7
         assert v["authorisations.approval_rate"] == 0.5
+
+    def test_per_participant_and_list_figures_reduced(self):
+        s = _summary()
+        s["settlement"]["peak_net_debit_minor"] = {"A": 900, "B": 0, "N": 0}
+        s["settlement"]["defaulted_participants"] = []
+        v = metrics.key_values(s)
+        assert v["settlement.peak_net_debit_minor"] == 900  # the summary's own figure, not the windows'
+        assert v["settlement.defaulted_participants"] == 0
+        s["settlement"]["defaulted_participants"] = ["A", "B"]
+        assert metrics.key_values(s)["settlement.defaulted_participants"] == 2
 
     def test_empty_summary_gives_all_none(self):
         v = metrics.key_values({})
@@ -89,7 +99,7 @@ class TestKeyValues:
                     "amount_minor": np.array([10, 20]), "approved": np.array([True, True])}
 
         v = metrics.key_values(_summary(), tx)
-        assert v["settlement.exposure_peak_minor"] == 30
+        assert v["settlement.exposure.peak_minor"] == 30
         assert len(calls) == 1
 
     def test_flatten_numbers_skips_lists_and_text(self):
