@@ -103,6 +103,8 @@ def sweep(
 
     s = sw.load_sweep(sweep_file)
     n_workers = workers if workers is not None else executor.default_workers()
+    if n_workers < 1:
+        raise InputError(f"--workers: must be at least 1, got {n_workers}")
     folder = out if out is not None else sw.default_out(s)
     err_console.print(f"sweep {s.name}: {len(s.points)} point(s) x {s.replications} replication(s), "
                       f"root seed {s.root_seed}, "
