@@ -40,6 +40,113 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.2f}%" if whole else "-"
 
 
+def _wide_console() -> Console:
+    """stdout, wide enough for side-by-side tables when it is not a terminal (pipes, CI)."""
+    return out_console if out_console.is_terminal else Console(highlight=False, width=200)
+
+
+@app.command()
+def compare(
+    sources: Annotated[list[Path], typer.Argument(help="Scenario files and/or run folders.")],
+    replications: Annotated[int, typer.Option("--replications", "-r",
+                                              help="Replications of each scenario file.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for compare.json/.csv/.html "
+                                                     "(default runs/compare-<names>/).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Root seed of the replications' seeds "
+                                                     "(default: the first scenario file's run.seed).")] = None,
+    mode: Annotated[str, typer.Option(help="Fidelity mode.")] = "detailed",
+    workers: Annotated[int, typer.Option(help="Local worker processes for the replications.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (or 'local').")] = None,
+) -> None:
+    """Compare scenarios side by side: key figures as means with 95% intervals."""
+    from clearing_sim import compare as cmp
+    from clearing_sim import executor, metrics
+    from clearing_sim.model.network import MODES
+
+    if mode not in MODES:
+        raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    srcs = cmp.resolve_sources(sources)
+    files = [s for s in srcs if s.kind == "scenario"]
+    root = seed if seed is not None else (files[0].scenario.run.seed if files else 0)
+    compared = cmp.compare(srcs, replications=replications, root_seed=root, mode=mode, workers=workers,
+                           scheduler=scheduler, progress=executor.show_progress())
+    if out is None:
+        names = "-vs-".join("".join(c if c.isalnum() or c in "-_." else "_" for c in s.name) for s in srcs)
+        out = Path("runs") / f"compare-{names[:80]}"
+    written = cmp.write_outputs(out, compared, root, mode)
+
+    t = Table(title=f"Key figures: mean [95% interval] over replications (root seed {root})",
+              header_style="bold")
+    t.add_column("figure")
+    for c in compared:
+        t.add_column(f"{c.name}\n{c.kind}, R={c.replications}", justify="right")
+    for m in metrics.KEY_METRICS:
+        unit = metrics.unit_label(m.unit)
+        t.add_row(m.label + (f" ({unit})" if unit else ""),
+                  *[cmp.cell(c.intervals.get(m.path), m.unit) for c in compared])
+    console = _wide_console()
+    console.print(t)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default runs/<sweep name>/).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per CPU).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address, e.g. tcp://host:8786 ('local' starts a local Dask cluster).")] = None,
+) -> None:
+    """Run a grid of scenario variants with replications into sweep.json and sweep.parquet."""
+    from clearing_sim import executor, metrics
+    from clearing_sim import sweep as sw
+
+    s = sw.load_sweep(sweep_file)
+    n_workers = workers if workers is not None else executor.default_workers()
+    if n_workers < 1:
+        raise InputError(f"--workers: must be at least 1, got {n_workers}")
+    folder = out if out is not None else sw.default_out(s)
+    err_console.print(f"sweep {s.name}: {len(s.points)} point(s) x {s.replications} replication(s), "
+                      f"root seed {s.root_seed}, "
+                      + (f"Dask scheduler {scheduler}" if scheduler else f"{n_workers} local worker(s)"))
+    results = sw.run_sweep(s, workers=n_workers, scheduler=scheduler, progress=executor.show_progress())
+    sw.write_outputs(folder, s, results)
+
+    data = sw.to_json(s, results)
+    shown = [m for m in metrics.KEY_METRICS if any(m.path in p["metrics"] for p in data["points"])]
+    t = Table(title=f"Sweep {s.name}: mean +- 95% half-width over {s.replications} replication(s)",
+              header_style="bold")
+    t.add_column("point", justify="right")
+    for key in s.keys:
+        t.add_column(key, overflow="fold")
+    for m in shown:
+        unit = metrics.unit_label(m.unit)
+        t.add_column(m.label + (f" ({unit})" if unit else ""), justify="right")
+    for p, point in zip(data["points"], s.points):
+        cells = []
+        for m in shown:
+            iv = p["metrics"].get(m.path)
+            if iv is None:
+                cells.append("-")
+                continue
+            half = max(iv["ci95"][1] - iv["mean"], iv["mean"] - iv["ci95"][0])
+            cells.append(metrics.fmt_value(iv["mean"], m.unit)
+                         + (f" +-{metrics.fmt_value(half, m.unit)}" if half > 0 else ""))
+        t.add_row(str(point.index), *[_grid_value(point.values[k]) for k in s.keys], *cells)
+    console = _wide_console()
+    console.print(t)
+    console.print(f"sweep folder: {folder}")
+
+
+def _grid_value(v: object) -> str:
+    """A swept value for a table cell: a list as its items, anything else as JSON."""
+    import json
+
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+        return " ".join(str(x) for x in v)
+    return json.dumps(v, ensure_ascii=False)
+
+
 def print_summary(summary: dict, folder: Path | None) -> None:
     """The run's key figures as readable tables on stdout."""
     a, c, s = summary["authorisations"], summary["clearing"], summary["settlement"]

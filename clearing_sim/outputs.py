@@ -70,6 +70,9 @@ def write_table(path: Path, table: pa.Table) -> None:
 def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
+    from clearing_sim.report import write_report  # matplotlib is imported only when writing
+
+    write_report(folder, result)
     # The summary last: its presence means every table before it is complete.
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
@@ -105,6 +108,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         except BaseException as exc:
             for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
                 (tmp / name).unlink(missing_ok=True)
+            (tmp / "report.html").unlink(missing_ok=True)
             for extra in tmp.iterdir():  # whatever else was written half-way
                 if extra.name not in ("config.yaml", "log.jsonl"):
                     shutil.rmtree(extra) if extra.is_dir() else extra.unlink()

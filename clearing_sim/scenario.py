@@ -644,7 +644,7 @@ def _walk_errors(exc: BaseException, path: Path_) -> Iterator[tuple[Path_, str]]
         p = path + ((exc.field_name,) if exc.field_name else ()) + exc.subpath
         yield p, exc.message
     elif isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
+        for key in sorted(exc.extra_fields, key=repr):
             yield path + (key,), "unknown key (check its spelling against the scenario reference)"
     elif isinstance(exc, KeyError):
         yield path, "required key is missing"
@@ -692,6 +692,9 @@ class _Source:
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except YAMLError as exc:
             raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+            # ruamel.yaml's own failures on odd input, e.g. a list used as a mapping key.
+            raise ScenarioError(source, [Problem("", f"YAML error: unsupported structure ({exc})")]) from None
         self.lines: dict[Path_, int] = {}
         self.problems: list[Problem] = []
         self.data = self._plain(tree, ())
