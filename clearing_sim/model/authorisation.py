@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import numpy as np
 import simpy
 
@@ -118,6 +119,96 @@ def empty_outcomes(n: int) -> dict[str, np.ndarray]:
     return out
 
 
+@attrs.frozen
+class AuthorisationPlan:
+    """Every authorisation's path before anything queues: its route, the times fixed by its
+    draws, whether it can reach its host, and the outcomes already known (unknown BINs,
+    in-bank purchases whose host is down). Both fidelity modes start from it."""
+
+    issuer: np.ndarray
+    acquirer: np.ndarray
+    route: np.ndarray
+    network: np.ndarray
+    in_bank: np.ndarray
+    unknown: np.ndarray
+    switched: np.ndarray
+    t_sw: np.ndarray
+    t_host_in: np.ndarray
+    deadline: np.ndarray
+    acq_deadline: np.ndarray
+    switch_timeout_s: float
+    availability: list
+    signed_off: np.ndarray
+    lost_on_arrival: np.ndarray
+    visits: np.ndarray
+    host_outcome: np.ndarray
+    out: dict
+
+
+def plan_authorisations(scenario: Scenario, txn: dict[str, np.ndarray], routed_issuer: np.ndarray) -> AuthorisationPlan:
+    """The static part of the authorisation path (see the module docstring)."""
+    iss = routed_issuer.astype(np.int64)
+    acq = txn["acquirer"].astype(np.int64)
+    n = len(txn["txn_id"])
+    out = empty_outcomes(n)
+    out["routed_issuer"][:] = routed_issuer
+
+    # --- routes -----------------------------------------------------------------
+    inst_of_issuer = np.array([scenario.institution_index(i.institution) for i in scenario.issuers] + [-1])
+    inst_of_acq = np.array([scenario.institution_index(a.institution) for a in scenario.acquirers])
+    keeps_on_us = np.array([i.on_us_in_bank for i in scenario.issuers] + [False])
+    in_bank = (iss >= 0) & (inst_of_issuer[iss] == inst_of_acq[acq]) & keeps_on_us[iss]
+    route = np.where(iss < 0, ROUTE_UNKNOWN_BIN, np.where(in_bank, ROUTE_IN_BANK, ROUTE_NETWORK))
+    out["route"][:] = route
+    network = route == ROUTE_NETWORK
+    unknown = route == ROUTE_UNKNOWN_BIN
+    switched = ~in_bank
+
+    # --- static timeline values ---------------------------------------------------
+    t = txn["t_arrival_s"]
+    h1, h2 = txn["hop_acq_switch_s"], txn["hop_switch_issuer_s"]
+    h3, h4 = txn["hop_issuer_switch_s"], txn["hop_switch_acq_s"]
+    t_sw = np.where(switched, t + h1, np.nan)
+    t_host_in = np.where(network, t_sw + h2, np.where(in_bank, t + h1, np.nan))
+    switch_timeout_s = scenario.network.switch_timeout_ms / 1000.0
+    deadline = t_sw + switch_timeout_s
+    acq_timeout_s = np.array([a.auth_timeout_ms / 1000.0 for a in scenario.acquirers])
+    acq_deadline = t + acq_timeout_s[acq]
+    out["t_switch_in_s"][:] = t_sw
+
+    availability = [Availability(i.host) for i in scenario.issuers]
+    signed_off = np.zeros(n, dtype=bool)
+    lost_on_arrival = np.zeros(n, dtype=bool)
+    for k, av in enumerate(availability):
+        mine = iss == k
+        net_k = mine & network
+        signed_off[net_k] = av.announced_down(t_sw[net_k])
+        reach = mine & ~signed_off
+        lost_on_arrival[reach] = av.down(t_host_in[reach])
+    visits = (network | in_bank) & ~signed_off & ~lost_on_arrival
+
+    # --- static outcomes -------------------------------------------------------------
+    code = out["response_code"]
+    resp = out["t_response_s"]
+    host_outcome = np.where(signed_off | unknown, HOST_NOT_SENT, -1)
+    host_outcome[lost_on_arrival] = HOST_LOST_ON_ARRIVAL
+    code[unknown] = INVALID_CARD
+    out["t_switch_response_s"][unknown] = t_sw[unknown]
+    resp[unknown] = t_sw[unknown] + h4[unknown]
+    bank_down = in_bank & lost_on_arrival
+    code[bank_down] = ISSUER_UNAVAILABLE
+    resp[bank_down] = t_host_in[bank_down] + h4[bank_down]
+    with np.errstate(invalid="ignore"):
+        out["t_host_in_s"][:] = np.where(visits | lost_on_arrival, t_host_in, np.nan)
+
+    return AuthorisationPlan(
+        issuer=iss, acquirer=acq, route=route, network=network, in_bank=in_bank, unknown=unknown,
+        switched=switched, t_sw=t_sw, t_host_in=t_host_in, deadline=deadline, acq_deadline=acq_deadline,
+        switch_timeout_s=switch_timeout_s, availability=availability, signed_off=signed_off,
+        lost_on_arrival=lost_on_arrival, visits=visits, host_outcome=host_outcome, out=out,
+    )
+
+
 class DetailedAuthorisation:
     """Every authorisation through SimPy (the reference semantics); see the module docstring."""
 
@@ -128,58 +219,17 @@ class DetailedAuthorisation:
         self.txn = txn
         n = len(txn["txn_id"])
         self.n = n
-        out = self.out = empty_outcomes(n)
-        iss = routed_issuer.astype(np.int64)
-        acq = txn["acquirer"].astype(np.int64)
-        out["routed_issuer"][:] = routed_issuer
-
-        # --- routes -----------------------------------------------------------------
-        inst_of_issuer = np.array([scenario.institution_index(i.institution) for i in scenario.issuers] + [-1])
-        inst_of_acq = np.array([scenario.institution_index(a.institution) for a in scenario.acquirers])
-        keeps_on_us = np.array([i.on_us_in_bank for i in scenario.issuers] + [False])
-        in_bank = (iss >= 0) & (inst_of_issuer[iss] == inst_of_acq[acq]) & keeps_on_us[iss]
-        route = np.where(iss < 0, ROUTE_UNKNOWN_BIN, np.where(in_bank, ROUTE_IN_BANK, ROUTE_NETWORK))
-        out["route"][:] = route
-        network = route == ROUTE_NETWORK
-        unknown = route == ROUTE_UNKNOWN_BIN
-        switched = ~in_bank
-
-        # --- static timeline values ---------------------------------------------------
-        t = txn["t_arrival_s"]
-        h1, h2 = txn["hop_acq_switch_s"], txn["hop_switch_issuer_s"]
+        p = self.plan = plan_authorisations(scenario, txn, routed_issuer)
+        out = self.out = p.out
+        iss, acq = p.issuer, p.acquirer
+        network, in_bank, switched = p.network, p.in_bank, p.switched
+        t_sw, t_host_in, deadline, acq_deadline = p.t_sw, p.t_host_in, p.deadline, p.acq_deadline
+        signed_off, visits = p.signed_off, p.visits
         h3, h4 = txn["hop_issuer_switch_s"], txn["hop_switch_acq_s"]
-        t_sw = np.where(switched, t + h1, np.nan)
-        t_host_in = np.where(network, t_sw + h2, np.where(in_bank, t + h1, np.nan))
-        self.switch_timeout_s = scenario.network.switch_timeout_ms / 1000.0
-        deadline = t_sw + self.switch_timeout_s
-        acq_timeout_s = np.array([a.auth_timeout_ms / 1000.0 for a in scenario.acquirers])
-        acq_deadline = t + acq_timeout_s[acq]
-        out["t_switch_in_s"][:] = t_sw
-
-        self.availability = [Availability(i.host) for i in scenario.issuers]
-        signed_off = np.zeros(n, dtype=bool)
-        lost_on_arrival = np.zeros(n, dtype=bool)
-        for k, av in enumerate(self.availability):
-            mine = iss == k
-            net_k = mine & network
-            signed_off[net_k] = av.announced_down(t_sw[net_k])
-            reach = mine & ~signed_off
-            lost_on_arrival[reach] = av.down(t_host_in[reach])
-        visits = (network | in_bank) & ~signed_off & ~lost_on_arrival
-
-        # --- static outcomes -------------------------------------------------------------
-        code = out["response_code"]
+        self.switch_timeout_s = p.switch_timeout_s
+        self.availability = p.availability
         resp = out["t_response_s"]
-        host_outcome = np.where(signed_off | unknown, HOST_NOT_SENT, -1)
-        host_outcome[lost_on_arrival] = HOST_LOST_ON_ARRIVAL
-        code[unknown] = INVALID_CARD
-        out["t_switch_response_s"][unknown] = t_sw[unknown]
-        resp[unknown] = t_sw[unknown] + h4[unknown]
-        bank_down = in_bank & lost_on_arrival
-        code[bank_down] = ISSUER_UNAVAILABLE
-        resp[bank_down] = t_host_in[bank_down] + h4[bank_down]
-        with np.errstate(invalid="ignore"):
-            out["t_host_in_s"][:] = np.where(visits | lost_on_arrival, t_host_in, np.nan)
+        host_outcome = p.host_outcome
 
         # --- per-transaction data for the processes, as plain lists --------------------
         self.ledger = OpenToBuy(iss, txn["card"], txn["credit_limit_minor"])

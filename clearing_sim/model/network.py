@@ -18,12 +18,13 @@ from clearing_sim.errors import InvariantError
 from clearing_sim.model.acquirers import AcquirerSubmissions
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
 from clearing_sim.model.clearing import ClearingNetwork
+from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import SettlementSystem, WindowState
 from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
 from clearing_sim.scenario import Scenario
 
-MODES = ("detailed",)
+MODES = ("detailed", "fast")
 
 
 @attrs.define
@@ -73,7 +74,10 @@ def simulate(scenario: Scenario, mode: str = "detailed",
 
     env = simpy.Environment()
     days = horizon_days(scenario)
-    auth = DetailedAuthorisation(env, scenario, txn, routed)
+    if mode == "fast":
+        auth = FastAuthorisation(scenario, txn, routed, days * DAY_S)
+    else:
+        auth = DetailedAuthorisation(env, scenario, txn, routed)
     settlement = SettlementSystem(env, scenario)
     clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days)
     acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive)
