@@ -286,7 +286,7 @@ def run(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML file.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
-    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed.")] = "detailed",
+    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels).")] = "detailed",
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
