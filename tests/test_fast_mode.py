@@ -44,13 +44,15 @@ def without_mode(summary: dict) -> str:
     return json.dumps({k: v for k, v in summary.items() if k != "mode"}, sort_keys=True)
 
 
+@pytest.fixture(scope="module")
+def both():
+    """The stress scenario in both modes."""
+    sc = load_scenario(STRESS)
+    return simulate(sc, "detailed"), simulate(sc, "fast")
+
+
 class TestStress:
     """Under saturation, crashes, sign-offs, degraded capacity, timeouts both ways and in-bank purchases."""
-
-    @pytest.fixture(scope="class")
-    def both(self):
-        sc = load_scenario(STRESS)
-        return simulate(sc, "detailed"), simulate(sc, "fast")
 
     def test_every_path_is_exercised(self, both) -> None:
         from clearing_sim.model.authorisation import HOST_OUTCOMES
