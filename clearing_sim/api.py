@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clearing_sim.model.network import MODES, simulate
+from clearing_sim.resources import check_memory
 from clearing_sim.results import Result, build_result
 from clearing_sim.scenario import Scenario, with_seed
 from clearing_sim.scenario import load_scenario as _load
@@ -27,10 +28,12 @@ def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "d
     `seed` replaces the scenario's `run.seed` when given; `mode` is one of
     `clearing_sim.model.network.MODES`; `progress(now_s, horizon_s)` is called once per
     simulated hour. Raises ScenarioError for a bad scenario,
-    ValueError for an unknown mode and InvariantError if the books do not balance.
+    ValueError for an unknown mode, ScenarioError if the run cannot fit in memory
+    (`clearing_sim.resources`) and InvariantError if the books do not balance.
     """
     if not isinstance(scenario, Scenario):
         scenario = _load(scenario)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    check_memory(scenario)
     return build_result(simulate(with_seed(scenario, seed), mode, progress=progress))

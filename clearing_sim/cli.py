@@ -297,6 +297,7 @@ def run(
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, outputs
     from clearing_sim.model.network import MODES
+    from clearing_sim.resources import check_memory
     from clearing_sim.scenario import with_seed
 
     _terminate_as_interrupt()
@@ -310,6 +311,7 @@ def run(
     if mode not in MODES:
         raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
     sc = with_seed(api.load_scenario(scenario), seed)
+    check_memory(sc)  # before the run folder exists: nothing is written for a run that cannot fit
     folder = out if out is not None else outputs.default_out(sc)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
     result = _simulate_into(folder, sc, mode, quiet, trace_messages)

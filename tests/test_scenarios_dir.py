@@ -21,7 +21,7 @@ def test_scenario_runs(path: Path, tmp_path: Path) -> None:
     from clearing_sim.scenario import load_scenario
 
     if load_scenario(path).traffic.transactions_per_day * load_scenario(path).run.days > 5_000_000:
-        pytest.skip("national-scale scenario: exercised by the benchmarks, not the test suite")
+        pytest.skip("national-scale scenario: too large for the test suite (tests/test_resources.py checks its refusal)")
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "-q"]) == 0
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     a, c = s["authorisations"], s["clearing"]

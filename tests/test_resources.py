@@ -1,0 +1,49 @@
+"""The memory check refuses a run that cannot fit, before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clearing_sim import resources
+from clearing_sim.cli import main
+from clearing_sim.errors import InputError
+
+
+class TestMemoryCheck:
+    """A run whose estimate exceeds the available memory exits 2 naming the volume key."""
+
+    def test_refused_and_nothing_written(self, small_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+        monkeypatch.setattr(resources, "available_bytes", lambda: 100 * 2**20)
+        out = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(out)]) == 2
+        assert "traffic.transactions_per_day" in capsys.readouterr().err
+        assert not out.exists()
+
+    def test_api_refuses(self, small_scenario, monkeypatch) -> None:
+        import clearing_sim
+
+        monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+        with pytest.raises(InputError, match="memory"):
+            clearing_sim.run(small_scenario)
+
+    def test_override(self, small_scenario, monkeypatch) -> None:
+        monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+        monkeypatch.setenv(resources.ENV_SKIP, "1")
+        resources.check_memory(small_scenario)  # no error
+
+    def test_estimate_grows_with_volume(self, small_scenario) -> None:
+        import attrs
+
+        bigger = attrs.evolve(small_scenario, traffic=attrs.evolve(small_scenario.traffic, transactions_per_day=10**8))
+        assert resources.estimated_peak_bytes(bigger) > 50 * 2**30 > resources.estimated_peak_bytes(small_scenario)
+
+    def test_national_day_is_refused_here(self, capsys) -> None:
+        """The 10^8-purchase day does not fit a 24 GiB machine in this version: a clear refusal."""
+        path = Path(__file__).resolve().parent.parent / "scenarios" / "national_day.yaml"
+        if (resources.available_bytes() or 0) > 100 * 2**30:
+            pytest.skip("a machine large enough to run it")
+        assert main(["validate", str(path)]) == 0
+        assert main(["run", str(path), "--mode", "fast", "--out", "/nonexistent/never"]) == 2
+        assert "GiB" in capsys.readouterr().err
