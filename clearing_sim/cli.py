@@ -140,7 +140,7 @@ def _terminate_as_interrupt() -> None:
         pass
 
 
-def _simulate_into(folder: Path, sc, mode: str, quiet: bool):
+def _simulate_into(folder: Path, sc, mode: str, quiet: bool, clearing_files: bool = False):
     from clearing_sim import api, log, outputs
 
     def open_log(fh):
@@ -150,7 +150,7 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool):
         def simulate():
             logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
             logger.info("run started", version=__version__, out=str(folder))
-            result = api.run(sc, mode=mode, progress=progress)
+            result = api.run(sc, mode=mode, progress=progress, clearing_files=clearing_files)
             a = result.summary["authorisations"]
             logger.info("run finished", authorisations=a["count"], approved=a["approved"],
                         windows=len(result.summary["settlement"]["windows"]))
@@ -172,6 +172,9 @@ def run(
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
+    clearing_files: Annotated[bool, typer.Option("--clearing-files", help="Keep the clearing files in the run "
+                                                 "folder: clearing/in/ (sent to the network), clearing/out/ "
+                                                 "(sent by it: cleared records and rejects).")] = False,
 ) -> None:
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, outputs
@@ -191,7 +194,7 @@ def run(
     sc = with_seed(api.load_scenario(scenario), seed)
     folder = out if out is not None else outputs.default_out(sc)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
-    result = _simulate_into(folder, sc, mode, quiet)
+    result = _simulate_into(folder, sc, mode, quiet, clearing_files)
     print_summary(result.summary, folder)
 
 
@@ -239,6 +242,26 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
         f"{len(sc.issuers)} issuers, {len(sc.acquirers)} acquirers, ~{tx:,} transactions over "
         f"{sc.run.days} day(s), seed {sc.run.seed}"
     )
+
+
+@app.command()
+def inspect(
+    clearing_file: Annotated[Path, typer.Argument(help="A clearing file (IPM-style, VBS or 1014-blocked).")],
+    records: Annotated[int, typer.Option(help="How many of the first records to show.")] = 5,
+) -> None:
+    """Show a clearing file's header, counts, totals, first records and validation (exit 2 if rejected)."""
+    from clearing_sim import ipm
+
+    try:
+        data = clearing_file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{clearing_file}: cannot read the file: {exc.strerror or exc}") from None
+    report = ipm.inspect_file(data)
+    out_console.print(Text(f"{clearing_file}\n" + ipm.format_inspect(report, n_first=max(records, 0))))
+    if not report.ok:
+        number = ipm.REASON_CODES[report.reason_code][0]
+        where = "" if report.record_index is None else f" at message {report.record_index + 1}"
+        raise InputError(f"{clearing_file}: rejected, reason {report.reason_code} ({number}){where}: {report.reason}")
 
 
 @app.command()

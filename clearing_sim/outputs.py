@@ -2,7 +2,7 @@
 
 Owns: the folder layout (`config.yaml`, `summary.json`, `transactions.parquet`,
 `clearing_records.parquet`, `settlements.parquet`, `log.jsonl`; `status.json` on a
-failed run), serialisation that gives the same bytes for the same run, and the move
+failed run; `clearing/in/` and `clearing/out/` when the run keeps its clearing files), serialisation that gives the same bytes for the same run, and the move
 from a temporary folder into place. Must never write outside the `--out` folder and
 its temporary sibling, and never leave a half-written summary.
 """
@@ -27,6 +27,7 @@ from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
 TABLES = ("transactions", "clearing_records", "settlements")
+CLEARING_DIR = "clearing"  # with --clearing-files: clearing/in/ (files sent to the network), clearing/out/
 
 
 def default_out(scenario: Scenario, root: Path = Path("runs")) -> Path:
@@ -67,9 +68,18 @@ def write_table(path: Path, table: pa.Table) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
 
 
+def write_clearing_files(folder: Path, result: Result) -> None:
+    """`clearing/in/` and `clearing/out/`: the clearing files the run kept (if it kept any)."""
+    for rel, data in result.clearing_files:
+        path = folder / CLEARING_DIR / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
 def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
+    write_clearing_files(folder, result)
     # The summary last: its presence means every table before it is complete.
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
@@ -100,6 +110,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         except BaseException as exc:
             for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
                 (tmp / name).unlink(missing_ok=True)
+            shutil.rmtree(tmp / CLEARING_DIR, ignore_errors=True)
             status = {
                 "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                 "scenario": scenario.name,

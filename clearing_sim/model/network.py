@@ -8,6 +8,7 @@ end-of-run invariants. Must never write files or print.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import attrs
@@ -17,7 +18,10 @@ import simpy
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.acquirers import AcquirerSubmissions
 from clearing_sim.model.authorisation import APPROVED, DetailedAuthorisation
-from clearing_sim.model.clearing import ClearingNetwork
+from clearing_sim.model.clearing import ClearingNetwork, check_clearing
+from clearing_sim.model.clearing_data import RecordFactory
+from clearing_sim.model.clearing_draws import draw_clearing, extra_days
+from clearing_sim.model.disputes import IssuerDisputes
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import SettlementSystem, WindowState
 from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
@@ -40,19 +44,25 @@ class SimulationState:
     clearing: ClearingNetwork
     settlement: SettlementSystem
     horizon_days: int
+    disputes: IssuerDisputes | None = None
 
 
 def horizon_days(scenario: Scenario) -> int:
-    """Traffic days, a day for the last files and cycle, then the lag and its windows."""
-    return scenario.run.days + 1 + scenario.settlement.lag_days + 1
+    """Traffic days, a day for the last files and cycle, then the lag and its windows.
+
+    Refunds and disputes, when the scenario has them, add the days they may take.
+    """
+    return scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra_days(scenario)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",
-             progress: Callable[[float, float], None] | None = None) -> SimulationState:
+             progress: Callable[[float, float], None] | None = None,
+             keep_clearing_files: bool = False) -> SimulationState:
     """Run the scenario (its `run.seed`) in the given fidelity mode; raises ValueError on a bad mode.
 
     `progress(now_s, horizon_s)` is called once per simulated hour if given; it only
-    observes, so it never changes the outcome.
+    observes, so it never changes the outcome. `keep_clearing_files` keeps the bytes
+    of every clearing file (received and sent) in `state.clearing.kept_files`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
@@ -68,14 +78,23 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     days = horizon_days(scenario)
     auth = DetailedAuthorisation(env, scenario, txn, routed)
     settlement = SettlementSystem(env, scenario)
-    clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days)
-    acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive)
+    draws = draw_clearing(scenario, txn)
+    factory = RecordFactory(dt.date.fromisoformat(scenario.run.start_date), txn, pan,
+                            np.array([scenario.institution_index(i.institution) for i in scenario.issuers]),
+                            np.array([scenario.institution_index(a.institution) for a in scenario.acquirers]),
+                            scenario.disputes.chargeback_reason_code)
+    clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days, pan=pan, outcomes=auth.out,
+                               draws=draws, factory=factory, keep_files=keep_clearing_files)
+    acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive,
+                                    network=clearing, draws=draws, factory=factory)
+    disputes = IssuerDisputes(env, scenario, routed, days, clearing, draws, factory)
+    clearing.on_file_rejected = {"acquirer": acquirers.file_rejected, "issuer": disputes.file_rejected}
     if progress is not None:
         env.process(_report_progress(env, progress, days * DAY_S))
     env.run(until=days * DAY_S)
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
-                            acquirers, clearing, settlement, days)
+                            acquirers, clearing, settlement, days, disputes=disputes)
     check_invariants(state)
     return state
 
@@ -96,12 +115,12 @@ def check_invariants(state: SimulationState) -> None:
     cleared = state.clearing.txn_cycle >= 0
     if (cleared & ~approved).any():
         raise InvariantError("a declined authorisation was cleared")
-    if (approved & ~cleared).any():
-        raise InvariantError(f"{int((approved & ~cleared).sum())} approved authorisation(s) were never cleared")
-    presented = sum(int(state.txn["amount_minor"][f.txn_index].sum()) for f in state.acquirers.files)
-    recs = state.clearing.records()
-    if presented != int(recs["amount_minor"].sum()):
-        raise InvariantError("cleared amounts differ from the amounts presented")
+    presentable = approved & ~out["reversed"] if "reversed" in out else approved
+    if (presentable & ~state.acquirers.ever_presented).any():
+        raise InvariantError(f"{int((presentable & ~state.acquirers.ever_presented).sum())} approved "
+                             "authorisation(s) were never presented")
+    senders = [state.acquirers] + ([state.disputes] if state.disputes is not None else [])
+    check_clearing(state.clearing, senders)
     for w in state.settlement.windows:
         if w.state not in (WindowState.SETTLED, WindowState.ABORTED):
             raise InvariantError(f"window {w.id} ended the run {w.state.value}")
