@@ -90,10 +90,17 @@ def clearing_summary(state) -> dict:
     }
 
 
-def _dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
-    """Dictionary-encoded strings (index -1 is null)."""
-    idx = pa.array(np.asarray(index, dtype=np.int32), mask=np.asarray(index) < 0)
-    return pa.DictionaryArray.from_arrays(idx, pa.array(values, pa.string()))
+def dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
+    """Dictionary-encoded strings (index -1 is null); repeated values share one dictionary entry.
+
+    A dictionary must not repeat a value (a file sent twice has one file id): Parquet
+    writes such a dictionary differently from run to run.
+    """
+    unique, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
+    index = np.asarray(index, dtype=np.int64)
+    remapped = np.where(index >= 0, inverse.reshape(-1)[np.maximum(index, 0)] if len(values) else -1, -1)
+    idx = pa.array(remapped.astype(np.int32), mask=remapped < 0)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(unique.tolist(), pa.string()))
 
 
 def clearing_records_table(state) -> pa.Table:
@@ -109,23 +116,23 @@ def clearing_records_table(state) -> pa.Table:
     return pa.table({
         "record_id": r["record_id"],
         "txn_id": state.txn["txn_id"][txn_idx],
-        "file_id": _dict_array([f.file_id for f in cl.files], r["file"]),
-        "file_name": _dict_array([f.name for f in cl.files], r["file"]),
+        "file_id": dict_array([f.file_id for f in cl.files], r["file"]),
+        "file_name": dict_array([f.name for f in cl.files], r["file"]),
         "message_number": r["message_number"],
-        "acquirer": _dict_array([a.institution for a in sc.acquirers], state.txn["acquirer"][txn_idx]),
-        "issuer": _dict_array([i.institution for i in sc.issuers], state.outcomes["routed_issuer"][txn_idx]),
-        "sender": _dict_array(ids, r["sender"]),
-        "receiver": _dict_array(ids, r["receiver"]),
+        "acquirer": dict_array([a.institution for a in sc.acquirers], state.txn["acquirer"][txn_idx]),
+        "issuer": dict_array([i.institution for i in sc.issuers], state.outcomes["routed_issuer"][txn_idx]),
+        "sender": dict_array(ids, r["sender"]),
+        "receiver": dict_array(ids, r["receiver"]),
         "mti": pa.array(mti),
         "function_code": pa.array(function_code),
-        "kind": _dict_array(list(cd.KIND_NAMES), kind),
-        "status": _dict_array(list(STATUS_NAMES), r["status"]),
-        "reject_reason": _dict_array(list(REASONS), r["reason"]),
+        "kind": dict_array(list(cd.KIND_NAMES), kind),
+        "status": dict_array(list(STATUS_NAMES), r["status"]),
+        "reject_reason": dict_array(list(REASONS), r["reason"]),
         "arn": pa.array(r["arn"]).cast(pa.string()),
         "mcc": r["mcc"],
-        "card_product": _dict_array(list(product_names(sc)), r["product"]),
-        "cycle": _dict_array([c.id for c in cl.cycles], r["cycle"]),
-        "settlement_window": _dict_array([w.id for w in state.settlement.windows], r["window"]),
+        "card_product": dict_array(list(product_names(sc)), r["product"]),
+        "cycle": dict_array([c.id for c in cl.cycles], r["cycle"]),
+        "settlement_window": dict_array([w.id for w in state.settlement.windows], r["window"]),
         "amount_minor": r["amount_minor"],
         "interchange_minor": r["interchange_minor"],
         "scheme_fee_issuer_minor": r["scheme_fee_issuer_minor"],

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from clearing_sim import __version__
+from clearing_sim.clearing_results import dict_array as clearing_dict_array
 from clearing_sim.clearing_results import clearing_records_table, clearing_summary
 from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
 from clearing_sim.model.network import SimulationState
@@ -189,7 +190,7 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
         "t_response_s": o["t_response_s"],
         "latency_ms": _latency_ms(state),
         "host_wait_ms": (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0,
-        "clearing_file": _dict_array(file_ids, file_of_txn),
+        "clearing_file": clearing_dict_array(file_ids, file_of_txn),  # a file sent twice repeats its id
         "clearing_cycle": _dict_array(cycle_ids, state.clearing.txn_cycle),
         "settlement_window": _dict_array(window_ids, win),
         "t_settled_s": settled_at[np.where(win >= 0, win, len(settled_at) - 1)],

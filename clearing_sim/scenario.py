@@ -318,6 +318,9 @@ FAULT_KINDS = {
     "late": "the file reaches the network `delay_minutes` after it was sent",
     "duplicate_file": "the acquirer sends the same file again `delay_minutes` later",
     "corrupt_trailer": "the file trailer's amount checksum (PDS 0301) is off by one fen",
+    "trailer_count": "the file trailer's message count (PDS 0306) is off by one",
+    "trailer_file_id": "the file trailer's file id (PDS 0105) differs from the header's",
+    "truncated": "the file is cut off in the middle (an unreadable file)",
     "duplicate_records": "`records` records of the file are repeated at its end",
     "unknown_authorisation": "`records` records carry an approval code no authorisation has",
     "amount_changed": "`records` records are presented for twice their authorised amount plus 1 fen",
@@ -763,6 +766,16 @@ def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                 f"{fault.submission}")
         if fault.day > s.run.days:
             yield ("clearing", "faults", n, "day"), f"the scenario runs {s.run.days} day(s), there is no day {fault.day}"
+    try:
+        first = dt.date.fromisoformat(s.run.start_date)
+    except ValueError:
+        return  # reported by Run itself
+    c, d = s.clearing, s.disputes
+    span = (s.run.days + s.settlement.lag_days + 4 + c.refund_limit_days + d.chargeback_limit_days
+            + d.representment_limit_days)
+    if first < dt.date(2000, 1, 1) or first + dt.timedelta(days=span) > dt.date(2068, 12, 31):
+        yield ("run", "start_date"), ("clearing files date records as YYMMDD, 2000 to 2068: the run, with its "
+                                      f"settlement and dispute days ({span} days from {first}), must fall within them")
 
 
 # --- resolved form ---------------------------------------------------------------------

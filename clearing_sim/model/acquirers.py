@@ -193,15 +193,15 @@ class AcquirerSubmissions:
         n_txn = len(self.acquirer)
         fault_names = ["late"] if late else []
         copy_after_s = None
-        corrupt = False
+        damage: list[str] = []
         for number, fault in faults:
             fault_names.append(fault.kind)
             if fault.kind == "late":
                 delay_s += fault.delay_minutes * 60.0
             elif fault.kind == "duplicate_file":
                 copy_after_s = fault.delay_minutes * 60.0
-            elif fault.kind == "corrupt_trailer":
-                corrupt = True
+            elif fault.kind in cd.FILE_DAMAGE:
+                damage.append(fault.kind)
             else:  # record faults damage first presentments only
                 first = np.flatnonzero(kind == cd.KIND_FIRST_PRESENTMENT)
                 rows = first[cd.fault_rows(fault_key(sc, number), txn_index[first], fault.records)]
@@ -218,8 +218,8 @@ class AcquirerSubmissions:
         header = acquirer_header(sc, a, day, seq)
         blocked = sc.clearing.blocked_files
         data = ipm.write_file(header, ipm.RecordBatch(**cols), blocked=blocked)
-        if corrupt:
-            data = cd.corrupt_trailer(data, header.file_id, blocked)
+        for how in damage:
+            data = cd.damage_file(data, header.file_id, blocked, how)
         party = sc.institution_index(sc.acquirers[a].institution)
         f = SubmittedFile(header.file_id, party, "acquirer", a, now, now + delay_s, txn_index, kind,
                           cols["amount_minor"], cols["arn"], data, "", fault="+".join(fault_names))

@@ -273,21 +273,41 @@ def fault_rows(key: int, txn_id: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.argsort(h, kind="stable")[: min(k, len(h))])
 
 
-def corrupt_trailer(data: bytes, file_id: str, blocked: bool) -> bytes:
-    """The file with its trailer's amount checksum (PDS 0301) one fen higher."""
+FILE_DAMAGE = ("corrupt_trailer", "trailer_count", "trailer_file_id", "truncated")
+
+
+def damage_file(data: bytes, file_id: str, blocked: bool, how: str) -> bytes:
+    """The file damaged the way an injected fault says (`FILE_DAMAGE`).
+
+    `corrupt_trailer`: the trailer's amount checksum (PDS 0301) one fen higher;
+    `trailer_count`: its message count (PDS 0306) one higher; `trailer_file_id`: its
+    file id (PDS 0105) with the last digit changed; `truncated`: only the first half
+    of the bytes (of the blocks, for a 1014-blocked file). Written for files of `ipm.write_file` in ASCII (latin_1).
+    """
+    if how == "truncated":  # a blocked file loses whole blocks, as a broken transfer would
+        keep = len(data) // 2 if not blocked else len(data) // ipm.BLOCK_SIZE // 2 * ipm.BLOCK_SIZE
+        return data[:keep]
+    if how not in FILE_DAMAGE:
+        raise ValueError(f"unknown file damage {how!r}")
     buf = bytearray(data)
     if blocked:  # the VBS stream is the first 1012 bytes of every 1014-byte block
-        blocks = np.frombuffer(data, np.uint8).reshape(-1, ipm.BLOCK_SIZE)
-        stream = blocks[:, : ipm.BLOCK_DATA].tobytes()
+        stream = np.frombuffer(data, np.uint8).reshape(-1, ipm.BLOCK_SIZE)[:, : ipm.BLOCK_DATA].tobytes()
     else:
         stream = data
+    # The trailer's DE 48: PDS 0105 (25) + PDS 0301 (16) + PDS 0306 (8), written in that order.
     needle = b"0105025" + file_id.encode("ascii") + b"0301016"
     at = stream.rfind(needle)
     if at < 0:
-        raise ValueError(f"no trailer of file {file_id} to corrupt")
-    start = at + len(needle)
-    total = int(stream[start : start + 16]) + 1
-    for j, ch in enumerate(f"{total % 10**16:016d}".encode("ascii")):
+        raise ValueError(f"no trailer of file {file_id} to damage")
+    amount_at = at + len(needle)
+    if how == "corrupt_trailer":
+        start, width = amount_at, 16
+    elif how == "trailer_count":
+        start, width = amount_at + 16 + 7, 8
+    else:
+        start, width = at + 7 + 24, 1
+    value = (int(stream[start : start + width]) + 1) % 10**width
+    for j, ch in enumerate(f"{value:0{width}d}".encode("ascii")):
         pos = start + j
         if blocked:
             pos += 2 * (pos // ipm.BLOCK_DATA)
