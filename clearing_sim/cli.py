@@ -66,6 +66,11 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         ("scheme fees (CNY)", _fen(c["scheme_fees_minor"])),
         ("settlement lag p50 / p90 / max (h)", f"{lag['p50']} / {lag['p90']} / {lag['max']}" if lag["max"] is not None else "-"),
     ]
+    if c.get("rejects_by_reason"):
+        rows.append(("clearing rejects by reason", " ".join(f"{k}:{v:,}" for k, v in c["rejects_by_reason"].items())))
+    if c.get("refunds") or c.get("chargebacks") or c.get("second_presentments"):
+        rows.append(("refunds / chargebacks / second presentments",
+                     f"{c['refunds']:,} / {c['chargebacks']:,} / {c['second_presentments']:,}"))
     for r in rows:
         t.add_row(*r)
     out_console.print(t)
