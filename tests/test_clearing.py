@@ -109,6 +109,15 @@ class TestEveryRecordAccountedFor:
             for k in recs:
                 recs[k][:] = saved[k]
 
+    def test_the_check_catches_a_fee_the_window_did_not_settle(self, plain) -> None:
+        chunk = plain.clearing._records["interchange_minor"][0]
+        chunk[0] += 1
+        try:
+            with pytest.raises(InvariantError, match="net positions differ"):
+                check_clearing(plain.clearing, [plain.acquirers])
+        finally:
+            chunk[0] -= 1
+
     def test_the_check_catches_a_state_without_its_record(self, plain) -> None:
         i = int(np.flatnonzero(plain.clearing.txn_cycle >= 0)[0])
         saved = plain.clearing.txn_cycle[i]

@@ -535,18 +535,18 @@ def check_clearing(clearing: ClearingNetwork, senders: list) -> None:
                              f"received {figures['interchange_received_total_minor']}")
     # Each window's net positions, recomputed from the cleared records alone, must be what it settled.
     n = clearing.network_party + 1
+    windows = clearing.settlement.windows
     direction = cd.KIND_DIRECTION[r["kind"][cleared].astype(np.int64)]
     acq, iss = _acquirer_issuer(r, cleared)
     acq_gets = direction * r["amount_minor"][cleared] - r["interchange_minor"][cleared]
-    for w in clearing.settlement.windows:
-        if w.positions_minor is None:
-            continue
-        here = r["window"][cleared] == w.index
-        pos = _sum_by(acq[here], acq_gets[here] - r["scheme_fee_acquirer_minor"][cleared][here], n)
-        pos += _sum_by(iss[here], -acq_gets[here] - r["scheme_fee_issuer_minor"][cleared][here], n)
-        pos[clearing.network_party] += int(r["scheme_fee_acquirer_minor"][cleared][here].sum()
-                                           + r["scheme_fee_issuer_minor"][cleared][here].sum())
-        if not np.array_equal(pos, np.asarray(w.positions_minor, dtype=np.int64)):
+    fee_acq, fee_iss = r["scheme_fee_acquirer_minor"][cleared], r["scheme_fee_issuer_minor"][cleared]
+    row = r["window"][cleared].astype(np.int64) * n
+    network = np.full(len(row), clearing.network_party, dtype=np.int64)
+    pos = _sum_by(np.concatenate([row + acq, row + iss, row + network]),
+                  np.concatenate([acq_gets - fee_acq, -acq_gets - fee_iss, fee_acq + fee_iss]),
+                  len(windows) * n).reshape(len(windows), n)
+    for w in windows:
+        if w.positions_minor is not None and not np.array_equal(pos[w.index], np.asarray(w.positions_minor)):
             raise InvariantError(f"window {w.id}: net positions differ from those of the records cleared into it")
 
 
