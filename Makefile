@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench bench-ci clean
+.PHONY: install run test bench bench-ci fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ bench: install
 bench-ci: install
 	$(BIN)/python -m pytest benchmarks -m "not full" --benchmark-only --benchmark-json=benchmarks/results/latest.json -p no:cacheprovider
 	$(BIN)/python -m benchmarks.report benchmarks/results/latest.json benchmarks/results/latest.md
+
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
+	$(BIN)/python fuzz/fuzz_inputs.py scenario -max_total_time=$(FUZZ_SECONDS)
+	$(BIN)/python fuzz/fuzz_inputs.py clearing -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

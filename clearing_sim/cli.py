@@ -40,6 +40,113 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.2f}%" if whole else "-"
 
 
+def _wide_console() -> Console:
+    """stdout, wide enough for side-by-side tables when it is not a terminal (pipes, CI)."""
+    return out_console if out_console.is_terminal else Console(highlight=False, width=200)
+
+
+@app.command()
+def compare(
+    sources: Annotated[list[Path], typer.Argument(help="Scenario files and/or run folders.")],
+    replications: Annotated[int, typer.Option("--replications", "-r",
+                                              help="Replications of each scenario file.")] = 1,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for compare.json/.csv/.html "
+                                                     "(default runs/compare-<names>/).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Root seed of the replications' seeds "
+                                                     "(default: the first scenario file's run.seed).")] = None,
+    mode: Annotated[str, typer.Option(help="Fidelity mode.")] = "detailed",
+    workers: Annotated[int, typer.Option(help="Local worker processes for the replications.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (or 'local').")] = None,
+) -> None:
+    """Compare scenarios side by side: key figures as means with 95% intervals."""
+    from clearing_sim import compare as cmp
+    from clearing_sim import executor, metrics
+    from clearing_sim.model.network import MODES
+
+    if mode not in MODES:
+        raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
+    srcs = cmp.resolve_sources(sources)
+    files = [s for s in srcs if s.kind == "scenario"]
+    root = seed if seed is not None else (files[0].scenario.run.seed if files else 0)
+    compared = cmp.compare(srcs, replications=replications, root_seed=root, mode=mode, workers=workers,
+                           scheduler=scheduler, progress=executor.show_progress())
+    if out is None:
+        names = "-vs-".join("".join(c if c.isalnum() or c in "-_." else "_" for c in s.name) for s in srcs)
+        out = Path("runs") / f"compare-{names[:80]}"
+    written = cmp.write_outputs(out, compared, root, mode)
+
+    t = Table(title=f"Key figures: mean [95% interval] over replications (root seed {root})",
+              header_style="bold")
+    t.add_column("figure")
+    for c in compared:
+        t.add_column(f"{c.name}\n{c.kind}, R={c.replications}", justify="right")
+    for m in metrics.KEY_METRICS:
+        unit = metrics.unit_label(m.unit)
+        t.add_row(m.label + (f" ({unit})" if unit else ""),
+                  *[cmp.cell(c.intervals.get(m.path), m.unit) for c in compared])
+    console = _wide_console()
+    console.print(t)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default runs/<sweep name>/).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per CPU).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address, e.g. tcp://host:8786 ('local' starts a local Dask cluster).")] = None,
+) -> None:
+    """Run a grid of scenario variants with replications into sweep.json and sweep.parquet."""
+    from clearing_sim import executor, metrics
+    from clearing_sim import sweep as sw
+
+    s = sw.load_sweep(sweep_file)
+    n_workers = workers if workers is not None else executor.default_workers()
+    if n_workers < 1:
+        raise InputError(f"--workers: must be at least 1, got {n_workers}")
+    folder = out if out is not None else sw.default_out(s)
+    err_console.print(f"sweep {s.name}: {len(s.points)} point(s) x {s.replications} replication(s), "
+                      f"root seed {s.root_seed}, "
+                      + (f"Dask scheduler {scheduler}" if scheduler else f"{n_workers} local worker(s)"))
+    results = sw.run_sweep(s, workers=n_workers, scheduler=scheduler, progress=executor.show_progress())
+    sw.write_outputs(folder, s, results)
+
+    data = sw.to_json(s, results)
+    shown = [m for m in metrics.KEY_METRICS if any(m.path in p["metrics"] for p in data["points"])]
+    t = Table(title=f"Sweep {s.name}: mean +- 95% half-width over {s.replications} replication(s)",
+              header_style="bold")
+    t.add_column("point", justify="right")
+    for key in s.keys:
+        t.add_column(key, overflow="fold")
+    for m in shown:
+        unit = metrics.unit_label(m.unit)
+        t.add_column(m.label + (f" ({unit})" if unit else ""), justify="right")
+    for p, point in zip(data["points"], s.points):
+        cells = []
+        for m in shown:
+            iv = p["metrics"].get(m.path)
+            if iv is None:
+                cells.append("-")
+                continue
+            half = max(iv["ci95"][1] - iv["mean"], iv["mean"] - iv["ci95"][0])
+            cells.append(metrics.fmt_value(iv["mean"], m.unit)
+                         + (f" +-{metrics.fmt_value(half, m.unit)}" if half > 0 else ""))
+        t.add_row(str(point.index), *[_grid_value(point.values[k]) for k in s.keys], *cells)
+    console = _wide_console()
+    console.print(t)
+    console.print(f"sweep folder: {folder}")
+
+
+def _grid_value(v: object) -> str:
+    """A swept value for a table cell: a list as its items, anything else as JSON."""
+    import json
+
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+        return " ".join(str(x) for x in v)
+    return json.dumps(v, ensure_ascii=False)
+
+
 def print_summary(summary: dict, folder: Path | None) -> None:
     """The run's key figures as readable tables on stdout."""
     a, c, s = summary["authorisations"], summary["clearing"], summary["settlement"]
@@ -86,6 +193,10 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             wt.add_row(pid, *[_fen(w["positions_minor"][pid]) for w in s["windows"]])
         wt.add_row("[dim]sum[/dim]", *[_fen(sum(w["positions_minor"].values())) for w in s["windows"]])
         out_console.print(wt)
+        from clearing_sim.settlement_figures import default_lines
+
+        for line in default_lines(s, _fen):
+            out_console.print(line)
     if folder is not None:
         out_console.print(f"run folder: {folder}")
 
@@ -145,7 +256,8 @@ def _terminate_as_interrupt() -> None:
         pass
 
 
-def _simulate_into(folder: Path, sc, mode: str, quiet: bool, clearing_files: bool = False):
+def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False,
+                   clearing_files: bool = False):
     from clearing_sim import api, log, outputs
 
     def open_log(fh):
@@ -161,8 +273,15 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool, clearing_files: boo
                         windows=len(result.summary["settlement"]["windows"]))
             return result
 
+        def write_extras(tmp: Path, result) -> None:
+            if trace_messages:
+                from clearing_sim import messages
+
+                count = messages.write_trace(tmp / "messages.iso8583", result.message_log())
+                log.get_logger(scenario=sc.name).info("message trace written", messages=count)
+
         try:
-            return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state)
+            return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state, write_extras)
         except KeyboardInterrupt:
             err_console.print(f"interrupted: {folder}/status.json records the seed and how far the run got")
             raise typer.Exit(130) from None
@@ -173,13 +292,16 @@ def run(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML file.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
-    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed.")] = "detailed",
+    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels).")] = "detailed",
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
     clearing_files: Annotated[bool, typer.Option("--clearing-files", help="Keep the clearing files in the run "
                                                  "folder: clearing/in/ (sent to the network), clearing/out/ "
                                                  "(sent by it: cleared records and rejects).")] = False,
+    trace_messages: Annotated[bool, typer.Option(
+        "--trace-messages", help="Also write every authorisation message to messages.iso8583 (ISO 8583, slow).",
+    )] = False,
 ) -> None:
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, outputs
@@ -199,7 +321,7 @@ def run(
     sc = with_seed(api.load_scenario(scenario), seed)
     folder = out if out is not None else outputs.default_out(sc)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
-    result = _simulate_into(folder, sc, mode, quiet, clearing_files)
+    result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
     print_summary(result.summary, folder)
 
 
@@ -224,7 +346,8 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
         target = out
     try:
         out_console.print(f"replaying {folder} (scenario {sc.name!r}, seed {sc.run.seed}, mode {mode})")
-        _simulate_into(target, sc, mode, quiet)
+        _simulate_into(target, sc, mode, quiet, trace_messages=(folder / "messages.iso8583").is_file(),
+                       clearing_files=(folder / "clearing").is_dir())
         differ = outputs.compare_folders(folder, target)
     finally:
         if scratch is not None:

@@ -2,7 +2,7 @@
 
 Owns: the folder layout (`config.yaml`, `summary.json`, `transactions.parquet`,
 `clearing_records.parquet`, `settlements.parquet`, `log.jsonl`; `status.json` on a
-failed run; `clearing/in/` and `clearing/out/` when the run keeps its clearing files), serialisation that gives the same bytes for the same run, and the move
+failed run; `messages.iso8583` with `--trace-messages`; `clearing/in/` and `clearing/out/` when the run keeps its clearing files), serialisation that gives the same bytes for the same run, and the move
 from a temporary folder into place. Must never write outside the `--out` folder and
 its temporary sibling, and never leave a half-written summary.
 """
@@ -80,18 +80,24 @@ def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
     write_clearing_files(folder, result)
+    from clearing_sim.report import write_report  # matplotlib is imported only when writing
+
+    write_report(folder, result)
     # The summary last: its presence means every table before it is complete.
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
                     open_log: Callable[[IO[str]], None],
-                    progress: Callable[[], dict] | None = None) -> Result:
+                    progress: Callable[[], dict] | None = None,
+                    write_extras: Callable[[Path, Result], None] | None = None) -> Result:
     """Run `simulate` with its outputs going to a temporary folder moved to `out` at the end.
 
     The temporary folder is a sibling of `out` (same file system, so the final move
-    is a rename). On failure the folder still gets `config.yaml`, `status.json` with
-    the error, and the log, but no summary or tables; the exception propagates.
+    is a rename). `write_extras(folder, result)`, when given, writes optional outputs
+    (the message trace, ...) into the temporary folder before the tables and summary.
+    On failure the folder still gets `config.yaml`, `status.json` with the error, and
+    the log, but no summary, tables or extras; the exception propagates.
     An interrupted run (Ctrl-C, SIGTERM) is marked `interrupted` with how far it got
     (`progress()`).
     """
@@ -106,11 +112,16 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         write_config(tmp, scenario, mode)
         try:
             result = simulate()
+            if write_extras is not None:
+                write_extras(tmp, result)
             write_result(tmp, result)
         except BaseException as exc:
             for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
                 (tmp / name).unlink(missing_ok=True)
-            shutil.rmtree(tmp / CLEARING_DIR, ignore_errors=True)
+            (tmp / "report.html").unlink(missing_ok=True)
+            for extra in tmp.iterdir():  # whatever else was written half-way
+                if extra.name not in ("config.yaml", "log.jsonl"):
+                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
             status = {
                 "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                 "scenario": scenario.name,
@@ -140,9 +151,12 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 
 def compare_folders(a: Path, b: Path, ignore: tuple[str, ...] = ("log.jsonl",)) -> list[str]:
-    """Names of files that differ between two run folders (missing on one side counts)."""
-    names_a = {p.name for p in a.iterdir() if p.is_file()} - set(ignore)
-    names_b = {p.name for p in b.iterdir() if p.is_file()} - set(ignore)
+    """Names of files that differ between two run folders (missing on one side counts).
+
+    Files in sub-folders (`clearing/in/...`) count too, by their path relative to the folder.
+    """
+    names_a = {str(p.relative_to(a)) for p in a.rglob("*") if p.is_file()} - set(ignore)
+    names_b = {str(p.relative_to(b)) for p in b.rglob("*") if p.is_file()} - set(ignore)
     differ = sorted(names_a ^ names_b)
     for name in sorted(names_a & names_b):
         if (a / name).read_bytes() != (b / name).read_bytes():

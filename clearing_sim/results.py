@@ -14,11 +14,23 @@ import numpy as np
 import pyarrow as pa
 
 from clearing_sim import __version__
+from clearing_sim.messages import MessageLog, build_message_log
+from clearing_sim.model.authorisation import (
+    APPROVED,
+    FINAL_STATES,
+    HOST_NOT_SENT,
+    HOST_OUTCOMES,
+    RESPONSE_CODES,
+    ROUTE_IN_BANK,
+    ROUTES,
+)
+from clearing_sim.model.switch import ADVICE
 from clearing_sim.clearing_results import dict_array as clearing_dict_array
 from clearing_sim.clearing_results import clearing_records_table, clearing_summary
 from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
+from clearing_sim import settlement_figures
 
 _DECIMALS = 3
 
@@ -31,6 +43,14 @@ class Result:
     transactions: pa.Table
     clearing_records: pa.Table
     settlements: pa.Table
+    # The finished simulation, for views built on demand (the ISO 8583 trace).
+    simulation: SimulationState | None = attrs.field(default=None, eq=False, repr=False)
+
+    def message_log(self) -> MessageLog:
+        """Every ISO 8583 authorisation message of the run, in trace order; raises ValueError without a simulation."""
+        if self.simulation is None:
+            raise ValueError("this result carries no simulation to build messages from")
+        return build_message_log(self.simulation)
     # (path under the run folder's clearing/, bytes) of every clearing file, when the run keeps them.
     clearing_files: tuple[tuple[str, bytes], ...] = attrs.field(default=(), eq=False, repr=False)
 
@@ -64,6 +84,7 @@ def build_result(state: SimulationState) -> Result:
         transactions=transactions_table(state, lag_h),
         clearing_records=clearing_table(state),
         settlements=settlements_table(state),
+        simulation=state,
         clearing_files=tuple(state.clearing.kept_files),
     )
 
@@ -73,47 +94,111 @@ def _latency_ms(state: SimulationState) -> np.ndarray:
 
 
 def _lag_hours(state: SimulationState) -> np.ndarray:
-    """Per transaction: hours from its authorisation response to its settlement (NaN if none)."""
-    settled_at = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan
-                           for w in state.settlement.windows] + [np.nan])
-    win = state.clearing.txn_window
-    t = settled_at[np.where(win >= 0, win, len(settled_at) - 1)]
+    """Per transaction: hours from its authorisation response to its settlement (NaN if none).
+
+    A record unwound after a default, or in an aborted window, is not settled (NaN).
+    """
+    _, t = settlement_figures.txn_settlement(state)
     return (t - state.outcomes["t_response_s"]) / 3600.0
 
 
-def _auth_block(code: np.ndarray, latency: np.ndarray, amount: np.ndarray) -> dict:
+def _auth_block(code: np.ndarray, latency: np.ndarray, amount: np.ndarray, o: dict[str, np.ndarray],
+                saf: dict[str, np.ndarray]) -> dict:
+    """Counts, values and latency of a selection of switched authorisations (all arrays already selected).
+
+    `approved` counts every `00` answer, stand-in approvals and answers later reversed
+    included; `approved_minor - reversed_approved_minor` is what acquirers could present.
+    `advices` counts 0120s (one per stand-in approval), `reversals` 0400s.
+    """
     approved = code == APPROVED
+    stand_in = o["stand_in"]
+    rev = o["reversed"]
+    stand_in_approved = stand_in & approved
+    host = o["host_outcome"]
+    first = saf["attempt"] == 0
+    is_advice = saf["kind"] == ADVICE
     return {
         "count": int(len(code)),
         "approved": int(approved.sum()),
         "declined": int((~approved).sum()),
-        "stand_in": 0,
-        "advices": 0,
-        "reversals": 0,
+        "stand_in": int(stand_in_approved.sum()),
+        "advices": int((first & is_advice).sum()),
+        "reversals": int(rev.sum()),
         "approved_minor": int(amount[approved].sum()),
+        "stand_in_minor": int(amount[stand_in_approved].sum()),
+        "stand_in_declined": int((stand_in & ~approved).sum()),
+        "reversed_approved": int((rev & approved).sum()),
+        "reversed_approved_minor": int(amount[rev & approved].sum()),
+        "switch_timeouts": int((stand_in & (host != HOST_NOT_SENT)).sum()),
+        "advice_repeats": int((~first & is_advice).sum()),
+        "reversal_advices": int((first & ~is_advice).sum()),
+        "reversal_advice_repeats": int((~first & ~is_advice).sum()),
         "by_response_code": {_code(c): int((code == c).sum()) for c in RESPONSE_CODES if (code == c).any()},
+        "by_final_state": {name: int((o["final_state"] == s).sum())
+                           for s, name in enumerate(FINAL_STATES) if (o["final_state"] == s).any()},
         "latency_ms": percentiles(latency, (50, 95, 99)),
     }
+
+
+def _select(o: dict[str, np.ndarray], sel: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[sel] for k, v in o.items()}
+
+
+def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
+    """The store-and-forward attempts of the run as arrays (empty if there is no log)."""
+    log = state.authorisation.saf.log if state.authorisation is not None else {}
+    return {
+        "kind": np.asarray(log.get("kind", []), dtype=np.int8),
+        "txn": np.asarray(log.get("txn", []), dtype=np.int64),
+        "attempt": np.asarray(log.get("attempt", []), dtype=np.int32),
+    }
+
+
+def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
+    """`summary.json`'s `authorisations`: the switched ones overall and per issuer, and the in-bank ones."""
+    o = state.outcomes
+    code = o["response_code"]
+    amount = state.txn["amount_minor"]
+    route = o["route"]
+    routed = o["routed_issuer"]
+    saf = _saf_log(state)
+    saf_issuer = routed[saf["txn"]] if len(saf["txn"]) else np.empty(0, dtype=np.int16)
+    switched = route != ROUTE_IN_BANK
+    auth = _auth_block(code[switched], latency[switched], amount[switched], _select(o, switched), saf)
+    wait_ms = (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0
+    per_issuer = {}
+    for k, iss in enumerate(state.scenario.issuers):
+        sel = switched & (routed == k)
+        block = _auth_block(code[sel], latency[sel], amount[sel], _select(o, sel),
+                            {key: v[saf_issuer == k] for key, v in saf.items()})
+        served = (routed == k) & ~np.isnan(wait_ms)
+        w = wait_ms[served]
+        block["host_wait_ms_mean"] = _r(w.mean()) if len(w) else None
+        block["host_wait_ms"] = percentiles(w, (50, 99))
+        block["queue_depth_max"] = int(state.queue_depth_max[k])
+        host = o["host_outcome"][routed == k]
+        block["host"] = {name: int((host == h).sum()) for h, name in enumerate(HOST_OUTCOMES)}
+        per_issuer[iss.institution] = block
+    auth["per_issuer"] = per_issuer
+    bank = route == ROUTE_IN_BANK
+    bank_code = code[bank]
+    auth["in_bank"] = {
+        "count": int(bank.sum()),
+        "approved": int((bank_code == APPROVED).sum()),
+        "declined": int((bank_code != APPROVED).sum()),
+        "approved_minor": int(amount[bank][bank_code == APPROVED].sum()),
+        "by_response_code": {_code(c): int((bank_code == c).sum()) for c in RESPONSE_CODES if (bank_code == c).any()},
+        "latency_ms": percentiles(latency[bank], (50, 95, 99)),
+    }
+    return auth
 
 
 def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
     """The dict written as `summary.json` (keys listed in DESIGN.md, and more)."""
     sc = state.scenario
-    code = state.outcomes["response_code"]
     latency = _latency_ms(state)
     amount = state.txn["amount_minor"]
-    auth = _auth_block(code, latency, amount)
-    per_issuer = {}
-    routed = state.outcomes["routed_issuer"]
-    wait_ms = (state.outcomes["t_host_start_s"] - state.outcomes["t_host_in_s"]) * 1000.0
-    for k, iss in enumerate(sc.issuers):
-        sel = routed == k
-        block = _auth_block(code[sel], latency[sel], amount[sel])
-        w = wait_ms[sel & ~np.isnan(wait_ms)]
-        block["host_wait_ms_mean"] = _r(w.mean()) if len(w) else None
-        block["queue_depth_max"] = int(state.queue_depth_max[k])
-        per_issuer[iss.institution] = block
-    auth["per_issuer"] = per_issuer
+    auth = authorisation_summary(state, latency)
 
     clearing = clearing_summary(state)
 
@@ -133,6 +218,7 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
                 for t in w.transitions
             ],
         })
+        windows[-1].update(settlement_figures.window_extras(w, ids))
     settled = lag_h[~np.isnan(lag_h)]
     return {
         "scenario": sc.name,
@@ -149,6 +235,7 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
             "windows": windows,
             "transactions_settled": int(len(settled)),
             "lag_hours": percentiles(settled, (50, 90, 99)),
+            **settlement_figures.settlement_extras(state),
         },
     }
 
@@ -171,9 +258,8 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
     file_ids = [f.file_id for f in state.clearing.files]
     cycle_ids = [c.id for c in state.clearing.cycles]
     window_ids = [w.id for w in state.settlement.windows]
-    settled_at = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan
-                           for w in state.settlement.windows] + [np.nan])
     win = state.clearing.txn_window
+    settle_status, settled_at = settlement_figures.txn_settlement(state)
     return pa.table({
         "txn_id": t["txn_id"],
         "day": t["day"].astype(np.int16) + 1,
@@ -193,35 +279,41 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
         "clearing_file": clearing_dict_array(file_ids, file_of_txn),  # a file sent twice repeats its id
         "clearing_cycle": _dict_array(cycle_ids, state.clearing.txn_cycle),
         "settlement_window": _dict_array(window_ids, win),
-        "t_settled_s": settled_at[np.where(win >= 0, win, len(settled_at) - 1)],
+        "t_settled_s": settled_at,
         "settlement_lag_h": lag_h,
+        "settlement_status": _dict_array(list(settlement_figures.STATUSES), settle_status),
+        # The authorisation's path (see clearing_sim.model.authorisation).
+        "route": _dict_array(list(ROUTES), o["route"]),
+        "final_state": _dict_array(list(FINAL_STATES), o["final_state"]),
+        "stand_in": o["stand_in"],
+        "reversed": o["reversed"],
+        "host_outcome": _dict_array(list(HOST_OUTCOMES), o["host_outcome"]),
+        "t_switch_in_s": o["t_switch_in_s"],
+        "t_host_in_s": o["t_host_in_s"],
+        "t_host_start_s": o["t_host_start_s"],
+        "t_host_end_s": o["t_host_end_s"],
+        "t_switch_response_s": o["t_switch_response_s"],
+        "t_reversal_s": o["t_reversal_s"],
+        "t_advice_applied_s": o["t_advice_applied_s"],
+        "t_reversal_applied_s": o["t_reversal_applied_s"],
+        "credit_limit_minor": t["credit_limit_minor"],
     })
 
 
 def clearing_table(state: SimulationState) -> pa.Table:
-    """One row per clearing record received: cleared, or rejected with its reason."""
-    return clearing_records_table(state)
+    """One row per clearing record received: cleared, or rejected with its reason, and how it settled."""
+    table = clearing_records_table(state)
+    status = settlement_figures.record_settlement(state)[0]
+    return table.append_column("settlement_status", _dict_array(list(settlement_figures.STATUSES), status))
 
 
 def settlements_table(state: SimulationState) -> pa.Table:
-    """One row per settlement window and participant: its net position and the window status."""
-    ids = list(state.scenario.participant_ids)
-    rows: dict[str, list] = {k: [] for k in ("window_id", "status", "t_close_s", "t_settled_s",
-                                             "participant", "position_minor")}
-    for w in state.settlement.windows:
-        pos = w.positions_minor if w.positions_minor is not None else np.zeros(len(ids), np.int64)
-        for pid, p in zip(ids, pos):
-            rows["window_id"].append(w.id)
-            rows["status"].append(w.state.value)
-            rows["t_close_s"].append(float(w.t_close_s))
-            rows["t_settled_s"].append(w.t_settled_s)
-            rows["participant"].append(pid)
-            rows["position_minor"].append(int(p))
-    schema = pa.schema([
-        ("window_id", pa.string()), ("status", pa.string()), ("t_close_s", pa.float64()),
-        ("t_settled_s", pa.float64()), ("participant", pa.string()), ("position_minor", pa.int64()),
-    ])
-    return pa.table(rows, schema=schema)
+    """One row per settlement window and participant: its net position and the window status.
+
+    The columns are `settlement_figures.settlements_table`'s (a superset of the walking
+    skeleton's window_id, status, t_close_s, t_settled_s, participant, position_minor).
+    """
+    return settlement_figures.settlements_table(state)
 
 
 __all__ = ["Result", "build_result", "percentiles", "DAY_S"]

@@ -29,3 +29,17 @@ def stream(seed: int, name: str, *keys: int) -> np.random.Generator:
         raise ValueError(f"seed must not be negative, got {seed}")
     seq = np.random.SeedSequence(entropy=seed, spawn_key=(_name_key(name), *[int(k) for k in keys]))
     return np.random.Generator(np.random.PCG64(seq))
+
+
+def derived_seed(root: int, name: str, *keys: int) -> int:
+    """A root seed for a replication or sweep point: a pure function of (root, name, keys).
+
+    It is what `numpy.random.SeedSequence(root)` would give a child spawned with key
+    (name's key, *keys), reduced to 63 bits so it is a valid `run.seed`. Being a pure
+    function of its arguments, it does not depend on the executor, the worker or the
+    order in which replications are run.
+    """
+    if root < 0:
+        raise ValueError(f"seed must not be negative, got {root}")
+    seq = np.random.SeedSequence(entropy=root, spawn_key=(_name_key(name), *[int(k) for k in keys]))
+    return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))

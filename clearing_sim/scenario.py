@@ -192,6 +192,72 @@ class Institution:
     name: str = ""
 
 
+def _end_clock_seconds(text: str, field_name: str) -> int:
+    """Like `clock_seconds`, but `24:00` (the end of the day) is allowed too."""
+    if text == "24:00":
+        return 24 * 3600
+    return clock_seconds(text, field_name)
+
+
+@frozen
+class Outage:
+    """The issuer host down from `start` to `end` (HH:MM, end may be 24:00) on run day `day`.
+
+    While down the host answers nothing: requests in its queue or in service at `start`
+    are lost, and so is every request reaching it before `end`. `announced: true` means
+    the issuer signed off in advance, so the switch stands in at once instead of waiting
+    for its timeout on each request.
+    """
+
+    start: str
+    end: str
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+    announced: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        start_s = clock_seconds(self.start, "start")
+        end_s = _end_clock_seconds(self.end, "end")
+        if end_s <= start_s:
+            raise _FieldProblem("end", f"the outage ends at {self.end}, not after it starts at {self.start}")
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """[start, end) in seconds from 00:00 of day 1."""
+        base = (self.day - 1) * 86400
+        return float(base + clock_seconds(self.start)), float(base + _end_clock_seconds(self.end, "end"))
+
+
+@frozen
+class Degradation:
+    """Only `servers` of the host's servers work from `start` to `end` on run day `day`."""
+
+    start: str
+    end: str
+    servers: int = field(validator=[_non_negative, _at_most(10_000)])
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+
+    def __attrs_post_init__(self) -> None:
+        start_s = clock_seconds(self.start, "start")
+        end_s = _end_clock_seconds(self.end, "end")
+        if end_s <= start_s:
+            raise _FieldProblem("end", f"the window ends at {self.end}, not after it starts at {self.start}")
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """[start, end) in seconds from 00:00 of day 1."""
+        base = (self.day - 1) * 86400
+        return float(base + clock_seconds(self.start)), float(base + _end_clock_seconds(self.end, "end"))
+
+
+def _no_overlaps(name: str, windows: tuple) -> None:
+    """Raise a field problem naming the first window that overlaps an earlier one."""
+    spans = sorted((w.interval_s, n) for n, w in enumerate(windows))
+    for (prev, p), (cur, c) in zip(spans, spans[1:]):
+        if cur[0] < prev[1]:
+            first, second = sorted((p, c))
+            raise _FieldProblem(name, f"overlaps {name}[{first}]", (second,))
+
+
 @frozen
 class Host:
     """An issuer's authorisation host: `servers` parallel servers fed by one FIFO queue."""
@@ -199,6 +265,29 @@ class Host:
     servers: int = field(validator=[_positive, _at_most(10_000)])
     service_time_ms: Distribution = Distribution("exponential", mean=20.0)
     queue_limit: int = field(default=100_000, validator=[_positive, _at_most(10_000_000)])
+    outages: tuple[Outage, ...] = ()
+    degraded: tuple[Degradation, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _no_overlaps("outages", self.outages)
+        _no_overlaps("degraded", self.degraded)
+        for n, d in enumerate(self.degraded):
+            if d.servers > self.servers:
+                raise _FieldProblem("degraded", f"{d.servers} servers is more than the host has ({self.servers})",
+                                    (n, "servers"))
+
+
+@frozen
+class StandIn:
+    """What the switch may approve for an issuer that does not answer: per purchase and per day.
+
+    The daily limit is cumulative over the issuer's stand-in approvals of one simulated
+    day (00:00 to 24:00), consumed in the order the switch decides; reversals do not
+    give it back. A purchase above either limit is declined `91`.
+    """
+
+    per_transaction_minor: int = field(default=100_000, validator=[_non_negative, _at_most(10**12)])
+    daily_minor: int = field(default=20_000_000, validator=[_non_negative, _at_most(10**15)])
 
 
 @frozen
@@ -211,6 +300,12 @@ class Issuer:
     host: Host
     cards: int = field(default=100_000, validator=[_positive, _at_most(10**9)])
     risk_decline_rate: float = field(default=0.01, validator=_probability)
+    # Each card's credit limit (its open-to-buy when the run starts), fen.
+    credit_limit_minor: Distribution = Distribution("lognormal", median=1_000_000.0, sigma=1.0)
+    stand_in: StandIn = StandIn()
+    # Purchases by this bank's cardholders at this bank's own merchants stay inside the
+    # bank: authorised by its host directly, never switched, never cleared by the network.
+    on_us_in_bank: bool = False
     # Card products and their shares of the cards; each card's product is drawn once.
     products: dict[ProductName, float] = attrs.Factory(lambda: {ProductName("classic"): 1.0})
 
@@ -232,6 +327,8 @@ class Acquirer:
     category_mix: dict[str, float]
     merchants: int = field(default=1_000, validator=[_positive, _at_most(10**8)])
     submission_times: tuple[str, ...] = field(default=("23:30",), validator=_clock_list)
+    # No response this long after sending an 0100: the acquirer sends an 0400 reversal.
+    auth_timeout_ms: float = field(default=15_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
     # Each file is late with this probability (drawn per day and submission), by this much.
     late_probability: float = field(default=0.0, validator=_probability)
     late_delay_minutes: Distribution = Distribution("constant", value=60.0)
@@ -274,6 +371,8 @@ class Network:
     """The switch's links: one latency distribution per message hop."""
 
     latency_ms: Distribution = Distribution("lognormal", median=3.0, sigma=0.3)
+    # The switch stands in when an issuer's answer has not reached it this long after forwarding.
+    switch_timeout_ms: float = field(default=5_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
 
 
 @frozen
@@ -389,12 +488,113 @@ class Disputes:
     issuer_file_times: tuple[str, ...] = field(default=("21:00",), validator=_clock_list)
 
 
+WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+DEFAULT_RULES = ("unwind", "loss_sharing", "guarantee_fund")
+LOSS_SHARING_KEYS = ("bilateral_exposure", "equal", "fixed")
+MAX_ACCOUNT_MINOR = 10**17  # fen; keeps balance + collateral + fund far below 2**63
+
+
+def _one_of(options: tuple[str, ...]):
+    def check(inst: Any, a: attrs.Attribute, v: str) -> None:
+        if v not in options:
+            raise _FieldProblem(a.name, f"unknown value {v!r} (one of: {', '.join(options)})")
+
+    return check
+
+
+def _date_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
+    seen: dict[str, int] = {}
+    for i, text in enumerate(v):
+        try:
+            dt.date.fromisoformat(text)
+        except ValueError:
+            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,)) from None
+        if text in seen:
+            raise _FieldProblem(a.name, f"{text} is listed twice (first at [{seen[text]}])", (i,))
+        seen[text] = i
+
+
+def _optional_minor(inst: Any, a: attrs.Attribute, v: int | None) -> None:
+    if v is None:
+        return
+    if v < 0:
+        raise _FieldProblem(a.name, f"must not be negative, got {v!r}")
+    if v > MAX_ACCOUNT_MINOR:
+        raise _FieldProblem(a.name, f"must be at most {MAX_ACCOUNT_MINOR:,}, got {v:,}")
+
+
+@frozen
+class Calendar:
+    """Business days on which settlement windows run (traffic and clearing run every day).
+
+    `weekend`: weekday names (MON..SUN) that are not business days. `holidays`: dates
+    (YYYY-MM-DD) that are not business days. `working_days`: weekend dates that are
+    business days all the same (China's adjusted working days around public holidays).
+    """
+
+    weekend: tuple[str, ...] = ("SAT", "SUN")
+    holidays: tuple[str, ...] = field(default=(), validator=_date_list)
+    working_days: tuple[str, ...] = field(default=(), validator=_date_list)
+
+    def __attrs_post_init__(self) -> None:
+        for i, d in enumerate(self.weekend):
+            if d not in WEEKDAY_NAMES:
+                raise _FieldProblem("weekend", f"{d!r} is not a weekday name (one of: {', '.join(WEEKDAY_NAMES)})", (i,))
+            if d in self.weekend[:i]:
+                raise _FieldProblem("weekend", f"{d} is listed twice", (i,))
+        if len(set(self.weekend)) >= 7:
+            raise _FieldProblem("weekend", "at least one weekday must be a business day")
+        holidays = set(self.holidays)
+        for i, text in enumerate(self.working_days):
+            if text in holidays:
+                raise _FieldProblem("working_days", f"{text} is also listed as a holiday", (i,))
+            day = WEEKDAY_NAMES[dt.date.fromisoformat(text).weekday()]
+            if day not in self.weekend:
+                raise _FieldProblem("working_days", f"{text} is a {day}, already a business day: "
+                                    "list only weekend dates that are worked", (i,))
+
+
+@frozen
+class SettlementAccount:
+    """A participant's account at the settlement bank (money in fen).
+
+    A net debtor can fund at most min(`net_debit_cap_minor`, balance + collateral):
+    the balance first, then a collateralised overdraft up to `collateral_minor`.
+    Balances carry from window to window (no top-ups are modelled). A participant
+    with no account listed is assumed able to fund any net debit.
+    `guarantee_fund_minor` is its pre-funded contribution to the guarantee fund (only
+    with `default_rule: guarantee_fund`); `loss_share_weight` its share of losses
+    (only with `loss_sharing_key: fixed`).
+    """
+
+    participant: str
+    opening_balance_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    collateral_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    net_debit_cap_minor: int | None = field(default=None, validator=_optional_minor)
+    guarantee_fund_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_ACCOUNT_MINOR)])
+    loss_share_weight: float | None = field(default=None, validator=_finite)
+
+    def __attrs_post_init__(self) -> None:
+        if self.loss_share_weight is not None and self.loss_share_weight < 0:
+            raise _FieldProblem("loss_share_weight", f"must not be negative, got {self.loss_share_weight!r}")
+
+
 @frozen
 class Settlement:
-    """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N)."""
+    """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N).
+
+    `lag_days` counts business days of `calendar`. `accounts` are the participants'
+    settlement-bank accounts; `default_rule` says what happens when a net debtor
+    cannot fund: `unwind`, `loss_sharing` (survivors pay pro rata to
+    `loss_sharing_key`) or `guarantee_fund` (pre-funded contributions, then loss sharing).
+    """
 
     windows: tuple[str, ...] = field(default=("10:00",), validator=_clock_list)
     lag_days: int = field(default=1, validator=[_non_negative, _at_most(30)])
+    calendar: Calendar = Calendar()
+    accounts: tuple[SettlementAccount, ...] = ()
+    default_rule: str = field(default="unwind", validator=_one_of(DEFAULT_RULES))
+    loss_sharing_key: str = field(default="bilateral_exposure", validator=_one_of(LOSS_SHARING_KEYS))
 
 
 @frozen
@@ -549,7 +749,7 @@ def _walk_errors(exc: BaseException, path: Path_) -> Iterator[tuple[Path_, str]]
         p = path + ((exc.field_name,) if exc.field_name else ()) + exc.subpath
         yield p, exc.message
     elif isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
+        for key in sorted(exc.extra_fields, key=repr):
             yield path + (key,), "unknown key (check its spelling against the scenario reference)"
     elif isinstance(exc, KeyError):
         yield path, "required key is missing"
@@ -597,6 +797,9 @@ class _Source:
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except YAMLError as exc:
             raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None
+        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
+            # ruamel.yaml's own failures on odd input, e.g. a list used as a mapping key.
+            raise ScenarioError(source, [Problem("", f"YAML error: unsupported structure ({exc})")]) from None
         self.lines: dict[Path_, int] = {}
         self.problems: list[Problem] = []
         self.data = self._plain(tree, ())
@@ -744,6 +947,39 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     yield from _clearing_checks(s)
     if s.settlement.lag_days == 0 and s.run.days == 0:
         yield ("run", "days"), "must be at least 1"
+    yield from _settlement_checks(s)
+    yield from _authorisation_checks(s)
+
+
+def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Settlement accounts name known participants once; rule-specific fields match the rule."""
+    st = s.settlement
+    known = s.participant_ids
+    first: dict[str, int] = {}
+    for n, acc in enumerate(st.accounts):
+        where = ("settlement", "accounts", n)
+        if acc.participant not in known:
+            yield where + ("participant",), f"unknown participant {acc.participant!r} (known: {', '.join(known)})"
+        elif acc.participant in first:
+            yield where + ("participant",), f"{acc.participant!r} already has an account at settlement.accounts[{first[acc.participant]}]"
+        first.setdefault(acc.participant, n)
+        if acc.guarantee_fund_minor and st.default_rule != "guarantee_fund":
+            yield where + ("guarantee_fund_minor",), f"only used with default_rule: guarantee_fund (the rule is {st.default_rule})"
+        if acc.loss_share_weight is not None and st.loss_sharing_key != "fixed":
+            yield where + ("loss_share_weight",), f"only used with loss_sharing_key: fixed (the key is {st.loss_sharing_key})"
+    if (st.loss_sharing_key == "fixed" and st.default_rule != "unwind"
+            and not any((a.loss_share_weight or 0) > 0 for a in st.accounts)):
+        yield ("settlement", "loss_sharing_key"), "fixed needs a loss_share_weight above 0 on at least one account"
+
+
+def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Host availability windows must fall on the run's traffic days."""
+    for n, iss in enumerate(s.issuers):
+        for name, windows in (("outages", iss.host.outages), ("degraded", iss.host.degraded)):
+            for j, w in enumerate(windows):
+                if w.day > s.run.days:
+                    yield (("issuers", n, "host", name, j, "day"),
+                           f"day {w.day} is after the run's last day ({s.run.days})")
 
 
 def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

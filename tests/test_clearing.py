@@ -415,3 +415,23 @@ class TestOutgoingFiles:
         for name, data in state.clearing.kept_files:
             assert len(data) % ipm.BLOCK_SIZE == 0, name
             list(mciipm.IpmReader(io.BytesIO(data), blocked=True))
+
+
+class TestFastMode:
+    """Fast mode clears exactly what detailed mode clears: same records, rejects and obligations."""
+
+    @pytest.mark.parametrize("name", ["refunds_and_disputes", "corrupt_file"])
+    def test_same_clearing(self, name: str) -> None:
+        from pathlib import Path
+
+        from clearing_sim.scenario import load_scenario
+
+        sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml")
+        sc = attrs.evolve(sc, traffic=attrs.evolve(sc.traffic, transactions_per_day=5_000))
+        a, b = simulate(sc, "detailed"), simulate(sc, "fast")
+        ra, rb = a.clearing.records(), b.clearing.records()
+        assert len(ra["record_id"]) > 0
+        for k in ra:
+            assert np.array_equal(ra[k], rb[k]), k
+        assert [w.obligations_minor.tolist() for w in a.settlement.windows] == \
+               [w.obligations_minor.tolist() for w in b.settlement.windows]

@@ -210,6 +210,15 @@ class TestUnsafeAndBrokenYaml:
         with pytest.raises(ScenarioError, match="folder"):
             load_scenario(tmp_path)
 
+    @pytest.mark.parametrize("text", [
+        "\ufffd:\n:",          # found by atheris: a null key beside a text key
+        "::\r?",                 # found by atheris
+        "? [a, b]\n: 1\n",     # a list as a mapping key
+        "a: " + "[" * 200 + "]" * 200,
+    ])
+    def test_fuzzer_findings(self, text: str) -> None:
+        assert problems_of(text)
+
     @given(st.text(max_size=300))
     @settings(max_examples=150, deadline=None)
     def test_any_text_loads_or_is_a_scenario_error(self, text: str) -> None:

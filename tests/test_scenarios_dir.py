@@ -9,7 +9,9 @@ import pytest
 
 from clearing_sim.cli import main
 
-SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+# sweep_*.yaml are sweep files (a base scenario and a grid), loaded by tests/test_sweep.py.
+SCENARIOS = sorted(p for p in (Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml")
+                   if not p.name.startswith("sweep_"))
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Owns: each acquirer's submission schedule (its `submission_times` on every simulated
 day); the choice of records for a file: its approved authorisations whose response
-reached it by the submission time and that it has not presented yet, the refunds
+reached it by the submission time, that it has not reversed, that did not stay
+inside the bank (on-us kept in-bank), and that it has not presented yet, the refunds
 (credits) due by then of purchases that cleared, and the second presentments due
 of chargebacks it received; writing the file's bytes with `clearing_sim.ipm`; the
 file's transfer to the network (a transfer time, and lateness when the per-file
@@ -23,7 +24,7 @@ import simpy
 
 from clearing_sim import ipm
 from clearing_sim.model import clearing_data as cd
-from clearing_sim.model.authorisation import APPROVED
+from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.clearing_draws import ClearingDraws, acquirer_file_draws
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.rng import stream
@@ -104,8 +105,9 @@ class AcquirerSubmissions:
         self.acquirer = txn["acquirer"]
         self.response_code = outcomes["response_code"]
         self.t_response = outcomes["t_response_s"]
-        # Reversed authorisations are never presented (when the authorisation model reverses any).
-        self.reversed = outcomes.get("reversed")
+        # Reversed authorisations and purchases kept inside the bank are never presented.
+        self.reversed = outcomes["reversed"]
+        self.in_bank = outcomes["route"] == ROUTE_IN_BANK
         n = len(self.acquirer)
         self.presented = np.zeros(n, dtype=bool)  # a first presentment is in a file not rejected as a whole
         self.ever_presented = np.zeros(n, dtype=bool)
@@ -134,8 +136,7 @@ class AcquirerSubmissions:
         with np.errstate(invalid="ignore"):
             ready = (self.response_code[mine] == APPROVED) & (self.t_response[mine] <= now)
         ready &= ~self.presented[mine]
-        if self.reversed is not None:
-            ready &= ~self.reversed[mine]
+        ready &= ~self.reversed[mine] & ~self.in_bank[mine]
         return mine[ready]
 
     def _refunds_due(self, refunds: np.ndarray, now: float) -> np.ndarray:

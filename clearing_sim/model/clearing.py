@@ -35,7 +35,7 @@ from clearing_sim.fees import FeeSchedule, product_names, rate_hundredths_bps
 from clearing_sim.model import clearing_data as cd
 from clearing_sim.model.acquirers import SubmittedFile
 from clearing_sim.model.authorisation import APPROVED
-from clearing_sim.model.settlement import SettlementSystem
+from clearing_sim.model.settlement import ObligationKind, SettlementSystem
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Scenario, clock_seconds
 
@@ -53,15 +53,9 @@ STATUS_NAMES = ("cleared", "rejected")
 REASONS = tuple(ipm.REASON_CODES)  # a record's `reason` is an index into this (-1: cleared)
 _REASON = {name: i for i, name in enumerate(REASONS)}
 
-# What each settlement transfer is for (mirrors the settlement model's obligation kinds).
-OBLIGATION_PRESENTMENT = 0
-OBLIGATION_SCHEME_FEE_ISSUER = 1
-OBLIGATION_SCHEME_FEE_ACQUIRER = 2
-OBLIGATION_CHARGEBACK = 3
-OBLIGATION_REPRESENTMENT = 4
-OBLIGATION_REFUND = 6
-_PRINCIPAL_OBLIGATION = np.array([OBLIGATION_PRESENTMENT, OBLIGATION_REFUND, OBLIGATION_CHARGEBACK,
-                                  OBLIGATION_REPRESENTMENT], dtype=np.int8)  # by record kind
+# What each settlement transfer is for, by record kind (clearing_data.KIND_*).
+_PRINCIPAL_OBLIGATION = np.array([ObligationKind.PRESENTMENT, ObligationKind.REFUND, ObligationKind.CHARGEBACK,
+                                  ObligationKind.REPRESENTMENT], dtype=np.int8)
 
 
 @attrs.define
@@ -408,16 +402,17 @@ class ClearingNetwork:
         Principal (amount less interchange): the issuer pays the acquirer for first and
         second presentments, the acquirer pays the issuer for refunds and chargebacks.
         Each side pays its scheme fee to the network on every cleared record.
-        `kinds` (OBLIGATION_*) and `record_ids` travel along for a record-level window.
+        Each transfer carries its record id and obligation kind.
         """
         network = np.full(len(issuer), self.network_party, dtype=np.int64)
         payer = np.where(direction > 0, issuer, acquirer)
         payee = np.where(direction > 0, acquirer, issuer)
-        kinds = np.concatenate([_PRINCIPAL_OBLIGATION[kind], np.full(len(kind), OBLIGATION_SCHEME_FEE_ISSUER),
-                                np.full(len(kind), OBLIGATION_SCHEME_FEE_ACQUIRER)])
-        record_ids = np.tile(record_id, 3)
-        del kinds, record_ids  # SettlementWindow.add_transfers takes neither yet
-        window.add_transfers(
+        kinds = np.concatenate([_PRINCIPAL_OBLIGATION[kind], np.full(len(kind), ObligationKind.SCHEME_FEE_ISSUER),
+                                np.full(len(kind), ObligationKind.SCHEME_FEE_ACQUIRER)]).astype(np.int8)
+        # All three transfers carry the record id, so an unwind takes the record out whole.
+        window.add_obligations(
+            kinds,
+            np.tile(record_id, 3),
             np.concatenate([payer, issuer, acquirer]),
             np.concatenate([payee, network, network]),
             np.concatenate([principal, fee_iss, fee_acq]),
@@ -545,8 +540,8 @@ def check_clearing(clearing: ClearingNetwork, senders: list) -> None:
     pos = _sum_by(np.concatenate([row + acq, row + iss, row + network]),
                   np.concatenate([acq_gets - fee_acq, -acq_gets - fee_iss, fee_acq + fee_iss]),
                   len(windows) * n).reshape(len(windows), n)
-    for w in windows:
-        if w.positions_minor is not None and not np.array_equal(pos[w.index], np.asarray(w.positions_minor)):
+    for w in windows:  # obligations: before any unwind or abort changed what settled
+        if w.obligations_minor is not None and not np.array_equal(pos[w.index], np.asarray(w.obligations_minor)):
             raise InvariantError(f"window {w.id}: net positions differ from those of the records cleared into it")
 
 

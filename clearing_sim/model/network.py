@@ -17,17 +17,18 @@ import simpy
 
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.acquirers import AcquirerSubmissions
-from clearing_sim.model.authorisation import APPROVED, DetailedAuthorisation
+from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
 from clearing_sim.model.clearing import ClearingNetwork, check_clearing
 from clearing_sim.model.clearing_data import RecordFactory
 from clearing_sim.model.clearing_draws import draw_clearing, extra_days
 from clearing_sim.model.disputes import IssuerDisputes
+from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import SettlementSystem, WindowState
 from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
 from clearing_sim.scenario import Scenario
 
-MODES = ("detailed",)
+MODES = ("detailed", "fast")
 
 
 @attrs.define
@@ -44,15 +45,21 @@ class SimulationState:
     clearing: ClearingNetwork
     settlement: SettlementSystem
     horizon_days: int
+    authorisation: DetailedAuthorisation | None = None
     disputes: IssuerDisputes | None = None
 
 
 def horizon_days(scenario: Scenario) -> int:
     """Traffic days, a day for the last files and cycle, then the lag and its windows.
 
+    The settlement lag counts business days, so weekends and holidays after the
+    last cycle can push the last window further out: the horizon reaches past it.
     Refunds and disputes, when the scenario has them, add the days they may take.
     """
-    return scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra_days(scenario)
+    extra = extra_days(scenario)
+    base = scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra
+    last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1 + extra)
+    return max(base, last_window_day + 1)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",
@@ -76,7 +83,10 @@ def simulate(scenario: Scenario, mode: str = "detailed",
 
     env = simpy.Environment()
     days = horizon_days(scenario)
-    auth = DetailedAuthorisation(env, scenario, txn, routed)
+    if mode == "fast":
+        auth = FastAuthorisation(scenario, txn, routed, days * DAY_S)
+    else:
+        auth = DetailedAuthorisation(env, scenario, txn, routed)
     settlement = SettlementSystem(env, scenario)
     draws = draw_clearing(scenario, txn)
     factory = RecordFactory(dt.date.fromisoformat(scenario.run.start_date), txn, pan,
@@ -92,9 +102,10 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     if progress is not None:
         env.process(_report_progress(env, progress, days * DAY_S))
     env.run(until=days * DAY_S)
+    auth.finish()
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
-                            acquirers, clearing, settlement, days, disputes=disputes)
+                            acquirers, clearing, settlement, days, authorisation=auth, disputes=disputes)
     check_invariants(state)
     return state
 
@@ -115,10 +126,25 @@ def check_invariants(state: SimulationState) -> None:
     cleared = state.clearing.txn_cycle >= 0
     if (cleared & ~approved).any():
         raise InvariantError("a declined authorisation was cleared")
-    presentable = approved & ~out["reversed"] if "reversed" in out else approved
-    if (presentable & ~state.acquirers.ever_presented).any():
-        raise InvariantError(f"{int((presentable & ~state.acquirers.ever_presented).sum())} approved "
-                             "authorisation(s) were never presented")
+    # Reversed authorisations and purchases kept inside the bank are never presented.
+    presentable = approved & ~out["reversed"] & (out["route"] != ROUTE_IN_BANK)
+    if (cleared & ~presentable).any():
+        raise InvariantError(f"{int((cleared & ~presentable).sum())} reversed or in-bank authorisation(s) were cleared")
+    presented = state.acquirers.ever_presented
+    if (presented & ~presentable).any():
+        raise InvariantError(f"{int((presented & ~presentable).sum())} reversed or in-bank authorisation(s) were presented")
+    if (presentable & ~presented).any():
+        raise InvariantError(f"{int((presentable & ~presented).sum())} approved authorisation(s) were never presented")
+    amount = state.txn["amount_minor"]
+    switched_approved = approved & (out["route"] != ROUTE_IN_BANK)
+    approved_minor = int(amount[switched_approved].sum())
+    reversed_minor = int(amount[switched_approved & out["reversed"]].sum())
+    presented_minor = int(amount[presented].sum())
+    if approved_minor - reversed_minor != presented_minor:
+        raise InvariantError(f"approved {approved_minor} minus reversed {reversed_minor} fen is not the "
+                             f"{presented_minor} fen handed to clearing")
+    if state.authorisation is not None:
+        state.authorisation.check()
     senders = [state.acquirers] + ([state.disputes] if state.disputes is not None else [])
     check_clearing(state.clearing, senders)
     for w in state.settlement.windows:
@@ -126,3 +152,4 @@ def check_invariants(state: SimulationState) -> None:
             raise InvariantError(f"window {w.id} ended the run {w.state.value}")
         if w.positions_minor is not None and int(w.positions_minor.sum()) != 0:
             raise InvariantError(f"window {w.id}: positions do not sum to zero")
+    state.settlement.check_invariants()

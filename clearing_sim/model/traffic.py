@@ -7,6 +7,10 @@ per-transaction draws later stages consume (hop latencies, host service time, th
 risk rule's uniform). Each (day, hour) block draws from its own named streams, so a
 block's draws never depend on the mode, on other blocks or on the order of
 consumption. Must never simulate: it only draws.
+
+Card credit limits are drawn once per card population, not per purchase: a card's
+limit is a counter-based draw keyed by (seed, issuer, card), so every purchase with
+the same card sees the same limit without an array the size of the population.
 """
 
 from __future__ import annotations
@@ -37,7 +41,22 @@ COLUMNS: dict[str, np.dtype] = {
     "hop_switch_acq_s": np.dtype(np.float64),
     "service_s": np.dtype(np.float64),
     "risk_u": np.dtype(np.float64),
+    # The card's credit limit (its open-to-buy when the run starts); 0 for unknown BINs.
+    "credit_limit_minor": np.dtype(np.int64),
+    # Hops of the messages after the 0100/0110 pair (stream "network_more"): the
+    # acquirer's 0400 to the switch and its 0410 back, and for each store-and-forward
+    # message to the issuer (the 0120 advice and the forwarded reversal) the hop out
+    # and the issuer's acknowledgement back.
+    "hop_rev_acq_switch_s": np.dtype(np.float64),
+    "hop_rev_switch_acq_s": np.dtype(np.float64),
+    "hop_advice_out_s": np.dtype(np.float64),
+    "hop_advice_back_s": np.dtype(np.float64),
+    "hop_rev_out_s": np.dtype(np.float64),
+    "hop_rev_back_s": np.dtype(np.float64),
 }
+
+_MORE_HOPS = ("hop_rev_acq_switch_s", "hop_rev_switch_acq_s", "hop_advice_out_s", "hop_advice_back_s",
+              "hop_rev_out_s", "hop_rev_back_s")
 
 
 def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -52,6 +71,58 @@ def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
     if kind == "lognormal":
         return float(dist.median) * np.exp(float(dist.sigma) * rng.standard_normal(n))  # type: ignore[arg-type]
     raise ValueError(f"unknown distribution {kind!r}")
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function: a bijective 64-bit mix (uint64 arrays wrap on overflow)."""
+    z = x.astype(np.uint64, copy=True)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def counter_uniforms(key: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent uniforms in (0, 1) per counter value, a pure function of (key, counter)."""
+    c = counter.astype(np.uint64) * np.uint64(2)
+    with np.errstate(over="ignore"):
+        base = np.uint64(key) + c * _GOLDEN
+        u = [(_splitmix64(base + np.uint64(j) * _GOLDEN) >> np.uint64(11)).astype(np.float64) for j in (0, 1)]
+    return tuple((x + 0.5) / 2.0**53 for x in u)  # type: ignore[return-value]
+
+
+def sample_from_uniforms(dist: Distribution, u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """One draw of a scenario distribution per pair of uniforms in (0, 1) (inverse transform / Box-Muller)."""
+    kind = dist.distribution
+    if kind == "constant":
+        return np.full(u1.shape, float(dist.value))  # type: ignore[arg-type]
+    if kind == "exponential":
+        return -float(dist.mean) * np.log(u1)  # type: ignore[arg-type]
+    if kind == "uniform":
+        return float(dist.low) + (float(dist.high) - float(dist.low)) * u1  # type: ignore[arg-type]
+    if kind == "lognormal":
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        return float(dist.median) * np.exp(float(dist.sigma) * z)  # type: ignore[arg-type]
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.ndarray) -> np.ndarray:
+    """Each card's credit limit in fen (int64, at least 0); 0 where the issuer is -1 (unknown BIN)."""
+    out = np.zeros(issuer.shape, dtype=np.int64)
+    for k, iss in enumerate(scenario.issuers):
+        idx = np.flatnonzero(issuer == k)
+        if len(idx) == 0:
+            continue
+        key = int(stream(scenario.run.seed, "card_limits", k).integers(0, 2**63))
+        u1, u2 = counter_uniforms(key, card[idx])
+        raw = np.rint(sample_from_uniforms(iss.credit_limit_minor, u1, u2))
+        out[idx] = np.clip(raw, 0, 10**15).astype(np.int64)
+    return out
 
 
 @attrs.frozen
@@ -120,6 +191,11 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
         idx = np.flatnonzero(issuer == k)
         service[idx] = sample(iss.host.service_time_ms, iss_rng, len(idx)) / 1000.0
 
+    more = stream(seed, "network_more", day, hour)
+    more_hops = sample(scenario.network.latency_ms, more, len(_MORE_HOPS) * n).reshape(len(_MORE_HOPS), n) / 1000.0
+    extra = {name: more_hops[j].copy() for j, name in enumerate(_MORE_HOPS)}
+    extra["credit_limit_minor"] = card_credit_limits(scenario, issuer, card)
+
     return {
         "txn_id": np.arange(first_txn_id, first_txn_id + n, dtype=np.int64),
         "day": np.full(n, day, dtype=np.int16),
@@ -136,7 +212,7 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
         "hop_switch_acq_s": hops[3].copy(),
         "service_s": service,
         "risk_u": risk_u,
-    }
+    } | extra
 
 
 def draw_days(scenario: Scenario, cat: Catalogue | None = None) -> dict[str, np.ndarray]:

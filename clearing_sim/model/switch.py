@@ -1,0 +1,187 @@
+"""The switch: its timeout on each issuer, stand-in processing and store-and-forward.
+
+Owns: when the switch stops waiting for an issuer and stands in, the stand-in decision
+(the issuer's limits per purchase and per day), and the store-and-forward (SAF) link
+that delivers stand-in advices and forwarded reversals to each issuer in FIFO order.
+Must never touch an issuer's queue or ledger directly (it calls back) and never draw
+random numbers: every latency it uses was drawn up front by `traffic`.
+
+Rules (the detailed mode's semantics, which a fast mode must reproduce):
+
+* The switch receives an 0100 at t_sw = t_arrival + hop_acq_switch and forwards it at
+  once; the request reaches the host at t_sw + hop_switch_issuer. The issuer's answer
+  reaches the switch at t_end + hop_issuer_switch. It is in time if that is at most
+  D = t_sw + switch_timeout (a tie counts as in time).
+* Stand-in happens (a) at t_sw when the issuer is signed off at t_sw (inside an
+  announced outage): the request is never sent; (b) at D when the answer is not in
+  time: the request was lost (host down, dropped from a full queue, lost in a crash)
+  or is late. The stand-in answer leaves the switch at once.
+* Stand-in decision order, per issuer: by decision time, then (a) before (b), then by
+  transaction id. It approves `00` when the amount is at most the per-transaction
+  limit and the issuer's stand-in approvals of that simulated day (day of the decision
+  time) plus the amount are at most the daily limit; otherwise it declines `91`.
+* Every stand-in approval creates an 0120 advice for the issuer, queued at the decision
+  time. Every 0400 reversal of a routed authorisation reaching the switch is forwarded
+  to the issuer as an 0420 reversal advice, queued when the 0400 arrives.
+* SAF, one FIFO link per issuer, one message in flight. The head message is sent at
+  max(when it was queued, when the previous one was acknowledged); if the issuer is
+  signed off then, it waits for the end of that announced outage. It reaches the
+  issuer `hop_out` later, and the issuer applies it then; the acknowledgement (0130 /
+  0430) reaches the switch `hop_back` after that, and the next message can go. If the
+  issuer is down when the message would reach it, the message is lost and sent again
+  (as a repeat: 0121 / 0421) one switch timeout after the previous attempt, with the
+  same hop latencies.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Sequence
+
+import simpy
+
+from clearing_sim.model.issuers import Availability
+from clearing_sim.model.traffic import DAY_S
+from clearing_sim.scenario import Scenario
+
+ADVICE = 0  # 0120 / 0121 / 0130
+REVERSAL = 1  # 0420 / 0421 / 0430
+
+
+class StandInLimits:
+    """Each issuer's stand-in limits and what the switch has approved for it per day."""
+
+    def __init__(self, scenario: Scenario):
+        self.per_transaction = [iss.stand_in.per_transaction_minor for iss in scenario.issuers]
+        self.daily = [iss.stand_in.daily_minor for iss in scenario.issuers]
+        self.used: list[dict[int, int]] = [{} for _ in scenario.issuers]
+
+    def approve(self, k: int, amount_minor: int, t_s: float) -> bool:
+        """Whether the switch approves `amount_minor` for issuer `k` at time `t_s` (and books it)."""
+        if amount_minor > self.per_transaction[k]:
+            return False
+        day = int(t_s // DAY_S)
+        used = self.used[k].get(day, 0)
+        if used + amount_minor > self.daily[k]:
+            return False
+        self.used[k][day] = used + amount_minor
+        return True
+
+
+class StoreAndForward:
+    """The SAF links: per issuer a FIFO of (transaction, kind, time queued), delivered one at a time."""
+
+    def __init__(self, env: simpy.Environment, availability: Sequence[Availability], switch_timeout_s: float,
+                 hop_out: tuple[list[float], list[float]], hop_back: tuple[list[float], list[float]],
+                 apply: Callable[[int, int, float], None]):
+        self.env = env
+        self.availability = availability
+        self.timeout_s = switch_timeout_s
+        self.hop_out = hop_out  # indexed [kind][txn]
+        self.hop_back = hop_back
+        self.apply = apply
+        self.queues: list[collections.deque[tuple[int, int, float]]] = [collections.deque() for _ in availability]
+        self._wake: list[simpy.Event | None] = [None] * len(availability)
+        # One row per attempt: kind, txn, attempt number, sent, reached issuer (NaN: lost), acknowledged.
+        self.log: dict[str, list] = {"kind": [], "txn": [], "attempt": [], "t_sent_s": [], "t_applied_s": [],
+                                     "t_acked_s": []}
+        self.queued = [0, 0]
+        for k in range(len(availability)):
+            env.process(self._link(k))
+
+    def enqueue(self, k: int, i: int, kind: int, t_s: float) -> None:
+        """Queue a message for issuer `k` at time `t_s` (now)."""
+        self.queues[k].append((i, kind, t_s))
+        self.queued[kind] += 1
+        wake = self._wake[k]
+        if wake is not None:
+            self._wake[k] = None
+            wake.succeed()
+
+    def pending(self) -> int:
+        """Messages not yet acknowledged, over all issuers."""
+        return sum(len(q) for q in self.queues)
+
+    def _link(self, k: int):
+        env = self.env
+        q = self.queues[k]
+        av = self.availability[k]
+        log = self.log
+        t_free = 0.0  # when the previous message was acknowledged
+        while True:
+            if not q:
+                wake = env.event()
+                self._wake[k] = wake
+                yield wake
+                continue
+            i, kind, t_queued = q[0]
+            out = self.hop_out[kind][i]
+            back = self.hop_back[kind][i]
+            t = max(t_queued, t_free)
+            attempt = 0
+            while True:
+                end = av.announced_end_at(t)
+                if end is not None:
+                    t = end
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                reach = t + out
+                lost = av.down_at(reach)
+                log["kind"].append(kind)
+                log["txn"].append(i)
+                log["attempt"].append(attempt)
+                log["t_sent_s"].append(t)
+                if lost:
+                    log["t_applied_s"].append(math.nan)
+                    log["t_acked_s"].append(math.nan)
+                    t = t + self.timeout_s
+                    attempt += 1
+                    continue
+                if reach > env.now:
+                    yield env.timeout(reach - env.now)
+                self.apply(i, kind, reach)
+                acked = reach + back
+                log["t_applied_s"].append(reach)
+                log["t_acked_s"].append(acked)
+                if acked > env.now:
+                    yield env.timeout(acked - env.now)
+                q.popleft()
+                t_free = acked
+                break
+
+
+def switch_timer(env: simpy.Environment, signed_off: list[int], forwarded: list[int], t_switch: list[float],
+                 deadline: list[float], answered_in_time: bytearray, stand_in: Callable[[int, float], None]):
+    """One issuer's stand-in clock, as a SimPy process.
+
+    `signed_off`: transactions the switch never forwards, sorted by (t_switch, id);
+    `forwarded`: the others, sorted by (deadline, id). The process wakes only at the
+    next decision it cannot rule out: a forwarded request whose in-time answer is
+    already known (`answered_in_time`, set when its service starts) is skipped without
+    waking, so in normal operation it wakes about once per timeout period.
+    """
+    ia = ib = 0
+    na, nb = len(signed_off), len(forwarded)
+    reached = -math.inf  # the simulated time this process has reached, as a value
+    inf = math.inf
+    while ia < na or ib < nb:
+        while ib < nb and answered_in_time[forwarded[ib]]:
+            ib += 1
+        ta = t_switch[signed_off[ia]] if ia < na else inf
+        tb = deadline[forwarded[ib]] if ib < nb else inf
+        if ta == inf and tb == inf:
+            return
+        if ta <= tb:
+            if ta > reached:
+                yield env.timeout(max(0.0, ta - env.now))
+                reached = ta
+            stand_in(signed_off[ia], ta)
+            ia += 1
+        else:
+            if tb > reached:
+                yield env.timeout(max(0.0, tb - env.now))
+                reached = tb
+                continue  # look again: its answer may have become known meanwhile
+            stand_in(forwarded[ib], tb)
+            ib += 1

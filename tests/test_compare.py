@@ -1,0 +1,171 @@
+"""`clearing-sim compare`: replications with common random numbers, intervals, three files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import clearing_sim
+from clearing_sim import compare, metrics
+from clearing_sim.cli import main
+
+from tests.conftest import SMALL_YAML
+
+INTRADAY_YAML = SMALL_YAML.replace("name: small", "name: small_intraday").replace(
+    'windows: ["10:00"]\n  lag_days: 1', 'windows: ["13:00", "23:50"]\n  lag_days: 0')
+
+
+@pytest.fixture(scope="module")
+def two_files(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("scenarios")
+    a, b = d / "small.yaml", d / "intraday.yaml"
+    a.write_text(SMALL_YAML, encoding="utf-8")
+    b.write_text(INTRADAY_YAML, encoding="utf-8")
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def compared(two_files, tmp_path_factory):
+    """compare.json and stdout of `compare small intraday --replications 3`."""
+    out = tmp_path_factory.mktemp("compare")
+    capture = tmp_path_factory.mktemp("stdout") / "out.txt"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["compare", str(two_files[0]), str(two_files[1]), "--replications", "3", "--out", str(out)])
+    capture.write_text(buf.getvalue())
+    return rc, out, json.loads((out / "compare.json").read_text()), buf.getvalue()
+
+
+class TestCompareScenarioFiles:
+    """Scenario files run R times each; compare.json holds a mean and interval per dotted path."""
+
+    def test_exit_and_files(self, compared):
+        rc, out, _, _ = compared
+        assert rc == 0
+        for name in ("compare.json", "compare.csv", "compare.html"):
+            assert (out / name).is_file()
+        assert not list(out.glob(".*tmp*"))
+
+    def test_json_shape(self, compared):
+        data = compared[2]
+        assert [s["name"] for s in data["scenarios"]] == ["small", "small_intraday"]
+        for s in data["scenarios"]:
+            assert s["replications"] == 3
+            assert "settlement.lag_hours.p50" in s["metrics"]
+            for path, m in s["metrics"].items():
+                assert path in metrics.METRICS_BY_PATH
+                assert set(m) >= {"mean", "ci95"}
+                assert len(m["values"]) == 3
+
+    def test_intervals_contain_their_means(self, compared):
+        for s in compared[2]["scenarios"]:
+            for path, m in s["metrics"].items():
+                lo, hi = m["ci95"]
+                assert lo <= m["mean"] <= hi, path
+
+    def test_interval_is_the_t_interval(self, compared):
+        m = compared[2]["scenarios"][0]["metrics"]["settlement.lag_hours.p50"]
+        iv = metrics.interval(m["values"])
+        assert m["mean"] == pytest.approx(iv.mean, abs=1e-6)
+        assert m["ci95"] == [pytest.approx(iv.lo, abs=1e-6), pytest.approx(iv.hi, abs=1e-6)]
+        assert iv.hi > iv.lo  # three different seeds give different lags
+
+    def test_missing_metric_left_out(self, compared):
+        """A key metric that no summary has (and none can be derived) is left out, not a crash."""
+        values = metrics.key_values({"scenario": "x", "authorisations": {"count": 3}})
+        assert values["settlement.defaulted_participants"] is None
+        for s in compared[2]["scenarios"]:
+            assert all(m["mean"] is not None for m in s["metrics"].values())
+
+    def test_common_random_numbers(self, compared):
+        """Replication i of both scenarios used one seed: the authorisations are identical."""
+        a, b = compared[2]["scenarios"]
+        assert a["seeds"] == b["seeds"] == list(compare.replication_seeds(compared[2]["root_seed"], 3))
+        assert len(set(a["seeds"])) == 3
+        for path in ("authorisations.latency_ms.p99", "authorisations.approval_rate"):
+            assert a["metrics"][path]["values"] == b["metrics"][path]["values"]
+        # ... while the settlement windows differ.
+        assert a["metrics"]["settlement.lag_hours.p50"]["mean"] != b["metrics"]["settlement.lag_hours.p50"]["mean"]
+
+    def test_replication_reproducible_with_run(self, compared, small_scenario):
+        a = compared[2]["scenarios"][0]
+        r = clearing_sim.run(small_scenario, seed=a["seeds"][1])
+        assert r.summary["authorisations"]["latency_ms"]["p99"] == \
+            a["metrics"]["authorisations.latency_ms.p99"]["values"][1]
+
+    def test_table_printed(self, compared):
+        text = compared[3]
+        assert "small_intraday" in text and "settlement lag p50" in text
+        assert "defaulted participants" in text
+
+    def test_csv_rows(self, compared):
+        rows = list(csv.DictReader((compared[1] / "compare.csv").open()))
+        assert len(rows) == 2 * len(metrics.KEY_METRICS)
+        row = next(r for r in rows if r["scenario"] == "small" and r["metric"] == "settlement.lag_hours.p99")
+        assert float(row["ci95_lo"]) <= float(row["mean"]) <= float(row["ci95_hi"])
+
+    def test_html(self, compared):
+        html = (compared[1] / "compare.html").read_text()
+        assert "<svg" in html and "<script" not in html
+        assert "small_intraday" in html
+
+
+class TestCompareRunFolders:
+    """A run folder counts as one replication; a figure its summary lacks shows as '-'."""
+
+    def test_folder_and_file(self, tmp_path, small_file, capsys):
+        run = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(run), "--quiet"]) == 0
+        summary = json.loads((run / "summary.json").read_text())
+        del summary["settlement"]["lag_hours"]
+        summary["settlement"].pop("exposure", None)  # an older summary: exposure only derivable from the table
+        old = tmp_path / "old"
+        shutil.copytree(run, old)
+        (old / "summary.json").write_text(json.dumps(summary))
+        (old / "transactions.parquet").unlink()
+        capsys.readouterr()
+        out = tmp_path / "cmp"
+        assert main(["compare", str(run), str(old), "--out", str(out)]) == 0
+        text = capsys.readouterr().out
+        data = json.loads((out / "compare.json").read_text())
+        first, second = data["scenarios"]
+        assert first["kind"] == "run" and first["replications"] == 1 and first["seeds"] == [42]
+        m = first["metrics"]["settlement.lag_hours.p50"]
+        assert m["ci95"] == [m["mean"], m["mean"]]
+        assert m["mean"] == summary_value(run, "settlement.lag_hours.p50")
+        assert "settlement.exposure.peak_minor" in first["metrics"]
+        assert second["name"] != first["name"]  # same scenario name made unique
+        assert "settlement.lag_hours.p50" not in second["metrics"]
+        assert "settlement.exposure.peak_minor" not in second["metrics"]
+        assert "-" in text
+
+
+def summary_value(folder: Path, path: str):
+    return metrics.get_path(json.loads((folder / "summary.json").read_text()), path)
+
+
+class TestCompareErrors:
+    """Bad arguments exit 2 with a message naming the problem, never a traceback."""
+
+    @pytest.mark.parametrize("args, needle", [
+        (["nowhere.yaml"], "no such scenario file or run folder"),
+        (["{file}", "--replications", "0"], "--replications"),
+        (["{dir}"], "not a run folder"),
+        (["{bad}"], "traffic.transactions_per_day"),
+    ])
+    def test_exit_2(self, tmp_path, small_file, capsys, args, needle):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: -5"))
+        args = [a.format(file=small_file, dir=tmp_path, bad=bad) for a in args]
+        assert main(["compare", *args, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err
+        assert "Traceback" not in err
+        assert not (tmp_path / "o" / "compare.json").exists()

@@ -1,0 +1,114 @@
+"""Fast mode gives detailed mode's outcomes, transaction for transaction, and the same summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import clearing_sim
+from clearing_sim.cli import main
+from clearing_sim.model.network import simulate
+from clearing_sim.scenario import load_scenario, parse_scenario
+from tests.conftest import SMALL_YAML
+
+ROOT = Path(__file__).resolve().parent.parent
+STRESS = ROOT / "tests" / "data" / "fast_stress.yaml"
+
+
+def assert_same_outcomes(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        if a[k].dtype.kind == "f":
+            assert np.array_equal(a[k], b[k], equal_nan=True), k
+        else:
+            assert np.array_equal(a[k], b[k]), k
+
+
+def assert_same_tables(d, f) -> None:
+    for name in ("transactions", "clearing_records", "settlements"):
+        a, b = getattr(d, name), getattr(f, name)
+        assert a.column_names == b.column_names
+        for c in a.column_names:
+            x, y = a[c].to_numpy(zero_copy_only=False), b[c].to_numpy(zero_copy_only=False)
+            if x.dtype.kind == "f":
+                assert np.array_equal(x, y, equal_nan=True), (name, c)
+            else:
+                assert a[c].equals(b[c]), (name, c)
+
+
+def without_mode(summary: dict) -> str:
+    return json.dumps({k: v for k, v in summary.items() if k != "mode"}, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def both():
+    """The stress scenario in both modes."""
+    sc = load_scenario(STRESS)
+    return simulate(sc, "detailed"), simulate(sc, "fast")
+
+
+class TestStress:
+    """Under saturation, crashes, sign-offs, degraded capacity, timeouts both ways and in-bank purchases."""
+
+    def test_every_path_is_exercised(self, both) -> None:
+        from clearing_sim.model.authorisation import HOST_OUTCOMES
+
+        o = both[0].outcomes
+        seen = {HOST_OUTCOMES[i] for i in np.unique(o["host_outcome"]) if i >= 0}
+        assert {"lost_on_arrival", "dropped", "lost_waiting", "lost_in_service", "answered", "late",
+                "not_sent"} <= seen
+        assert o["stand_in"].any() and o["reversed"].any()
+        assert set(np.unique(o["response_code"])) == {0, 5, 14, 51, 91}
+
+    def test_outcomes_identical(self, both) -> None:
+        assert_same_outcomes(both[0].outcomes, both[1].outcomes)
+
+    def test_queues_and_messages_identical(self, both) -> None:
+        d, f = both
+        assert d.queue_depth_max == f.queue_depth_max
+        rows_d = sorted(zip(*[np.asarray(d.authorisation.saf.log[k]).tolist() for k in sorted(d.authorisation.saf.log)]))
+        rows_f = sorted(zip(*[np.asarray(f.authorisation.saf.log[k]).tolist() for k in sorted(f.authorisation.saf.log)]))
+        assert [tuple(map(repr, r)) for r in rows_d] == [tuple(map(repr, r)) for r in rows_f]
+
+    def test_clearing_and_settlement_identical(self, both) -> None:
+        d, f = both
+        assert np.array_equal(d.clearing.txn_cycle, f.clearing.txn_cycle)
+        for wd, wf in zip(d.settlement.windows, f.settlement.windows):
+            assert wd.id == wf.id and np.array_equal(wd.positions_minor, wf.positions_minor)
+
+
+class TestSeeds:
+    """Equality holds for other seeds of the small scenario, not for one lucky draw."""
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    def test_small(self, seed: int) -> None:
+        sc = parse_scenario(SMALL_YAML.replace("seed: 42", f"seed: {seed}"))
+        d = clearing_sim.run(sc, mode="detailed")
+        f = clearing_sim.run(sc, mode="fast")
+        assert without_mode(d.summary) == without_mode(f.summary)
+        assert_same_tables(d, f)
+        assert f.summary["mode"] == "fast"
+
+
+@pytest.mark.slow
+def test_cli_issuer_outage_same_folders(tmp_path: Path) -> None:
+    """`run --mode fast` and `--mode detailed` on the outage scenario: equal tables and summaries."""
+    path = ROOT / "scenarios" / "issuer_outage.yaml"
+    for mode in ("detailed", "fast"):
+        assert main(["run", str(path), "--mode", mode, "--out", str(tmp_path / mode), "-q"]) == 0
+    sd = json.loads((tmp_path / "detailed" / "summary.json").read_text())
+    sf = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    assert sd["authorisations"]["stand_in"] > 0
+    assert without_mode(sd) == without_mode(sf)
+    for name in ("clearing_records", "settlements"):  # no NaN in these: plain equality
+        assert pq.read_table(tmp_path / "detailed" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "fast" / f"{name}.parquet")), name
+    td = pq.read_table(tmp_path / "detailed" / "transactions.parquet")
+    tf = pq.read_table(tmp_path / "fast" / "transactions.parquet")
+    for c in td.column_names:
+        x, y = td[c].to_numpy(zero_copy_only=False), tf[c].to_numpy(zero_copy_only=False)
+        assert np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else td[c].equals(tf[c]), c

@@ -1,0 +1,186 @@
+"""Tests for clearing_sim.settlement_figures and the settlement scenarios in scenarios/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import clearing_sim
+from clearing_sim.scenario import Calendar, SettlementAccount, parse_scenario
+from clearing_sim.settlement_figures import exposure
+from tests.conftest import SMALL_YAML
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class TestExposure:
+    """Exposure over time equals a naive step-by-step sum of what was approved and not yet settled."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(data=st.data())
+    def test_against_naive(self, data):
+        n = data.draw(st.integers(0, 30))
+        t_in = np.array(data.draw(st.lists(st.integers(0, 100), min_size=n, max_size=n)), dtype=float)
+        lag = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 50)), min_size=n, max_size=n))
+        t_out = np.array([np.nan if g is None else t + g for t, g in zip(t_in, lag)])
+        amount = np.array(data.draw(st.lists(st.integers(1, 2**40), min_size=n, max_size=n)), dtype=np.int64)
+        t_end = 7200.0
+        got = exposure(t_in, t_out, amount, t_end)
+
+        def level(t):  # value approved at or before t and not settled at or before t
+            return sum(int(a) for i, o, a in zip(t_in, t_out, amount) if i <= t and not (o <= t))
+
+        grid = sorted(set(t_in.tolist()) | {x for x in t_out.tolist() if x == x} | {0.0})
+        assert got["peak_minor"] == max([0] + [level(t) for t in grid])
+        steps = grid + [t_end]
+        integral = sum(level(steps[k]) * (steps[k + 1] - steps[k]) for k in range(len(grid)))
+        assert got["time_weighted_mean_minor"] == pytest.approx(integral / t_end, rel=1e-9, abs=1e-3)
+        assert got["hourly_minor"] == [level(3600.0), level(7200.0)]
+
+
+@pytest.fixture(scope="module")
+def t1():
+    return clearing_sim.run(SCENARIOS / "t1_single_window.yaml")
+
+
+@pytest.fixture(scope="module")
+def intraday():
+    return clearing_sim.run(SCENARIOS / "intraday_windows.yaml")
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return clearing_sim.run(SCENARIOS / "participant_default.yaml")
+
+
+@pytest.mark.slow
+class TestIntradayAgainstT1:
+    """Four T+0 windows a day settle sooner than one T+1 window on the same traffic, and both report liquidity."""
+
+    def test_same_traffic(self, t1, intraday):
+        assert t1.summary["authorisations"]["approved_minor"] == intraday.summary["authorisations"]["approved_minor"]
+        assert t1.summary["clearing"]["amount_cleared_minor"] == intraday.summary["clearing"]["amount_cleared_minor"]
+
+    def test_median_lag_is_shorter(self, t1, intraday):
+        lag_t1 = t1.summary["settlement"]["lag_hours"]["p50"]
+        lag_intraday = intraday.summary["settlement"]["lag_hours"]["p50"]
+        assert lag_intraday < lag_t1
+
+    @pytest.mark.parametrize("which", ["t1", "intraday"])
+    def test_reports_peak_net_debit_and_exposure(self, which, request):
+        s = request.getfixturevalue(which).summary["settlement"]
+        peak = s["peak_net_debit_minor"]
+        assert set(peak) == set(request.getfixturevalue(which).summary["participants"])
+        for w in s["windows"]:
+            for pid, p in w["obligations_minor"].items():
+                assert peak[pid] >= -p
+        assert max(peak.values()) > 0
+        e = s["exposure"]
+        assert e["peak_minor"] >= e["time_weighted_mean_minor"] > 0
+        assert e["unsettled_at_end_minor"] == 0
+        assert all(sum(w["positions_minor"].values()) == 0 for w in s["windows"])
+
+    def test_intraday_needs_less_peak_liquidity(self, t1, intraday):
+        a = t1.summary["settlement"]
+        b = intraday.summary["settlement"]
+        assert b["exposure"]["peak_minor"] < a["exposure"]["peak_minor"]
+        assert max(b["peak_net_debit_minor"].values()) < max(a["peak_net_debit_minor"].values())
+
+
+@pytest.mark.slow
+class TestParticipantDefault:
+    """participant_default.yaml shows BOC's default, the unwound records, the cascade and zero-sum positions."""
+
+    def test_defaulter_cascade_and_unwound_records(self, default_run):
+        s = default_run.summary["settlement"]
+        w = s["windows"][0]
+        assert w["status"] == "SETTLED"
+        assert [(d["participant"], d["round"]) for d in w["defaults"]] == [("BOC", 1), ("ICBC", 2)]
+        assert w["cascade_rounds"] == 2
+        assert w["unwound"]["records"] > 0
+        assert w["positions_minor"]["BOC"] == 0 and w["positions_minor"]["ICBC"] == 0
+        assert sum(w["positions_minor"].values()) == 0
+        assert sum(w["obligations_minor"].values()) == 0
+        assert s["defaulted_participants"] == ["ICBC", "BOC"]
+        assert s["records_unwound"] == sum(x["unwound"]["records"] for x in s["windows"])
+
+    def test_unwound_records_in_the_tables(self, default_run):
+        s = default_run.summary["settlement"]
+        recs = default_run.clearing_records.to_pandas()
+        unwound = recs[recs["settlement_status"] == "unwound"]
+        assert len(unwound) == s["records_unwound"]
+        # Every unwound record has BOC or ICBC as issuer or acquirer; no other record does.
+        touches = recs["issuer"].isin(["BOC", "ICBC"]) | recs["acquirer"].isin(["BOC", "ICBC"])
+        first = recs["settlement_window"] == s["windows"][0]["id"]
+        assert (touches[first] == (recs["settlement_status"][first] == "unwound")).all()
+        txns = default_run.transactions.to_pandas()
+        assert txns.loc[txns["settlement_status"] == "unwound", "settlement_lag_h"].isna().all()
+        rows = default_run.settlements.to_pandas()
+        first_rows = rows[rows["window_id"] == s["windows"][0]["id"]]
+        assert first_rows["position_minor"].sum() == 0
+        assert set(first_rows.loc[first_rows["defaulted"], "participant"]) == {"BOC", "ICBC"}
+
+    def test_exposure_keeps_unwound_value(self, default_run):
+        e = default_run.summary["settlement"]["exposure"]
+        assert e["unsettled_at_end_minor"] > 0
+
+    def test_same_seed_same_summary(self, default_run):
+        again = clearing_sim.run(SCENARIOS / "participant_default.yaml")
+        assert json.dumps(again.summary) == json.dumps(default_run.summary)
+        assert again.settlements.equals(default_run.settlements)
+
+
+def _small(**settlement):
+    base = parse_scenario(SMALL_YAML, "small.yaml")
+    return attrs.evolve(base, settlement=attrs.evolve(base.settlement, **settlement))
+
+
+class TestEveryRuleEndToEnd:
+    """Each default rule runs end to end: a tight issuer defaults, books balance, figures add up."""
+
+    @pytest.mark.parametrize("rule", ["unwind", "loss_sharing", "guarantee_fund"])
+    def test_rule(self, rule):
+        accounts = (SettlementAccount("BANKB", opening_balance_minor=1_000,
+                                      guarantee_fund_minor=500 if rule == "guarantee_fund" else 0),
+                    SettlementAccount("BANKC", opening_balance_minor=10**9,
+                                      guarantee_fund_minor=2_000 if rule == "guarantee_fund" else 0))
+        r = clearing_sim.run(_small(accounts=accounts, default_rule=rule, loss_sharing_key="equal"))
+        s = r.summary["settlement"]
+        first = s["windows"][0]
+        assert first["status"] == "SETTLED"
+        assert "BANKB" in [d["participant"] for d in first["defaults"]]
+        assert sum(first["positions_minor"].values()) == 0
+        assert first["funding"]["paid_in_minor"] == first["funding"]["paid_out_minor"]
+        if rule == "unwind":
+            assert first["unwound"]["records"] > 0 and first["positions_minor"]["BANKB"] == 0
+        else:
+            assert first["unwound"]["records"] == 0
+            assert first["shortfall_minor"] > 0
+            paid_by_b = -first["positions_minor"]["BANKB"]
+            drawn_b = first.get("guarantee_fund_draw_minor", {}).get("BANKB", 0)
+            assert paid_by_b == 1_000 + drawn_b  # all its balance, and its own fund contribution
+        if rule == "guarantee_fund":
+            # BANKB's own 500 first; what it still leaves unpaid comes from BANKC's 2,000, then loss sharing.
+            draws = first["guarantee_fund_draw_minor"]
+            assert draws["BANKB"] == 500
+            assert draws["BANKC"] == min(first["shortfall_minor"], 2_000)
+            shared = sum(first.get("loss_share_minor", {}).values())
+            assert shared == first["shortfall_minor"] - draws["BANKC"]
+
+
+class TestHorizonFollowsTheCalendar:
+    """A window pushed past a long holiday still falls inside the simulated run and settles."""
+
+    def test_friday_before_a_three_day_holiday(self):
+        sc = _small(calendar=Calendar(holidays=("2026-11-09", "2026-11-10", "2026-11-11")))
+        sc = attrs.evolve(sc, run=attrs.evolve(sc.run, start_date="2026-11-06"))  # a Friday
+        r = clearing_sim.run(sc)
+        ids = [w["id"] for w in r.summary["settlement"]["windows"]]
+        assert ids[0] == "2026-11-12T10:00"  # Thursday: weekend, then three holidays
+        assert all(w["status"] == "SETTLED" for w in r.summary["settlement"]["windows"])

@@ -1,0 +1,232 @@
+"""`clearing-sim sweep`: strict sweep files, grid points, seeds, and executor-independent outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from clearing_sim import sweep as sw
+from clearing_sim.cli import main
+from clearing_sim.rng import derived_seed
+
+from tests.conftest import SMALL_YAML
+
+SWEEP_YAML = """\
+name: small_sweep
+base: small.yaml
+replications: 2
+overrides:
+  settlement.lag_days: 0
+grid:
+  settlement.windows:
+    - ["10:00"]
+    - ["10:00", "16:00"]
+  issuers[1].host.servers: [1, 3]
+"""
+
+
+def write_sweep(folder: Path, text: str) -> Path:
+    (folder / "small.yaml").write_text(SMALL_YAML, encoding="utf-8")
+    p = folder / "sweep.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def sweep_file(tmp_path) -> Path:
+    return write_sweep(tmp_path, SWEEP_YAML)
+
+
+class TestPoints:
+    """The grid is the product of the keys' values, first key outermost, overrides on every point."""
+
+    def test_points(self, sweep_file):
+        s = sw.load_sweep(sweep_file)
+        assert s.keys == ("settlement.windows", "issuers[1].host.servers")
+        assert [p.values for p in s.points] == [
+            {"settlement.windows": ["10:00"], "issuers[1].host.servers": 1},
+            {"settlement.windows": ["10:00"], "issuers[1].host.servers": 3},
+            {"settlement.windows": ["10:00", "16:00"], "issuers[1].host.servers": 1},
+            {"settlement.windows": ["10:00", "16:00"], "issuers[1].host.servers": 3},
+        ]
+        for p in s.points:
+            assert list(p.scenario.settlement.windows) == p.values["settlement.windows"]
+            assert p.scenario.issuers[1].host.servers == p.values["issuers[1].host.servers"]
+            assert p.scenario.settlement.lag_days == 0
+            assert p.scenario.issuers[0] == s.base_scenario.issuers[0]
+
+    def test_seeds_from_root_point_and_replication(self, sweep_file):
+        s = sw.load_sweep(sweep_file)
+        assert s.root_seed == 42  # the base scenario's run.seed
+        seeds = [t.seed for t in s.tasks()]
+        assert len(set(seeds)) == len(seeds) == 8
+        assert seeds[3] == derived_seed(42, "sweep", 1, 1)
+
+    def test_common_random_numbers(self, tmp_path):
+        s = sw.load_sweep(write_sweep(tmp_path, SWEEP_YAML + "common_random_numbers: true\nseed: 7\n"))
+        assert s.seed(0, 1) == s.seed(3, 1) == derived_seed(7, "replication", 1)
+        assert s.seed(0, 0) != s.seed(0, 1)
+
+
+def _errors(tmp_path: Path, text: str, capsys) -> str:
+    p = write_sweep(tmp_path, text)
+    assert main(["sweep", str(p), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    return " ".join(err.split())  # undo the console's line wrapping
+
+
+class TestBadSweepFiles:
+    """Bad sweep files exit 2 with the problem, its path and its line; nothing runs or is written."""
+
+    def test_unknown_key_path(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("settlement.windows:", "settlement.window:"), capsys)
+        assert "grid.settlement.window (line 7)" in err
+        assert "unknown key path 'settlement.window'" in err
+        assert "settlement has no key 'window'" in err
+
+    def test_index_out_of_range(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("issuers[1]", "issuers[5]"), capsys)
+        assert "issuers has 2 item(s), there is no [5]" in err
+
+    def test_key_below_a_value(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("settlement.lag_days: 0", "settlement.lag_days.x: 0"), capsys)
+        assert "overrides.settlement.lag_days.x (line 5)" in err
+        assert "is a single value" in err
+
+    def test_empty_grid(self, tmp_path, capsys):
+        text = SWEEP_YAML[:SWEEP_YAML.index("grid:")] + "grid: {}\n"
+        err = _errors(tmp_path, text, capsys)
+        assert "grid (line 6): empty grid" in err
+
+    def test_empty_values(self, tmp_path, capsys):
+        text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: []")
+        err = _errors(tmp_path, text, capsys)
+        assert "grid.issuers[1].host.servers (line 10): empty grid" in err
+
+    def test_missing_grid_and_base(self, tmp_path, capsys):
+        err = _errors(tmp_path, "name: x\nreplications: 1\n", capsys)
+        assert "base: required key is missing" in err or "base (line 1): required key is missing" in err
+        assert "grid" in err and "required key is missing" in err
+
+    def test_unknown_top_level_key_and_bad_replications(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("replications: 2", "replication: 2\nreplications: 0"), capsys)
+        assert "replication (line 3): unknown key" in err
+        assert "replications (line 4): must be a whole number" in err
+
+    def test_base_not_found(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("base: small.yaml", "base: nothere.yaml"), capsys)
+        assert "base (line 2): no such scenario file: nothere.yaml" in err
+
+    def test_invalid_point_names_point_and_key(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace('- ["10:00", "16:00"]', '- ["10:00", "25:00"]'), capsys)
+        assert "grid.settlement.windows[1] (line 9)" in err
+        assert 'point 2 (settlement.windows=["10:00", "25:00"], issuers[1].host.servers=1)' in err
+        assert "'25:00' is not a time of day" in err
+
+    def test_invalid_value_type(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML.replace("[1, 3]", "[1, many]"), capsys)
+        assert "grid.issuers[1].host.servers[1] (line 10)" in err
+        assert "expected a whole number" in err
+
+    def test_load_sweep_problems(self, tmp_path):
+        p = write_sweep(tmp_path, SWEEP_YAML.replace("settlement.windows:", "settlement.window:"))
+        with pytest.raises(sw.SweepError) as info:
+            sw.load_sweep(p)
+        (problem,) = info.value.problems
+        assert (problem.path, problem.line) == ("grid.settlement.window", 7)
+
+
+def _sweep_json(tmp_path: Path, sweep_file: Path, name: str, *args: str) -> tuple[bytes, bytes]:
+    out = tmp_path / name
+    assert main(["sweep", str(sweep_file), "--out", str(out), *args]) == 0
+    return (out / "sweep.json").read_bytes(), (out / "sweep.parquet").read_bytes()
+
+
+class TestExecutorIndependence:
+    """sweep.json and sweep.parquet are byte-identical with 1 or 2 local workers and on Dask."""
+
+    def test_same_bytes(self, tmp_path, capsys):
+        text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]", "")  # 2 points x 2 replications
+        sweep_file = write_sweep(tmp_path, text)
+        one = _sweep_json(tmp_path, sweep_file, "w1", "--workers", "1")
+        two = _sweep_json(tmp_path, sweep_file, "w2", "--workers", "2")
+        assert one == two
+        distributed = pytest.importorskip("distributed")
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster:
+            dask = _sweep_json(tmp_path, sweep_file, "dask", "--scheduler", cluster.scheduler_address)
+        assert one == dask
+
+    def test_unreachable_scheduler_exits_2(self, tmp_path, sweep_file, capsys, monkeypatch):
+        pytest.importorskip("distributed")
+        from clearing_sim import executor
+
+        monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 2)
+        rc = main(["sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"])
+        assert rc == 2
+        assert "cannot reach the Dask scheduler" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture(scope="module")
+def sweep_out(tmp_path_factory) -> Path:
+    """The folder of the small sweep, run once for this module."""
+    d = tmp_path_factory.mktemp("sweep")
+    f = write_sweep(d, SWEEP_YAML)
+    assert main(["sweep", str(f), "--workers", "1", "--out", str(d / "out")]) == 0
+    return d / "out"
+
+
+class TestOutputs:
+    """sweep.json holds every point with intervals; sweep.parquet one row per point and replication."""
+
+    def test_folder(self, sweep_out):
+        assert sorted(p.name for p in sweep_out.iterdir()) == ["base.yaml", "sweep.json", "sweep.parquet",
+                                                                "sweep.yaml"]
+
+    def test_json(self, sweep_out):
+        data = json.loads((sweep_out / "sweep.json").read_text())
+        assert data["keys"] == ["settlement.windows", "issuers[1].host.servers"]
+        assert len(data["points"]) == 4
+        for p in data["points"]:
+            assert len(p["replications"]) == 2
+            for path, m in p["metrics"].items():
+                assert m["ci95"][0] <= m["mean"] <= m["ci95"][1], path
+        # Two windows a day settle the midday cycle the same day: a shorter median lag.
+        lag = [p["metrics"]["settlement.lag_hours.p50"]["mean"] for p in data["points"]]
+        assert lag[2] < lag[0] and lag[3] < lag[1]
+
+    def test_parquet(self, sweep_out):
+        t = pq.read_table(sweep_out / "sweep.parquet")
+        assert t.num_rows == 8
+        df = t.to_pandas()
+        assert list(df["point"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+        assert list(df["replication"]) == [0, 1] * 4
+        assert list(df["issuers[1].host.servers"]) == [1, 1, 3, 3, 1, 1, 3, 3]
+        assert [list(v) for v in df["settlement.windows"][::2]] == [["10:00"], ["10:00"], ["10:00", "16:00"],
+                                                                     ["10:00", "16:00"]]
+        assert "settlement.lag_hours.p50" in df and "authorisations.per_issuer.BANKA.count" in df
+        df["windows_per_day"] = df["settlement.windows"].map(len)
+        means = df.groupby("windows_per_day")["settlement.lag_hours.p50"].mean()
+        assert means[2] < means[1]
+
+
+class TestShippedSweeps:
+    """Every sweep file shipped in scenarios/ (sweep_*.yaml) loads with all its points valid."""
+
+    SWEEPS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("sweep_*.yaml"))
+
+    @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+    def test_loads(self, path):
+        s = sw.load_sweep(path)
+        assert s.points and s.replications >= 1
+
+    def test_sweep_windows(self):
+        s = sw.load_sweep(Path(__file__).resolve().parent.parent / "scenarios" / "sweep_windows.yaml")
+        assert [len(p.scenario.settlement.windows) for p in s.points] == [1, 2, 4, 6]
+        assert s.base_scenario.name == "baseline"
+        assert all(p.scenario.traffic == s.base_scenario.traffic for p in s.points)
