@@ -22,13 +22,14 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "detailed",
-        progress: Callable[[float, float], None] | None = None) -> Result:
+        progress: Callable[[float, float], None] | None = None, clearing_files: bool = False) -> Result:
     """Simulate a scenario and return its summary and tables.
 
     `seed` replaces the scenario's `run.seed` when given; `mode` is one of
     `clearing_sim.model.network.MODES`; `progress(now_s, horizon_s)` is called once per
-    simulated hour. Raises ScenarioError for a bad scenario,
-    ValueError for an unknown mode, ScenarioError if the run cannot fit in memory
+    simulated hour; `clearing_files` keeps every clearing file's bytes in
+    `Result.clearing_files`. Raises ScenarioError for a bad scenario,
+    ValueError for an unknown mode, InputError if the run cannot fit in memory
     (`clearing_sim.resources`) and InvariantError if the books do not balance.
     """
     if not isinstance(scenario, Scenario):
@@ -36,4 +37,5 @@ def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "d
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
     check_memory(scenario)
-    return build_result(simulate(with_seed(scenario, seed), mode, progress=progress))
+    return build_result(simulate(with_seed(scenario, seed), mode, progress=progress,
+                                 keep_clearing_files=clearing_files))

@@ -173,6 +173,11 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         ("scheme fees (CNY)", _fen(c["scheme_fees_minor"])),
         ("settlement lag p50 / p90 / max (h)", f"{lag['p50']} / {lag['p90']} / {lag['max']}" if lag["max"] is not None else "-"),
     ]
+    if c.get("rejects_by_reason"):
+        rows.append(("clearing rejects by reason", " ".join(f"{k}:{v:,}" for k, v in c["rejects_by_reason"].items())))
+    if c.get("refunds") or c.get("chargebacks") or c.get("second_presentments"):
+        rows.append(("refunds / chargebacks / second presentments",
+                     f"{c['refunds']:,} / {c['chargebacks']:,} / {c['second_presentments']:,}"))
     for r in rows:
         t.add_row(*r)
     out_console.print(t)
@@ -251,7 +256,8 @@ def _terminate_as_interrupt() -> None:
         pass
 
 
-def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False):
+def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False,
+                   clearing_files: bool = False):
     from clearing_sim import api, log, outputs
 
     def open_log(fh):
@@ -261,7 +267,7 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: boo
         def simulate():
             logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
             logger.info("run started", version=__version__, out=str(folder))
-            result = api.run(sc, mode=mode, progress=progress)
+            result = api.run(sc, mode=mode, progress=progress, clearing_files=clearing_files)
             a = result.summary["authorisations"]
             logger.info("run finished", authorisations=a["count"], approved=a["approved"],
                         windows=len(result.summary["settlement"]["windows"]))
@@ -290,6 +296,9 @@ def run(
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
+    clearing_files: Annotated[bool, typer.Option("--clearing-files", help="Keep the clearing files in the run "
+                                                 "folder: clearing/in/ (sent to the network), clearing/out/ "
+                                                 "(sent by it: cleared records and rejects).")] = False,
     trace_messages: Annotated[bool, typer.Option(
         "--trace-messages", help="Also write every authorisation message to messages.iso8583 (ISO 8583, slow).",
     )] = False,
@@ -314,7 +323,7 @@ def run(
     check_memory(sc)  # before the run folder exists: nothing is written for a run that cannot fit
     folder = out if out is not None else outputs.default_out(sc)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
-    result = _simulate_into(folder, sc, mode, quiet, trace_messages)
+    result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
     print_summary(result.summary, folder)
 
 
@@ -339,7 +348,8 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
         target = out
     try:
         out_console.print(f"replaying {folder} (scenario {sc.name!r}, seed {sc.run.seed}, mode {mode})")
-        _simulate_into(target, sc, mode, quiet, trace_messages=(folder / "messages.iso8583").is_file())
+        _simulate_into(target, sc, mode, quiet, trace_messages=(folder / "messages.iso8583").is_file(),
+                       clearing_files=(folder / "clearing").is_dir())
         differ = outputs.compare_folders(folder, target)
     finally:
         if scratch is not None:
@@ -362,6 +372,26 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
         f"{len(sc.issuers)} issuers, {len(sc.acquirers)} acquirers, ~{tx:,} transactions over "
         f"{sc.run.days} day(s), seed {sc.run.seed}"
     )
+
+
+@app.command()
+def inspect(
+    clearing_file: Annotated[Path, typer.Argument(help="A clearing file (IPM-style, VBS or 1014-blocked).")],
+    records: Annotated[int, typer.Option(help="How many of the first records to show.")] = 5,
+) -> None:
+    """Show a clearing file's header, counts, totals, first records and validation (exit 2 if rejected)."""
+    from clearing_sim import ipm
+
+    try:
+        data = clearing_file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{clearing_file}: cannot read the file: {exc.strerror or exc}") from None
+    report = ipm.inspect_file(data)
+    out_console.print(Text(f"{clearing_file}\n" + ipm.format_inspect(report, n_first=max(records, 0))))
+    if not report.ok:
+        number = ipm.REASON_CODES[report.reason_code][0]
+        where = "" if report.record_index is None else f" at message {report.record_index + 1}"
+        raise InputError(f"{clearing_file}: rejected, reason {report.reason_code} ({number}){where}: {report.reason}")
 
 
 @app.command()

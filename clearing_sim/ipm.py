@@ -144,6 +144,8 @@ REASON_CODES: Final[Mapping[str, tuple[int, str]]] = {
     "DUPLICATE_RECORD": (2002, "a record with this ARN was already presented"),
     "NO_AUTHORISATION": (2003, "no matching approved authorisation"),
     "LATE_PRESENTMENT": (2004, "presented after the presentment time limit"),
+    "AMOUNT_TOLERANCE": (2005, "the amount differs from the authorised (or original) amount beyond the tolerance"),
+    "NO_ORIGINAL": (2006, "no cleared original record for this refund, chargeback or second presentment"),
 }
 _REASON_BY_NUMBER: Final = {number: name for name, (number, _) in REASON_CODES.items()}
 

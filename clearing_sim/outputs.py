@@ -2,7 +2,7 @@
 
 Owns: the folder layout (`config.yaml`, `summary.json`, `transactions.parquet`,
 `clearing_records.parquet`, `settlements.parquet`, `log.jsonl`; `status.json` on a
-failed run; `messages.iso8583` with `--trace-messages`), serialisation that gives the same bytes for the same run, and the move
+failed run; `messages.iso8583` with `--trace-messages`; `clearing/in/` and `clearing/out/` when the run keeps its clearing files), serialisation that gives the same bytes for the same run, and the move
 from a temporary folder into place. Must never write outside the `--out` folder and
 its temporary sibling, and never leave a half-written summary.
 """
@@ -27,6 +27,7 @@ from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
 TABLES = ("transactions", "clearing_records", "settlements")
+CLEARING_DIR = "clearing"  # with --clearing-files: clearing/in/ (files sent to the network), clearing/out/
 
 
 def default_out(scenario: Scenario, root: Path = Path("runs")) -> Path:
@@ -67,9 +68,18 @@ def write_table(path: Path, table: pa.Table) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
 
 
+def write_clearing_files(folder: Path, result: Result) -> None:
+    """`clearing/in/` and `clearing/out/`: the clearing files the run kept (if it kept any)."""
+    for rel, data in result.clearing_files:
+        path = folder / CLEARING_DIR / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
 def write_result(folder: Path, result: Result) -> None:
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
+    write_clearing_files(folder, result)
     from clearing_sim.report import write_report  # matplotlib is imported only when writing
 
     write_report(folder, result)
@@ -141,9 +151,12 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 
 def compare_folders(a: Path, b: Path, ignore: tuple[str, ...] = ("log.jsonl",)) -> list[str]:
-    """Names of files that differ between two run folders (missing on one side counts)."""
-    names_a = {p.name for p in a.iterdir() if p.is_file()} - set(ignore)
-    names_b = {p.name for p in b.iterdir() if p.is_file()} - set(ignore)
+    """Names of files that differ between two run folders (missing on one side counts).
+
+    Files in sub-folders (`clearing/in/...`) count too, by their path relative to the folder.
+    """
+    names_a = {str(p.relative_to(a)) for p in a.rglob("*") if p.is_file()} - set(ignore)
+    names_b = {str(p.relative_to(b)) for p in b.rglob("*") if p.is_file()} - set(ignore)
     differ = sorted(names_a ^ names_b)
     for name in sorted(names_a & names_b):
         if (a / name).read_bytes() != (b / name).read_bytes():

@@ -25,6 +25,9 @@ from clearing_sim.model.authorisation import (
     ROUTES,
 )
 from clearing_sim.model.switch import ADVICE
+from clearing_sim.clearing_results import dict_array as clearing_dict_array
+from clearing_sim.clearing_results import clearing_records_table, clearing_summary
+from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
@@ -48,6 +51,8 @@ class Result:
         if self.simulation is None:
             raise ValueError("this result carries no simulation to build messages from")
         return build_message_log(self.simulation)
+    # (path under the run folder's clearing/, bytes) of every clearing file, when the run keeps them.
+    clearing_files: tuple[tuple[str, bytes], ...] = attrs.field(default=(), eq=False, repr=False)
 
 
 def _r(x: float) -> float:
@@ -80,6 +85,7 @@ def build_result(state: SimulationState) -> Result:
         clearing_records=clearing_table(state),
         settlements=settlements_table(state),
         simulation=state,
+        clearing_files=tuple(state.clearing.kept_files),
     )
 
 
@@ -194,25 +200,7 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
     amount = state.txn["amount_minor"]
     auth = authorisation_summary(state, latency)
 
-    recs = state.clearing.records()
-    files = state.acquirers.files
-    clearing = {
-        "files": len(files),
-        "files_rejected": 0,
-        "records_presented": int(sum(len(f.txn_index) for f in files)),
-        "records_cleared": int(len(recs["record_id"])),
-        "records_rejected": 0,
-        "chargebacks": 0,
-        "amount_presented_minor": int(sum(int(amount[f.txn_index].sum()) for f in files)),
-        "amount_cleared_minor": int(recs["amount_minor"].sum()),
-        "interchange_minor": int(recs["interchange_minor"].sum()),
-        "scheme_fees_minor": int(recs["scheme_fee_issuer_minor"].sum() + recs["scheme_fee_acquirer_minor"].sum()),
-        "cycles": [
-            {"id": c.id, "files": c.files, "records": c.records, "amount_minor": c.amount_minor,
-             "window": state.settlement.windows[c.window].id}
-            for c in state.clearing.cycles
-        ],
-    }
+    clearing = clearing_summary(state)
 
     ids = sc.participant_ids
     windows = []
@@ -266,10 +254,8 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
     code = o["response_code"]
     codes = [_code(c) for c in range(100)]
     issuer_names = [i.institution for i in sc.issuers]
-    file_of_txn = np.full(len(code), -1, dtype=np.int64)
-    for n, f in enumerate(state.acquirers.files):
-        file_of_txn[f.txn_index] = n
-    file_ids = [f.file_id for f in state.acquirers.files]
+    file_of_txn = state.clearing.txn_file  # the file whose first presentment of it cleared
+    file_ids = [f.file_id for f in state.clearing.files]
     cycle_ids = [c.id for c in state.clearing.cycles]
     window_ids = [w.id for w in state.settlement.windows]
     win = state.clearing.txn_window
@@ -290,7 +276,7 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
         "t_response_s": o["t_response_s"],
         "latency_ms": _latency_ms(state),
         "host_wait_ms": (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0,
-        "clearing_file": _dict_array(file_ids, file_of_txn),
+        "clearing_file": clearing_dict_array(file_ids, file_of_txn),  # a file sent twice repeats its id
         "clearing_cycle": _dict_array(cycle_ids, state.clearing.txn_cycle),
         "settlement_window": _dict_array(window_ids, win),
         "t_settled_s": settled_at,
@@ -315,28 +301,10 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
 
 
 def clearing_table(state: SimulationState) -> pa.Table:
-    """One row per presented clearing record, with its fees, cycle and window."""
-    r = state.clearing.records()
-    sc = state.scenario
-    txn_idx = r["txn_index"]
-    return pa.table({
-        "record_id": r["record_id"],
-        "txn_id": state.txn["txn_id"][txn_idx],
-        "file_id": _dict_array([f.file_id for f in state.acquirers.files], r["file"]),
-        "acquirer": _dict_array([a.institution for a in sc.acquirers], state.txn["acquirer"][txn_idx]),
-        "issuer": _dict_array([i.institution for i in sc.issuers], state.outcomes["routed_issuer"][txn_idx]),
-        "mti": pa.array(np.full(len(txn_idx), 1240, dtype=np.int16)),
-        "function_code": pa.array(np.full(len(txn_idx), 200, dtype=np.int16)),
-        "status": _dict_array(["cleared", "rejected"], np.zeros(len(txn_idx), dtype=np.int32)),
-        "cycle": _dict_array([c.id for c in state.clearing.cycles], r["cycle"]),
-        "settlement_window": _dict_array([w.id for w in state.settlement.windows], r["window"]),
-        "amount_minor": r["amount_minor"],
-        "interchange_minor": r["interchange_minor"],
-        "scheme_fee_issuer_minor": r["scheme_fee_issuer_minor"],
-        "scheme_fee_acquirer_minor": r["scheme_fee_acquirer_minor"],
-        "settlement_status": _dict_array(list(settlement_figures.STATUSES),
-                                         settlement_figures.record_settlement(state)[0]),
-    })
+    """One row per clearing record received: cleared, or rejected with its reason, and how it settled."""
+    table = clearing_records_table(state)
+    status = settlement_figures.record_settlement(state)[0]
+    return table.append_column("settlement_status", _dict_array(list(settlement_figures.STATUSES), status))
 
 
 def settlements_table(state: SimulationState) -> pa.Table:

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType
 
 import attrs
 import cattrs
@@ -37,6 +37,11 @@ _ID_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 _MCC_RE = re.compile(r"^\d{4}$")
 _BIN_RE = re.compile(r"^\d{6}(\d{2})?$")
 _CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$")
+_PRODUCT_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+
+# A card product's name (`classic`, `gold`): its own type, so that its mappings are not
+# taken for merchant-category mappings by the loader.
+ProductName = NewType("ProductName", str)
 
 
 class _FieldProblem(ValueError):
@@ -96,6 +101,17 @@ def _clock_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
 def _ident(inst: Any, a: attrs.Attribute, v: str) -> None:
     if not _ID_RE.match(v):
         raise _FieldProblem(a.name, f"{v!r} is not an id: use 1-16 of A-Z, 0-9, _ starting with a letter")
+
+
+def _check_products(products: dict[ProductName, float]) -> None:
+    if not products:
+        raise _FieldProblem("products", "needs at least one card product")
+    for name, w in products.items():
+        if not _PRODUCT_RE.match(name):
+            raise _FieldProblem("products", f"{name!r} is not a product name: use 1-16 of a-z, 0-9, _ "
+                                "starting with a letter", (name,))
+        if not (math.isfinite(w) and w > 0):
+            raise _FieldProblem("products", f"share must be greater than 0, got {w!r}", (name,))
 
 
 def clock_seconds(text: str, field_name: str = "time", subpath: tuple[str | int, ...] = ()) -> int:
@@ -290,6 +306,8 @@ class Issuer:
     # Purchases by this bank's cardholders at this bank's own merchants stay inside the
     # bank: authorised by its host directly, never switched, never cleared by the network.
     on_us_in_bank: bool = False
+    # Card products and their shares of the cards; each card's product is drawn once.
+    products: dict[ProductName, float] = attrs.Factory(lambda: {ProductName("classic"): 1.0})
 
     def __attrs_post_init__(self) -> None:
         if not self.bins:
@@ -297,6 +315,7 @@ class Issuer:
         for i, b in enumerate(self.bins):
             if not _BIN_RE.match(b):
                 raise _FieldProblem("bins", f"{b!r} is not a 6 or 8 digit BIN", (i,))
+        _check_products(self.products)
 
 
 @frozen
@@ -310,6 +329,9 @@ class Acquirer:
     submission_times: tuple[str, ...] = field(default=("23:30",), validator=_clock_list)
     # No response this long after sending an 0100: the acquirer sends an 0400 reversal.
     auth_timeout_ms: float = field(default=15_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
+    # Each file is late with this probability (drawn per day and submission), by this much.
+    late_probability: float = field(default=0.0, validator=_probability)
+    late_delay_minutes: Distribution = Distribution("constant", value=60.0)
 
     def __attrs_post_init__(self) -> None:
         if not self.category_mix:
@@ -362,6 +384,19 @@ class InterchangeRate:
 
 
 @frozen
+class ProductInterchange:
+    """Interchange of one card product: a rate for every category, and rates by category.
+
+    A record's rate is looked up in this order: the product's `by_mcc` rate for its
+    merchant category, the product's `default`, `fees.interchange` for its category,
+    `fees.interchange_default`.
+    """
+
+    default: InterchangeRate | None = None
+    by_mcc: dict[str, InterchangeRate] = attrs.Factory(dict)
+
+
+@frozen
 class Fees:
     """Interchange by merchant category (with a default) and scheme fees on both sides.
 
@@ -374,14 +409,83 @@ class Fees:
     interchange: dict[str, InterchangeRate] = attrs.Factory(dict)
     scheme_issuer_bps: float = field(default=2.0, validator=[_finite, _non_negative, _at_most(10_000)])
     scheme_acquirer_bps: float = field(default=3.0, validator=[_finite, _non_negative, _at_most(10_000)])
+    # Interchange by card product (and merchant category); see ProductInterchange.
+    interchange_by_product: dict[ProductName, ProductInterchange] = attrs.Factory(dict)
+
+
+FAULT_KINDS = {
+    "late": "the file reaches the network `delay_minutes` after it was sent",
+    "duplicate_file": "the acquirer sends the same file again `delay_minutes` later",
+    "corrupt_trailer": "the file trailer's amount checksum (PDS 0301) is off by one fen",
+    "trailer_count": "the file trailer's message count (PDS 0306) is off by one",
+    "trailer_file_id": "the file trailer's file id (PDS 0105) differs from the header's",
+    "truncated": "the file is cut off in the middle (an unreadable file)",
+    "duplicate_records": "`records` records of the file are repeated at its end",
+    "unknown_authorisation": "`records` records carry an approval code no authorisation has",
+    "amount_changed": "`records` records are presented for twice their authorised amount plus 1 fen",
+}
+
+
+@frozen
+class ClearingFault:
+    """A fault injected into one acquirer file: `submission` (1-based) of `day` (1-based)."""
+
+    kind: str
+    acquirer: str
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+    submission: int = field(default=1, validator=[_positive, _at_most(1_000)])
+    delay_minutes: float = field(default=60.0, validator=[_finite, _non_negative, _at_most(MAX_DAYS * 1440)])
+    records: int = field(default=1, validator=[_positive, _at_most(10**9)])
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise _FieldProblem("kind", f"unknown fault {self.kind!r} (one of: {', '.join(FAULT_KINDS)})")
 
 
 @frozen
 class Clearing:
-    """Clearing cycles: the network clears the files received by each daily cut-off."""
+    """Clearing cycles: the network clears the files received by each daily cut-off.
+
+    Validation limits: a purchase (or refund) presented more than `presentment_limit_days`
+    after its local time is rejected as late; a presented amount may differ from the
+    authorised amount by at most `amount_tolerance_bps` of it. Refunds: a share
+    `refund_rate` of cleared purchases is refunded in full after `refund_delay_days`
+    (a draw beyond `refund_limit_days` means no refund). Files are plain VBS, or
+    1014-blocked with `blocked_files`. An acquirer whose file is rejected as a whole
+    presents its records again in its next file when `resubmit_rejected_files`.
+    """
 
     cutoffs: tuple[str, ...] = field(default=("23:45",), validator=_clock_list)
     file_transfer_ms: Distribution = Distribution("constant", value=2_000.0)
+    presentment_limit_days: int = field(default=30, validator=[_positive, _at_most(MAX_DAYS)])
+    amount_tolerance_bps: float = field(default=0.0, validator=[_finite, _non_negative, _at_most(10_000)])
+    refund_rate: float = field(default=0.0, validator=_probability)
+    refund_delay_days: Distribution = Distribution("uniform", low=0.5, high=3.0)
+    refund_limit_days: int = field(default=7, validator=[_positive, _at_most(MAX_DAYS)])
+    blocked_files: bool = False
+    resubmit_rejected_files: bool = True
+    faults: tuple[ClearingFault, ...] = ()
+
+
+@frozen
+class Disputes:
+    """Chargebacks and second presentments, all off unless their rates are above 0.
+
+    An issuer charges back (`1442`/450, reason `chargeback_reason_code`) a share
+    `chargeback_rate` of the purchases cleared to it, `chargeback_delay_days` after
+    they cleared, in its own file sent at `issuer_file_times`; a draw beyond
+    `chargeback_limit_days` means no chargeback (time-barred). The acquirer re-presents
+    (`1240`/205) a share `representment_rate` of its chargebacks, likewise.
+    """
+
+    chargeback_rate: float = field(default=0.0, validator=_probability)
+    chargeback_delay_days: Distribution = Distribution("uniform", low=1.0, high=10.0)
+    chargeback_limit_days: int = field(default=30, validator=[_positive, _at_most(MAX_DAYS)])
+    chargeback_reason_code: int = field(default=4853, validator=[_positive, _at_most(9999)])
+    representment_rate: float = field(default=0.0, validator=_probability)
+    representment_delay_days: Distribution = Distribution("uniform", low=1.0, high=5.0)
+    representment_limit_days: int = field(default=10, validator=[_positive, _at_most(MAX_DAYS)])
+    issuer_file_times: tuple[str, ...] = field(default=("21:00",), validator=_clock_list)
 
 
 WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
@@ -523,6 +627,7 @@ class Scenario:
     fees: Fees = Fees()
     clearing: Clearing = Clearing()
     settlement: Settlement = Settlement()
+    disputes: Disputes = Disputes()
 
     @property
     def participant_ids(self) -> tuple[str, ...]:
@@ -839,6 +944,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
         for mcc in acq.category_mix:
             if mcc not in s.traffic.amount_minor:
                 yield ("acquirers", n, "category_mix", mcc), f"merchant category {mcc} has no traffic.amount_minor distribution"
+    yield from _clearing_checks(s)
     if s.settlement.lag_days == 0 and s.run.days == 0:
         yield ("run", "days"), "must be at least 1"
     yield from _settlement_checks(s)
@@ -874,6 +980,38 @@ def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                 if w.day > s.run.days:
                     yield (("issuers", n, "host", name, j, "day"),
                            f"day {w.day} is after the run's last day ({s.run.days})")
+
+
+def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Card products named by the fee table exist; faults name a real acquirer file."""
+    products = {p for iss in s.issuers for p in iss.products}
+    for name in s.fees.interchange_by_product:
+        if name not in products:
+            known = ", ".join(sorted(products))
+            yield ("fees", "interchange_by_product", name), f"unknown card product {name!r} (issuers' products: {known})"
+    acquirers = {a.institution: a for a in s.acquirers}
+    for n, fault in enumerate(s.clearing.faults):
+        acq = acquirers.get(fault.acquirer)
+        if acq is None:
+            yield ("clearing", "faults", n, "acquirer"), (
+                f"{fault.acquirer!r} is not an acquirer (acquirers: {', '.join(acquirers)})")
+            continue
+        if fault.submission > len(acq.submission_times):
+            yield ("clearing", "faults", n, "submission"), (
+                f"{fault.acquirer} sends {len(acq.submission_times)} file(s) a day, there is no submission "
+                f"{fault.submission}")
+        if fault.day > s.run.days:
+            yield ("clearing", "faults", n, "day"), f"the scenario runs {s.run.days} day(s), there is no day {fault.day}"
+    try:
+        first = dt.date.fromisoformat(s.run.start_date)
+    except ValueError:
+        return  # reported by Run itself
+    c, d = s.clearing, s.disputes
+    span = (s.run.days + s.settlement.lag_days + 4 + c.refund_limit_days + d.chargeback_limit_days
+            + d.representment_limit_days)
+    if first < dt.date(2000, 1, 1) or first + dt.timedelta(days=span) > dt.date(2068, 12, 31):
+        yield ("run", "start_date"), ("clearing files date records as YYMMDD, 2000 to 2068: the run, with its "
+                                      f"settlement and dispute days ({span} days from {first}), must fall within them")
 
 
 # --- resolved form ---------------------------------------------------------------------

@@ -54,9 +54,12 @@ def txn_settlement(state) -> tuple[np.ndarray, np.ndarray]:
     status = np.full(n, UNSETTLED, dtype=np.int8)
     t = np.full(n, np.nan)
     rs, rt = record_settlement(state)
-    idx = state.clearing.records()["txn_index"]
-    status[idx] = rs
-    t[idx] = rt
+    recs = state.clearing.records()
+    # A purchase settles with its cleared first presentment (not its refund, chargeback or a rejected copy).
+    first = np.flatnonzero((recs["status"] == 0) & (recs["kind"] == 0))
+    idx = recs["matched_txn"][first]
+    status[idx] = rs[first]
+    t[idx] = rt[first]
     return status, t
 
 

@@ -41,3 +41,36 @@ class TestSchedule:
         sched = FeeSchedule(parse_scenario(text).fees)
         got = sched.interchange(np.array([10_000, 10_000]), np.array([5411, 5812]))
         assert got.tolist() == [21, 50]
+
+
+class TestProductSchedule:
+    """Interchange by card product: its category rate, else its default, else the category table, else the default."""
+
+    def schedule(self) -> FeeSchedule:
+        text = SMALL_YAML.replace("    share: 0.6\n", "    share: 0.6\n    products: {classic: 0.5, gold: 0.3, black: 0.2}\n")
+        text += ("fees:\n  interchange_default: {bps: 50}\n  interchange: {\"5411\": {bps: 20, fixed_minor: 1}}\n"
+                 "  interchange_by_product:\n"
+                 "    gold: {default: {bps: 90, fixed_minor: 7}, by_mcc: {\"5812\": {bps: 80}}}\n"
+                 "    black: {by_mcc: {\"5812\": {bps: 120}}}\n")
+        return FeeSchedule(parse_scenario(text).fees).with_products(("classic", "gold", "black"))
+
+    @pytest.mark.parametrize("product,mcc,fee", [
+        (0, 5411, 21), (0, 5812, 50), (0, 7011, 50),  # classic: the category table, then the default
+        (1, 5812, 80), (1, 5411, 97), (1, 7011, 97),  # gold: its category rate, then its default
+        (2, 5812, 120), (2, 5411, 21), (2, 7011, 50),  # black: its category rate, then the table
+    ])
+    def test_lookup_order(self, product: int, mcc: int, fee: int) -> None:
+        got = self.schedule().interchange(np.array([10_000]), np.array([mcc]), np.array([product]))
+        assert got.tolist() == [fee]
+
+    def test_without_products_the_category_table_applies(self) -> None:
+        sched = self.schedule()
+        assert sched.interchange(np.array([10_000]), np.array([5411])).tolist() == [21]
+
+    @given(st.lists(st.integers(-10**10, 10**10), min_size=1, max_size=30), st.integers(0, 2))
+    def test_credit_mirrors_debit(self, amounts: list[int], product: int) -> None:
+        sched = self.schedule()
+        a = np.array(amounts, dtype=np.int64)
+        mcc = np.full(len(a), 5812)
+        p = np.full(len(a), product)
+        assert np.array_equal(sched.interchange(-a, mcc, p), -sched.interchange(a, mcc, p))

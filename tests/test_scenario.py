@@ -251,3 +251,90 @@ class TestSeedOverride:
     def test_negative_refused(self, small_scenario: Scenario) -> None:
         with pytest.raises(ScenarioError):
             with_seed(small_scenario, -3)
+
+
+class TestClearingFields:
+    """Card products, product interchange, clearing limits, faults and disputes are checked with path and line."""
+
+    @pytest.mark.parametrize("old,new,path", [
+        ("    share: 0.6\n", "    share: 0.6\n    products: {Gold: 1.0}\n", "issuers[0].products.Gold"),
+        ("    share: 0.6\n", "    share: 0.6\n    products: {gold: 0}\n", "issuers[0].products.gold"),
+        ("    share: 0.6\n", "    share: 0.6\n    products: {gold: abc}\n", "issuers[0].products.gold"),
+        ("    share: 0.6\n", "    share: 0.6\n    products: {}\n", "issuers[0].products"),
+        ('    submission_times: ["22:00"]\n', '    submission_times: ["22:00"]\n    late_probability: 2\n',
+         "acquirers[0].late_probability"),
+        ('    submission_times: ["22:00"]\n',
+         '    submission_times: ["22:00"]\n    late_delay_minutes: {distribution: constant, value: -5}\n',
+         "acquirers[0].late_delay_minutes.value"),
+        ('  cutoffs: ["12:30", "23:45"]\n', '  cutoffs: ["12:30", "23:45"]\n  presentment_limit_days: 0\n',
+         "clearing.presentment_limit_days"),
+        ('  cutoffs: ["12:30", "23:45"]\n', '  cutoffs: ["12:30", "23:45"]\n  amount_tolerance_bps: -1\n',
+         "clearing.amount_tolerance_bps"),
+        ('  cutoffs: ["12:30", "23:45"]\n', '  cutoffs: ["12:30", "23:45"]\n  refund_rate: 1.5\n',
+         "clearing.refund_rate"),
+        ('  cutoffs: ["12:30", "23:45"]\n', '  cutoffs: ["12:30", "23:45"]\n  blocked_files: 1\n',
+         "clearing.blocked_files"),
+        ('  cutoffs: ["12:30", "23:45"]\n', '  cutoffs: ["12:30", "23:45"]\n  faults: [{kind: melt, acquirer: BANKA}]\n',
+         "clearing.faults[0].kind"),
+        ('  cutoffs: ["12:30", "23:45"]\n',
+         '  cutoffs: ["12:30", "23:45"]\n  faults: [{kind: late, acquirer: BANKA, delay_minutes: -1}]\n',
+         "clearing.faults[0].delay_minutes"),
+        ('  cutoffs: ["12:30", "23:45"]\n',
+         '  cutoffs: ["12:30", "23:45"]\n  faults: [{kind: late, acquirer: BANKA, records: 0}]\n',
+         "clearing.faults[0].records"),
+    ])
+    def test_bad_value_named(self, old: str, new: str, path: str) -> None:
+        assert old in SMALL_YAML
+        text = SMALL_YAML.replace(old, new, 1)
+        probs = problems_of(text)
+        assert path in [p for p, _, _ in probs], probs
+        line = next(ln for p, ln, _ in probs if p == path)
+        assert line == line_of(text, new.strip().splitlines()[-1].strip())
+
+    @pytest.mark.parametrize("extra,path", [
+        ("disputes: {chargeback_rate: -0.1}\n", "disputes.chargeback_rate"),
+        ("disputes: {chargeback_reason_code: 0}\n", "disputes.chargeback_reason_code"),
+        ("disputes: {chargeback_reason_code: 10000}\n", "disputes.chargeback_reason_code"),
+        ("disputes: {issuer_file_times: ['25:00']}\n", "disputes.issuer_file_times[0]"),
+        ("disputes: {representment_delay_days: {distribution: uniform, low: 2, high: 1}}\n",
+         "disputes.representment_delay_days.high"),
+        ("disputes: {chargeback_limit_days: 0}\n", "disputes.chargeback_limit_days"),
+    ])
+    def test_bad_dispute_value_named(self, extra: str, path: str) -> None:
+        text = SMALL_YAML + extra
+        probs = problems_of(text)
+        assert path in [p for p, _, _ in probs], probs
+        assert next(ln for p, ln, _ in probs if p == path) == line_of(text, "disputes:")
+
+    @pytest.mark.parametrize("fault,path,words", [
+        ("{kind: late, acquirer: BANKB}", "clearing.faults[0].acquirer", "not an acquirer"),
+        ("{kind: late, acquirer: BANKZ}", "clearing.faults[0].acquirer", "not an acquirer"),
+        ("{kind: late, acquirer: BANKA, submission: 2}", "clearing.faults[0].submission", "no submission 2"),
+        ("{kind: late, acquirer: BANKC, day: 2}", "clearing.faults[0].day", "no day 2"),
+    ])
+    def test_fault_references(self, fault: str, path: str, words: str) -> None:
+        text = SMALL_YAML.replace('  cutoffs: ["12:30", "23:45"]\n', f'  cutoffs: ["12:30", "23:45"]\n  faults:\n    - {fault}\n')
+        ((p, line, msg),) = problems_of(text)
+        assert (p, line) == (path, line_of(text, fault)) and words in msg
+
+    def test_unknown_product_in_the_fee_table(self) -> None:
+        text = SMALL_YAML + "fees:\n  interchange_by_product:\n    black: {default: {bps: 90}}\n"
+        ((p, line, msg),) = problems_of(text)
+        assert (p, line) == ("fees.interchange_by_product.black", line_of(text, "black:"))
+        assert "unknown card product 'black'" in msg
+
+    def test_product_table_rates_are_checked(self) -> None:
+        text = SMALL_YAML.replace("    share: 0.6\n", "    share: 0.6\n    products: {gold: 1}\n")
+        text += "fees:\n  interchange_by_product:\n    gold: {by_mcc: {'58': {bps: 1}}, default: {bps: -2}}\n"
+        paths = {p for p, _, _ in problems_of(text)}
+        assert {"fees.interchange_by_product.gold.by_mcc.58", "fees.interchange_by_product.gold.default.bps"} <= paths
+
+    def test_dates_must_fit_the_clearing_files(self) -> None:
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', 'start_date: "2068-12-25"')
+        ((p, _, msg),) = problems_of(text)
+        assert p == "run.start_date" and "2068" in msg
+
+    def test_defaults(self, small_scenario: Scenario) -> None:
+        assert small_scenario.issuers[0].products == {"classic": 1.0}
+        assert small_scenario.clearing.faults == () and small_scenario.disputes.chargeback_rate == 0.0
+        assert small_scenario.clearing.resubmit_rejected_files is True

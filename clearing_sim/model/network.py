@@ -8,6 +8,7 @@ end-of-run invariants. Must never write files or print.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import attrs
@@ -17,7 +18,10 @@ import simpy
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.acquirers import AcquirerSubmissions
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
-from clearing_sim.model.clearing import ClearingNetwork
+from clearing_sim.model.clearing import ClearingNetwork, check_clearing
+from clearing_sim.model.clearing_data import RecordFactory
+from clearing_sim.model.clearing_draws import draw_clearing, extra_days
+from clearing_sim.model.disputes import IssuerDisputes
 from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import SettlementSystem, WindowState
@@ -42,6 +46,7 @@ class SimulationState:
     settlement: SettlementSystem
     horizon_days: int
     authorisation: DetailedAuthorisation | None = None
+    disputes: IssuerDisputes | None = None
 
 
 def horizon_days(scenario: Scenario) -> int:
@@ -49,18 +54,22 @@ def horizon_days(scenario: Scenario) -> int:
 
     The settlement lag counts business days, so weekends and holidays after the
     last cycle can push the last window further out: the horizon reaches past it.
+    Refunds and disputes, when the scenario has them, add the days they may take.
     """
-    base = scenario.run.days + 1 + scenario.settlement.lag_days + 1
-    last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1)
+    extra = extra_days(scenario)
+    base = scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra
+    last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1 + extra)
     return max(base, last_window_day + 1)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",
-             progress: Callable[[float, float], None] | None = None) -> SimulationState:
+             progress: Callable[[float, float], None] | None = None,
+             keep_clearing_files: bool = False) -> SimulationState:
     """Run the scenario (its `run.seed`) in the given fidelity mode; raises ValueError on a bad mode.
 
     `progress(now_s, horizon_s)` is called once per simulated hour if given; it only
-    observes, so it never changes the outcome.
+    observes, so it never changes the outcome. `keep_clearing_files` keeps the bytes
+    of every clearing file (received and sent) in `state.clearing.kept_files`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
@@ -79,15 +88,24 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     else:
         auth = DetailedAuthorisation(env, scenario, txn, routed)
     settlement = SettlementSystem(env, scenario)
-    clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days)
-    acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive)
+    draws = draw_clearing(scenario, txn)
+    factory = RecordFactory(dt.date.fromisoformat(scenario.run.start_date), txn, pan,
+                            np.array([scenario.institution_index(i.institution) for i in scenario.issuers]),
+                            np.array([scenario.institution_index(a.institution) for a in scenario.acquirers]),
+                            scenario.disputes.chargeback_reason_code)
+    clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days, pan=pan, outcomes=auth.out,
+                               draws=draws, factory=factory, keep_files=keep_clearing_files)
+    acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive,
+                                    network=clearing, draws=draws, factory=factory)
+    disputes = IssuerDisputes(env, scenario, routed, days, clearing, draws, factory)
+    clearing.on_file_rejected = {"acquirer": acquirers.file_rejected, "issuer": disputes.file_rejected}
     if progress is not None:
         env.process(_report_progress(env, progress, days * DAY_S))
     env.run(until=days * DAY_S)
     auth.finish()
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
-                            acquirers, clearing, settlement, days, authorisation=auth)
+                            acquirers, clearing, settlement, days, authorisation=auth, disputes=disputes)
     check_invariants(state)
     return state
 
@@ -112,21 +130,23 @@ def check_invariants(state: SimulationState) -> None:
     presentable = approved & ~out["reversed"] & (out["route"] != ROUTE_IN_BANK)
     if (cleared & ~presentable).any():
         raise InvariantError(f"{int((cleared & ~presentable).sum())} reversed or in-bank authorisation(s) were cleared")
-    if (presentable & ~cleared).any():
-        raise InvariantError(f"{int((presentable & ~cleared).sum())} approved authorisation(s) were never cleared")
-    presented = sum(int(state.txn["amount_minor"][f.txn_index].sum()) for f in state.acquirers.files)
+    presented = state.acquirers.ever_presented
+    if (presented & ~presentable).any():
+        raise InvariantError(f"{int((presented & ~presentable).sum())} reversed or in-bank authorisation(s) were presented")
+    if (presentable & ~presented).any():
+        raise InvariantError(f"{int((presentable & ~presented).sum())} approved authorisation(s) were never presented")
     amount = state.txn["amount_minor"]
     switched_approved = approved & (out["route"] != ROUTE_IN_BANK)
     approved_minor = int(amount[switched_approved].sum())
     reversed_minor = int(amount[switched_approved & out["reversed"]].sum())
-    if approved_minor - reversed_minor != presented:
+    presented_minor = int(amount[presented].sum())
+    if approved_minor - reversed_minor != presented_minor:
         raise InvariantError(f"approved {approved_minor} minus reversed {reversed_minor} fen is not the "
-                             f"{presented} fen handed to clearing")
+                             f"{presented_minor} fen handed to clearing")
     if state.authorisation is not None:
         state.authorisation.check()
-    recs = state.clearing.records()
-    if presented != int(recs["amount_minor"].sum()):
-        raise InvariantError("cleared amounts differ from the amounts presented")
+    senders = [state.acquirers] + ([state.disputes] if state.disputes is not None else [])
+    check_clearing(state.clearing, senders)
     for w in state.settlement.windows:
         if w.state not in (WindowState.SETTLED, WindowState.ABORTED):
             raise InvariantError(f"window {w.id} ended the run {w.state.value}")

@@ -65,6 +65,7 @@ class ObligationKind(enum.IntEnum):
     CHARGEBACK = 3           # acquirer pays issuer back
     REPRESENTMENT = 4        # issuer pays acquirer again after a chargeback
     OTHER_FEE = 5
+    REFUND = 6               # acquirer pays issuer: a refund (credit) less its interchange
 
 
 KIND_NAMES = tuple(k.name.lower() for k in ObligationKind)

@@ -1,0 +1,163 @@
+"""Clearing record ids and helpers: ARNs, approval codes, PANs, the ARN index, file damage."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clearing_sim import ipm
+from clearing_sim.model import clearing_data as cd
+
+HEADER = ipm.FileHeader(sender_id=4, receiver_id=cd.NETWORK_PROCESSOR_ID, business_date=dt.date(2026, 11, 2),
+                        file_sequence=1)
+
+
+def small_batch(n: int, seed: int = 1) -> ipm.RecordBatch:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 10**9, n)
+    return ipm.RecordBatch(
+        mti=np.full(n, 1240), function_code=np.full(n, 200), pan=cd.pan_bytes(3796010000000000 + ids),
+        processing_code=np.zeros(n, np.int64), amount_minor=rng.integers(1, 10**7, n), currency=np.full(n, 156),
+        local_time=np.full(n, 261102101010), mcc=np.full(n, 5411),
+        arn=cd.make_arn(np.full(n, 4), np.full(n, np.datetime64("2026-11-02")), ids),
+        auth_code=cd.approval_code(ids), reason_code=np.zeros(n, np.int64), originator_id=np.full(n, 4),
+        destination_id=np.full(n, 1),
+    )
+
+
+class TestApprovalCode:
+    """An approval code stands for exactly one purchase id modulo 36**6, and back."""
+
+    @given(st.lists(st.integers(0, 10**12), min_size=1, max_size=50))
+    def test_round_trip_modulo(self, ids: list[int]) -> None:
+        ids_a = np.array(ids, dtype=np.int64)
+        codes = cd.approval_code(ids_a)
+        assert all(len(c) == 6 and c.isalnum() and c.upper() == c for c in codes.tolist())
+        assert np.array_equal(cd.approval_residue(codes), ids_a % 36**6)
+
+    def test_distinct_below_the_modulus(self) -> None:
+        ids = np.arange(0, 36**6, 36**6 // 200_000)
+        assert len(np.unique(cd.approval_code(ids))) == len(ids)
+
+    def test_candidates_cover_every_wrap(self) -> None:
+        ids = np.array([5, 36**6 + 5, 2 * 36**6 + 5])
+        cands = cd.approval_candidates(cd.approval_code(ids[:1]), 3 * 36**6)
+        assert [int(c[0]) for c in cands] == ids.tolist() + [-1]
+
+    def test_not_a_code(self) -> None:
+        assert cd.approval_residue(np.array([b"abc123", b"A-B   "], dtype="S6")).tolist() == [-1, -1]
+
+
+class TestArn:
+    """ARNs are 23 digits with a valid Luhn check digit and unique per record."""
+
+    @given(st.integers(0, cd.MAX_SEQUENCE), st.integers(0, 10**6 - 1),
+           st.dates(dt.date(2000, 1, 1), dt.date(2068, 12, 31)))
+    def test_layout(self, seq: int, pid: int, day: dt.date) -> None:
+        arn = cd.make_arn(np.array([pid]), np.array([day], dtype="M8[D]"), np.array([seq]))[0].decode()
+        assert len(arn) == 23 and arn.isdigit() and arn[0] == "7"
+        assert arn[1:7] == f"{pid:06d}" and arn[11:22] == f"{seq:011d}"
+        assert arn[7:11] == f"{day.year % 10}{day.timetuple().tm_yday:03d}"
+        assert cd.arn_is_valid(np.array([arn.encode()]))[0]
+
+    @given(st.integers(0, 22), st.integers(1, 9))
+    def test_a_changed_digit_breaks_the_check(self, pos: int, delta: int) -> None:
+        arn = bytearray(cd.make_arn(np.array([7]), np.array(["2026-11-02"], dtype="M8[D]"), np.array([123456]))[0])
+        arn[pos] = 48 + (arn[pos] - 48 + delta) % 10
+        assert not cd.arn_is_valid(np.array([bytes(arn)]))[0]
+
+    def test_refund_arns_differ_from_purchase_arns(self) -> None:
+        ids = np.arange(1000)
+        day = np.full(1000, np.datetime64("2026-11-02"))
+        a = cd.make_arn(np.ones(1000, int), day, ids)
+        b = cd.make_arn(np.ones(1000, int), day, ids + cd.REFUND_SEQUENCE_OFFSET)
+        assert len(set(a.tolist()) | set(b.tolist())) == 2000
+
+    def test_sequence_out_of_range_is_refused(self) -> None:
+        with pytest.raises(ValueError):
+            cd.make_arn(np.array([1]), np.array(["2026-11-02"], dtype="M8[D]"), np.array([10**11]))
+
+
+class TestPan:
+    """PANs go to DE 2 digits and back; anything else reads as -1."""
+
+    @given(st.lists(st.integers(10**15, 10**16 - 1), max_size=20))
+    def test_round_trip(self, pans: list[int]) -> None:
+        a = np.array(pans, dtype=np.int64)
+        assert np.array_equal(cd.pan_values(cd.pan_bytes(a)), a)
+
+    def test_bad_pans(self) -> None:
+        assert cd.pan_values(np.array([b"12a4", b"", b"1" * 19], dtype="S19")).tolist() == [-1, -1, -1]
+
+
+class TestArnIndex:
+    """The ARN index answers like a dict of every ARN added, however the runs merged."""
+
+    @given(st.lists(st.lists(st.integers(0, 500), max_size=40), max_size=12), st.lists(st.integers(0, 600)))
+    @settings(max_examples=60, deadline=None)
+    def test_matches_a_dict(self, chunks: list[list[int]], probes: list[int]) -> None:
+        day = np.datetime64("2026-11-02")
+        index, seen = cd.ArnIndex(), {}
+        for chunk in chunks:
+            chunk = list(dict.fromkeys(c for c in chunk if c not in seen))  # the network adds each ARN once
+            arn = cd.make_arn(np.ones(len(chunk), int), np.full(len(chunk), day), np.array(chunk, dtype=np.int64))
+            index.add(arn, np.array(chunk, dtype=np.int64) * 10)
+            seen.update({c: c * 10 for c in chunk})
+        assert index.size == len(seen)
+        probe = cd.make_arn(np.ones(len(probes), int), np.full(len(probes), day), np.array(probes, dtype=np.int64))
+        assert index.lookup(probe).tolist() == [seen.get(p, -1) for p in probes]
+        assert len(index._runs) <= max(1, int(np.log2(max(index.size, 1))) + 2)
+
+
+class TestFileDamage:
+    """Each injected file fault makes `ipm.read_file` reject the file with its own reason."""
+
+    @pytest.mark.parametrize("blocked", [False, True])
+    @pytest.mark.parametrize(("how", "reason"), [
+        ("corrupt_trailer", "AMOUNT_MISMATCH"), ("trailer_count", "COUNT_MISMATCH"),
+        ("trailer_file_id", "FILE_ID_MISMATCH"), ("truncated", "TRUNCATED"),
+    ])
+    @pytest.mark.parametrize("n", [1, 700])
+    def test_reason(self, blocked: bool, how: str, reason: str, n: int) -> None:
+        data = ipm.write_file(HEADER, small_batch(n), blocked=blocked)
+        assert ipm.read_file(data).trailer.message_count == n + 2
+        with pytest.raises(ipm.ClearingFileError) as info:
+            ipm.read_file(cd.damage_file(data, HEADER.file_id, blocked, how))
+        assert info.value.reason_code == reason
+
+    def test_only_the_trailer_changes(self) -> None:
+        data = ipm.write_file(HEADER, small_batch(20))
+        bad = cd.damage_file(data, HEADER.file_id, False, "corrupt_trailer")
+        differ = [i for i, (a, b) in enumerate(zip(data, bad)) if a != b]
+        assert len(bad) == len(data) and differ and min(differ) > len(data) - 120
+
+
+class TestRecordKinds:
+    """A batch read from a file tells the four record kinds apart by MTI, function code and processing code."""
+
+    def test_kinds(self) -> None:
+        b = small_batch(4)
+        kinds = ipm.RecordBatch(
+            mti=[1240, 1240, 1442, 1240], function_code=[200, 200, 450, 205], pan=b.pan,
+            processing_code=[0, 200000, 0, 0], amount_minor=b.amount_minor, currency=b.currency,
+            local_time=b.local_time, mcc=b.mcc, arn=b.arn, auth_code=b.auth_code, reason_code=[0, 0, 4853, 2700],
+            originator_id=b.originator_id, destination_id=b.destination_id,
+        )
+        assert cd.record_kind(kinds).tolist() == [cd.KIND_FIRST_PRESENTMENT, cd.KIND_REFUND, cd.KIND_CHARGEBACK,
+                                                  cd.KIND_SECOND_PRESENTMENT]
+
+
+class TestFaultRows:
+    """The records a fault damages depend only on its key and the purchase ids."""
+
+    def test_stable_and_bounded(self) -> None:
+        ids = np.arange(100, 200)
+        a = cd.fault_rows(7, ids, 5)
+        assert len(a) == 5 and np.array_equal(a, cd.fault_rows(7, ids, 5))
+        shuffled = np.random.default_rng(0).permutation(ids)
+        assert set(shuffled[cd.fault_rows(7, shuffled, 5)]) == set(ids[a])
+        assert len(cd.fault_rows(7, ids[:3], 10)) == 3
