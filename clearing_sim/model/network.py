@@ -20,7 +20,7 @@ from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAu
 from clearing_sim.model.clearing import ClearingNetwork
 from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
-from clearing_sim.model.settlement import SettlementSystem, WindowState
+from clearing_sim.model.settlement import SettlementSystem, WindowState, latest_delayed_settlement_s
 from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
 from clearing_sim.scenario import Scenario
 
@@ -52,7 +52,9 @@ def horizon_days(scenario: Scenario) -> int:
     """
     base = scenario.run.days + 1 + scenario.settlement.lag_days + 1
     last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1)
-    return max(base, last_window_day + 1)
+    days = max(base, last_window_day + 1)
+    # A settlement-bank delay can push a window's settlement past that: run until it settles.
+    return max(days, int(latest_delayed_settlement_s(scenario) // DAY_S) + 1)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",
