@@ -906,10 +906,15 @@ def _bank_delay_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     cal = BusinessCalendar.from_scenario(s)
     # Days (1 = run.days' first) on which windows of this run can hold obligations:
     # from T+lag of day 1 to the window of the last cycle (as network.horizon_days counts).
-    first_day = cal.add_business_days(0, st.lag_days) + 1
-    last_cycle_day = s.run.days + 1
-    last_day = (cal.next_business_day(last_cycle_day) if st.lag_days == 0
-                else cal.add_business_days(last_cycle_day, st.lag_days)) + 1
+    try:
+        first_day = cal.add_business_days(0, st.lag_days) + 1
+        last_cycle_day = s.run.days + 1
+        last_day = (cal.next_business_day(last_cycle_day) if st.lag_days == 0
+                    else cal.add_business_days(last_cycle_day, st.lag_days)) + 1
+        cal.date_of(max(d.day for d in st.bank_delays) - 1)
+    except OverflowError:
+        yield ("run", "start_date"), f"{s.run.start_date} is too late: the run's settlement days pass 9999-12-31"
+        return
     seen: dict[tuple[int, str], int] = {}
     for n, d in enumerate(st.bank_delays):
         where = ("settlement", "bank_delays", n)

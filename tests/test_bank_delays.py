@@ -101,6 +101,10 @@ class TestBankDelaySchema:
         got = problems(with_delays('    - {day: 1, window: "10:00", delay_minutes: 5}\n', SMALL_YAML))
         assert any("settlement.bank_delays[0].day" in p and "(days 2 to 4)" in p for p in got), got
 
+    def test_dates_past_year_9999(self):
+        text = with_delays('    - {day: 2, window: "13:00", delay_minutes: 5}\n').replace('"2026-11-02"', '"9999-12-30"')
+        assert any(p.startswith("run.start_date") and "too late" in p for p in problems(text))
+
     def test_cli_exits_2_without_traceback(self, tmp_path, capsys):
         f = tmp_path / "bad.yaml"
         f.write_text(with_delays('    - {window: "19:00", delay_minutes: 5}\n'))
