@@ -579,6 +579,24 @@ class SettlementAccount:
             raise _FieldProblem("loss_share_weight", f"must not be negative, got {self.loss_share_weight!r}")
 
 
+MAX_BANK_DELAY_MINUTES = 24 * 60  # a window the bank has not settled within a day is an operator's matter (abort)
+
+
+@frozen
+class BankDelay:
+    """The settlement bank completes the window at `window` (HH:MM) of run day `day` `delay_minutes` late.
+
+    The window still closes at its time (its obligations are fixed then) and stays
+    PENDING_SETTLEMENT until close + delay, then settles. Windows settle in order, so
+    a later window that closes meanwhile settles only after this one (see
+    docs/settlement.md).
+    """
+
+    window: str = field(validator=_clock)
+    delay_minutes: int = field(validator=[_non_negative, _at_most(MAX_BANK_DELAY_MINUTES)])
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS + 60)])
+
+
 @frozen
 class Settlement:
     """Deferred net settlement: window times each day, `lag_days` after the cycle (T+N).
@@ -595,6 +613,7 @@ class Settlement:
     accounts: tuple[SettlementAccount, ...] = ()
     default_rule: str = field(default="unwind", validator=_one_of(DEFAULT_RULES))
     loss_sharing_key: str = field(default="bilateral_exposure", validator=_one_of(LOSS_SHARING_KEYS))
+    bank_delays: tuple[BankDelay, ...] = ()
 
 
 @frozen
@@ -949,6 +968,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
         yield ("run", "days"), "must be at least 1"
     yield from _settlement_checks(s)
     yield from _authorisation_checks(s)
+    yield from _bank_delay_checks(s)
 
 
 def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -1012,6 +1032,42 @@ def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if first < dt.date(2000, 1, 1) or first + dt.timedelta(days=span) > dt.date(2068, 12, 31):
         yield ("run", "start_date"), ("clearing files date records as YYMMDD, 2000 to 2068: the run, with its "
                                       f"settlement and dispute days ({span} days from {first}), must fall within them")
+
+
+def _bank_delay_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """A bank delay names one of the windows, on a business day on which windows of this run can settle, once."""
+    from clearing_sim.model.calendar import BusinessCalendar  # imports this module: import late
+
+    st = s.settlement
+    if not st.bank_delays:
+        return
+    cal = BusinessCalendar.from_scenario(s)
+    # Days (1 = run.days' first) on which windows of this run can hold obligations:
+    # from T+lag of day 1 to the window of the last cycle (as network.horizon_days counts).
+    try:
+        first_day = cal.add_business_days(0, st.lag_days) + 1
+        last_cycle_day = s.run.days + 1
+        last_day = (cal.next_business_day(last_cycle_day) if st.lag_days == 0
+                    else cal.add_business_days(last_cycle_day, st.lag_days)) + 1
+        cal.date_of(max(d.day for d in st.bank_delays) - 1)
+    except OverflowError:
+        yield ("run", "start_date"), f"{s.run.start_date} is too late: the run's settlement days pass 9999-12-31"
+        return
+    seen: dict[tuple[int, str], int] = {}
+    for n, d in enumerate(st.bank_delays):
+        where = ("settlement", "bank_delays", n)
+        if d.window not in st.windows:
+            yield where + ("window",), f"{d.window!r} is not one of settlement.windows ({', '.join(st.windows)})"
+        date = cal.date_of(d.day - 1)
+        if not cal.is_business_day(d.day - 1):
+            yield where + ("day",), f"day {d.day} ({date.isoformat()}) is not a business day: no window settles then"
+        elif not first_day <= d.day <= last_day:
+            yield where + ("day",), (f"day {d.day} ({date.isoformat()}) is outside the days on which this run's "
+                                     f"windows settle (days {first_day} to {last_day})")
+        key = (d.day, d.window)
+        if key in seen:
+            yield where, f"day {d.day} window {d.window} already has a delay at settlement.bank_delays[{seen[key]}]"
+        seen.setdefault(key, n)
 
 
 # --- resolved form ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from clearing_sim.model.authorisation import APPROVED
 from clearing_sim.model.defaults import UNLIMITED
 from clearing_sim.model.settlement import KIND_NAMES, SettlementWindow, WindowState
 from clearing_sim.model.traffic import DAY_S, HOUR_S
+from clearing_sim.scenario import clock_seconds
 
 _DECIMALS = 6
 STATUSES = ("settled", "unwound", "aborted", "unsettled")  # per record / transaction
@@ -79,6 +80,8 @@ def window_extras(w: SettlementWindow, ids: tuple[str, ...]) -> dict:
         "business_date": w.business_date,
         "t_close_s": round(float(w.t_close_s), 3),
         "t_settled_s": None if w.t_settled_s is None else round(float(w.t_settled_s), 3),
+        # Close to settlement: 0 unless the settlement bank was late (settlement.bank_delays).
+        "settled_after_close_s": None if w.t_settled_s is None else round(float(w.t_settled_s - w.t_close_s), 3),
         "transfers": int(w.n_transfers),
         "gross_settled_minor": int(w.gross_settled_minor),
         "liquidity_saving": _ratio(1 - net_settled / w.gross_settled_minor) if w.gross_settled_minor else None,
@@ -185,7 +188,24 @@ def settlement_extras(state) -> dict:
         "transactions_by_settlement_status": {s: int((status[approved] == i).sum()) for i, s in enumerate(STATUSES)},
         "final_balances_minor": {pid: (int(b) if lim else None)
                                  for pid, b, lim in zip(ids, bank.balance, bank.limited)},
+        "bank_delays": bank_delay_figures(state),
     }
+
+
+def bank_delay_figures(state) -> list[dict]:
+    """Each `settlement.bank_delays` entry with the window it delayed (`window_id` None: no such window ran)."""
+    by_time = {w.t_close_s: w for w in state.settlement.windows}
+    out = []
+    for d in state.scenario.settlement.bank_delays:
+        w = by_time.get(float((d.day - 1) * DAY_S + clock_seconds(d.window)))
+        out.append({
+            "day": d.day, "window": d.window, "delay_minutes": d.delay_minutes,
+            "window_id": w.id if w is not None else None,
+            "status": w.state.value if w is not None else None,
+            "settled_after_close_s": (round(float(w.t_settled_s - w.t_close_s), 3)
+                                      if w is not None and w.t_settled_s is not None else None),
+        })
+    return out
 
 
 def settlements_table(state) -> pa.Table:

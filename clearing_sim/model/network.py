@@ -24,7 +24,7 @@ from clearing_sim.model.clearing_draws import draw_clearing, extra_days
 from clearing_sim.model.disputes import IssuerDisputes
 from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
-from clearing_sim.model.settlement import SettlementSystem, WindowState
+from clearing_sim.model.settlement import SettlementSystem, WindowState, latest_delayed_settlement_s
 from clearing_sim.model.traffic import DAY_S, build_catalogue, draw_days
 from clearing_sim.scenario import Scenario
 
@@ -59,7 +59,9 @@ def horizon_days(scenario: Scenario) -> int:
     extra = extra_days(scenario)
     base = scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra
     last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1 + extra)
-    return max(base, last_window_day + 1)
+    days = max(base, last_window_day + 1)
+    # A settlement-bank delay can push a window's settlement past that: run until it settles.
+    return max(days, int(latest_delayed_settlement_s(scenario) // DAY_S) + 1)
 
 
 def simulate(scenario: Scenario, mode: str = "detailed",

@@ -312,6 +312,20 @@ class SettlementWindow:
             raise InvariantError(f"window {self.id} changed after it became {self.state.value}")
 
 
+def bank_delays_s(scenario: Scenario) -> dict[float, float]:
+    """`settlement.bank_delays` as {window close time (s from 00:00 of day 1): delay (s)}."""
+    return {float((d.day - 1) * DAY_S + clock_seconds(d.window)): float(d.delay_minutes * 60)
+            for d in scenario.settlement.bank_delays if d.delay_minutes > 0}
+
+
+def latest_delayed_settlement_s(scenario: Scenario) -> float:
+    """The latest time (s) a delayed window can settle: max of close + delay (0 without delays).
+
+    With windows settling in order, no window settles later than this or its own close.
+    """
+    return max((t + d for t, d in bank_delays_s(scenario).items()), default=0.0)
+
+
 class SettlementSystem:
     """All windows of a run, the settlement bank and the calendar; closes each window at its time.
 
@@ -334,6 +348,11 @@ class SettlementSystem:
         self.loss_key = st.loss_sharing_key
         self.windows: list[SettlementWindow] = []
         self._by_time: dict[float, SettlementWindow] = {}
+        # Settlement-bank delays (s) by window close time, and each window's settled
+        # event: with delays, windows settle in the order they close (finality in order).
+        self.bank_delay_s: dict[float, float] = bank_delays_s(scenario)
+        self._settled_events: dict[int, simpy.Event] = {}
+        self._last_closed: SettlementWindow | None = None
 
     # --- which window ------------------------------------------------------------
 
@@ -407,7 +426,31 @@ class SettlementSystem:
 
     def _close(self, w: SettlementWindow):
         yield self.env.timeout(max(0.0, w.t_close_s - self.env.now))
-        self.settle(w)
+        if not self.bank_delay_s:  # no settlement-bank delays: close and settle at once
+            self.settle(w)
+            return
+        yield from self._close_then_settle_in_order(w)
+
+    def _close_then_settle_in_order(self, w: SettlementWindow):
+        """Close on time; settle after the bank's delay and only once the window closed before it is final.
+
+        A delayed window holds up the windows that close after it (the settlement
+        bank settles windows in order, so balances carried from window to window
+        are drawn in the same order as without the delay); each of those settles at
+        the same instant the delayed one does, or at its own close + delay if later.
+        """
+        done = self._settled_events[w.index] = self.env.event()
+        before, self._last_closed = self._last_closed, w
+        w.close(self.env.now)
+        delay_s = self.bank_delay_s.get(w.t_close_s, 0.0)
+        if delay_s > 0:
+            yield self.env.timeout(delay_s)
+            w._notes.append(f"settlement bank {delay_s / 60:g} min late")
+        if before is not None and not before.final:
+            yield self._settled_events[before.index]
+            w._notes.append(f"settled after window {before.id} (windows settle in order)")
+        w.settle(self.env.now, self.bank, self.rule, self.loss_key, self.participant_ids)
+        done.succeed()
 
     def settle(self, w: SettlementWindow, t_s: float | None = None) -> None:
         """Close a window, net it, check zero-sum, fund it through the bank under the default rule."""
