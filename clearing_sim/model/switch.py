@@ -146,9 +146,11 @@ class StoreAndForward:
                 log["txn"].append(i)
                 log["attempt"].append(attempt)
                 log["t_sent_s"].append(t)
+                # The whole row now (NaN until known): another link may log an attempt meanwhile.
+                row = len(log["t_applied_s"])
+                log["t_applied_s"].append(math.nan)
+                log["t_acked_s"].append(math.nan)
                 if lost:
-                    log["t_applied_s"].append(math.nan)
-                    log["t_acked_s"].append(math.nan)
                     t = t + self.timeout_s
                     attempt += 1
                     continue
@@ -158,13 +160,13 @@ class StoreAndForward:
                     self.apply(i, kind, reach)
                     applied = True
                 acked = reach + back
-                log["t_applied_s"].append(reach)
+                log["t_applied_s"][row] = reach
                 if self._sw_starts and down_end_at(self._sw_starts, self._sw_ends, acked) is not None:
-                    log["t_acked_s"].append(math.nan)  # the acknowledgement reaches a down switch
+                    # The acknowledgement reaches a down switch: t_acked_s stays NaN.
                     t = t + self.timeout_s
                     attempt += 1
                     continue
-                log["t_acked_s"].append(acked)
+                log["t_acked_s"][row] = acked
                 if acked > env.now:
                     yield env.timeout(acked - env.now)
                 q.popleft()
