@@ -202,7 +202,7 @@ def build_message_log(state) -> MessageLog:
         add(o["t_reversal_s"][rev], t_gave_up, rev, "0400")
     add(o["t_reversal_s"][rev], o["t_reversal_s"][rev], rev, "0410")
     log = state.authorisation.saf.log if state.authorisation is not None else None
-    if log is not None and log["txn"]:
+    if log is not None and len(log["txn"]):  # lists in detailed mode, arrays in fast mode
         kind = np.asarray(log["kind"])
         saf_txn = np.asarray(log["txn"], dtype=np.int64)
         attempt = np.asarray(log["attempt"])
