@@ -30,14 +30,17 @@ decision time; the answer reaches the acquirer hop_switch_acq after leaving the 
 
 Reversals. Each acquirer's timer expires at t_arrival + auth_timeout. If the answer
 has not reached the acquirer by then (an answer arriving exactly then is in time), the
-acquirer sends an 0400: it reaches the switch hop_rev_acq_switch later, the switch
-answers 0410 at once and forwards the reversal to the issuer by store-and-forward.
+acquirer sends an 0400: it reaches the switch hop_rev_acq_switch later (repeated while
+the switch is down), the switch answers 0410 at once and forwards the reversal to the
+issuer by store-and-forward.
 A reversed authorisation is never presented for clearing, whatever its answer.
 
 Final states (exactly one per authorisation): `approved` (00 from the issuer, not
 reversed), `approved_stand_in`, `declined` (05, 14, 51 from the issuer or the switch's
 BIN table), `declined_stand_in` (91), `reversed` (any answer, reversed by the acquirer),
-`in_bank_approved`, `in_bank_declined`.
+`in_bank_approved`, `in_bank_declined`, `lost_in_switch_reversed` (a switch restart lost
+it: no answer, `91` at the acquirer's timeout, reversed; rules in
+`clearing_sim.model.switch_restarts`).
 
 Simultaneous events: host availability changes come first at their instant; arrivals
 at a host are taken in (t_host_in, transaction id) order; decisions in the order
