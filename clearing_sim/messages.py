@@ -23,6 +23,9 @@ message.
 * `0400` acquirer reversal and `0410` the switch's answer; `0420` the reversal forwarded
   to the issuer as a reversal advice (a resend is `0421`), `0430` its acknowledgement.
   All carry DE90, original data elements: original MTI, STAN, DE7, acquirer id.
+* Switch restarts (`clearing_sim.model.switch_restarts`): an authorisation lost in the
+  switch has its `0100` but no `0110`; its `0400` follows. An `0400` that reached the
+  switch while it was down is repeated as `0401` (the trace records every send).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from iso8583.specs import default_ascii
 from clearing_sim.errors import InputError
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.switch import ADVICE
+from clearing_sim.model.switch_restarts import SwitchRestarts
 from clearing_sim.model.traffic import DAY_S
 
 SPEC = default_ascii
@@ -48,7 +52,7 @@ PURCHASE = "000000"
 MAX_MESSAGE_BYTES = 0xFFFF
 
 # (MTI, place in its exchange) for sorting messages of one transaction at the same instant.
-_ORDER = {"0100": 0, "0110": 1, "0120": 2, "0121": 2, "0130": 3, "0400": 4, "0410": 5,
+_ORDER = {"0100": 0, "0110": 1, "0120": 2, "0121": 2, "0130": 3, "0400": 4, "0401": 4, "0410": 5,
           "0420": 6, "0421": 6, "0430": 7}
 
 
@@ -181,14 +185,24 @@ def build_message_log(state) -> MessageLog:
 
     t_purchase = txn["t_arrival_s"]
     add(o["t_switch_in_s"][idx], t_purchase[idx], idx, "0100")
-    add(o["t_switch_response_s"][idx], o["t_switch_response_s"][idx], idx, "0110")
+    answered = idx[~o["lost_in_switch"][idx]]  # a restart lost the others' answers
+    add(o["t_switch_response_s"][answered], o["t_switch_response_s"][answered], answered, "0110")
     rev = np.flatnonzero(o["reversed"])
     acq_timeout_s = np.array([a.auth_timeout_ms / 1000.0 for a in sc.acquirers])
     t_gave_up = t_purchase[rev] + acq_timeout_s[txn["acquirer"][rev].astype(np.int64)]
-    add(o["t_reversal_s"][rev], t_gave_up, rev, "0400")
+    restarts = SwitchRestarts(sc)
+    if restarts:
+        repeat_s = acq_timeout_s[txn["acquirer"][rev].astype(np.int64)]
+        hop = txn["hop_rev_acq_switch_s"][rev]
+        _, repeats = restarts.reversal_arrival(t_gave_up, hop, repeat_s)
+        row, sent = restarts.reversal_sends(t_gave_up, repeat_s, repeats)
+        first = np.arange(len(row)) < len(rev)  # the first len(rev) rows are the first sends
+        add(sent + hop[row], sent, rev[row], np.where(first, "0400", "0401"))
+    else:
+        add(o["t_reversal_s"][rev], t_gave_up, rev, "0400")
     add(o["t_reversal_s"][rev], o["t_reversal_s"][rev], rev, "0410")
     log = state.authorisation.saf.log if state.authorisation is not None else None
-    if log is not None and log["txn"]:
+    if log is not None and len(log["txn"]):  # lists in detailed mode, arrays in fast mode
         kind = np.asarray(log["kind"])
         saf_txn = np.asarray(log["txn"], dtype=np.int64)
         attempt = np.asarray(log["attempt"])

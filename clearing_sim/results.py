@@ -28,6 +28,7 @@ from clearing_sim.model.switch import ADVICE
 from clearing_sim.clearing_results import dict_array as clearing_dict_array
 from clearing_sim.clearing_results import clearing_records_table, clearing_summary
 from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
+from clearing_sim.model.switch_restarts import SwitchRestarts
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
@@ -133,6 +134,9 @@ def _auth_block(code: np.ndarray, latency: np.ndarray, amount: np.ndarray, o: di
         "advice_repeats": int((~first & is_advice).sum()),
         "reversal_advices": int((first & ~is_advice).sum()),
         "reversal_advice_repeats": int((~first & ~is_advice).sum()),
+        # Lost by a switch restart (clearing_sim.model.switch_restarts): no answer, reversed.
+        "lost_in_switch": int(o["lost_in_switch"].sum()),
+        "lost_in_switch_minor": int(amount[o["lost_in_switch"]].sum()),
         "by_response_code": {_code(c): int((code == c).sum()) for c in RESPONSE_CODES if (code == c).any()},
         "by_final_state": {name: int((o["final_state"] == s).sum())
                            for s, name in enumerate(FINAL_STATES) if (o["final_state"] == s).any()},
@@ -154,6 +158,21 @@ def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
     }
 
 
+def _reversal_repeats(state: SimulationState) -> np.ndarray:
+    """Per transaction: how many times its acquirer repeated the 0400 (a down switch lost it)."""
+    o = state.outcomes
+    out = np.zeros(len(o["reversed"]), dtype=np.int64)
+    restarts = SwitchRestarts(state.scenario)
+    rev = np.flatnonzero(o["reversed"])
+    if restarts and len(rev):
+        txn = state.txn
+        timeout_s = np.array([a.auth_timeout_ms / 1000.0 for a in state.scenario.acquirers])[
+            txn["acquirer"][rev].astype(np.int64)]
+        _, out[rev] = restarts.reversal_arrival(txn["t_arrival_s"][rev] + timeout_s,
+                                                txn["hop_rev_acq_switch_s"][rev], timeout_s)
+    return out
+
+
 def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
     """`summary.json`'s `authorisations`: the switched ones overall and per issuer, and the in-bank ones."""
     o = state.outcomes
@@ -166,6 +185,7 @@ def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
     switched = route != ROUTE_IN_BANK
     auth = _auth_block(code[switched], latency[switched], amount[switched], _select(o, switched), saf)
     wait_ms = (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0
+    reversal_repeats = _reversal_repeats(state)
     per_issuer = {}
     for k, iss in enumerate(state.scenario.issuers):
         sel = switched & (routed == k)
@@ -178,8 +198,10 @@ def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
         block["queue_depth_max"] = int(state.queue_depth_max[k])
         host = o["host_outcome"][routed == k]
         block["host"] = {name: int((host == h).sum()) for h, name in enumerate(HOST_OUTCOMES)}
+        block["reversal_repeats"] = int(reversal_repeats[sel].sum())
         per_issuer[iss.institution] = block
     auth["per_issuer"] = per_issuer
+    auth["reversal_repeats"] = int(reversal_repeats.sum())  # 0401s: 0400s sent again after a down switch
     bank = route == ROUTE_IN_BANK
     bank_code = code[bank]
     auth["in_bank"] = {
@@ -287,6 +309,7 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
         "final_state": _dict_array(list(FINAL_STATES), o["final_state"]),
         "stand_in": o["stand_in"],
         "reversed": o["reversed"],
+        "lost_in_switch": o["lost_in_switch"],
         "host_outcome": _dict_array(list(HOST_OUTCOMES), o["host_outcome"]),
         "t_switch_in_s": o["t_switch_in_s"],
         "t_host_in_s": o["t_host_in_s"],

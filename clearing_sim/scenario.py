@@ -367,12 +367,36 @@ class Traffic:
 
 
 @frozen
+class SwitchRestart:
+    """The switch restarts at `at` (HH:MM) on run day `day` and is down for `down_s` seconds.
+
+    At the restart it loses every authorisation it holds in flight, and while it is down
+    every message reaching it is lost (rules in `clearing_sim.model.switch_restarts`).
+    """
+
+    at: str
+    down_s: float = field(default=60.0, validator=[_finite, _non_negative, _at_most(86_400)])
+    day: int = field(default=1, validator=[_positive, _at_most(MAX_DAYS)])
+
+    def __attrs_post_init__(self) -> None:
+        clock_seconds(self.at, "at")
+
+    @property
+    def interval_s(self) -> tuple[float, float]:
+        """[restart, back up) in seconds from 00:00 of day 1."""
+        start = float((self.day - 1) * 86400 + clock_seconds(self.at))
+        return start, start + self.down_s
+
+
+@frozen
 class Network:
     """The switch's links: one latency distribution per message hop."""
 
     latency_ms: Distribution = Distribution("lognormal", median=3.0, sigma=0.3)
     # The switch stands in when an issuer's answer has not reached it this long after forwarding.
     switch_timeout_ms: float = field(default=5_000.0, validator=[_finite, _positive, _at_most(86_400_000)])
+    # Faults: switch restarts that lose in-flight authorisations (none by default).
+    switch_restarts: tuple[SwitchRestart, ...] = ()
 
 
 @frozen
@@ -1000,6 +1024,21 @@ def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                 if w.day > s.run.days:
                     yield (("issuers", n, "host", name, j, "day"),
                            f"day {w.day} is after the run's last day ({s.run.days})")
+    yield from _switch_restart_checks(s)
+
+
+def _switch_restart_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """Switch restarts fall on the run's traffic days, and one is back up before the next starts."""
+    restarts = s.network.switch_restarts
+    for j, r in enumerate(restarts):
+        if r.day > s.run.days:
+            yield ("network", "switch_restarts", j, "day"), f"day {r.day} is after the run's last day ({s.run.days})"
+    spans = sorted((r.interval_s, j) for j, r in enumerate(restarts))
+    for ((s0, e0), p), ((s1, _), c) in zip(spans, spans[1:]):
+        if s1 <= e0:
+            first, second = sorted((p, c))
+            yield (("network", "switch_restarts", second, "at"),
+                   f"restarts while (or the instant) switch_restarts[{first}] is still down")
 
 
 def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

@@ -112,3 +112,60 @@ def test_cli_issuer_outage_same_folders(tmp_path: Path) -> None:
     for c in td.column_names:
         x, y = td[c].to_numpy(zero_copy_only=False), tf[c].to_numpy(zero_copy_only=False)
         assert np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else td[c].equals(tf[c]), c
+
+
+STRESS_RESTART = ROOT / "tests" / "data" / "fast_stress_restart.yaml"
+
+
+@pytest.fixture(scope="module")
+def both_restart():
+    """The stress scenario with switch restarts in both modes."""
+    sc = load_scenario(STRESS_RESTART)
+    return simulate(sc, "detailed"), simulate(sc, "fast")
+
+
+class TestStressRestart:
+    """With switch restarts on top of the stress scenario, fast mode still gives detailed mode's outcomes."""
+
+    def test_every_restart_path_is_exercised(self, both_restart) -> None:
+        from clearing_sim.model import authorisation as au
+
+        d = both_restart[0]
+        o = d.outcomes
+        lost = o["lost_in_switch"]
+        spans = [r.interval_s for r in d.scenario.network.switch_restarts]
+        on_arrival = np.zeros(len(lost), dtype=bool)
+        for s, e in spans:
+            on_arrival |= (o["t_switch_in_s"] >= s) & (o["t_switch_in_s"] < e)
+        host = o["host_outcome"]
+        assert (lost & on_arrival & (o["routed_issuer"] >= 0)).any()  # 0100 reached a down switch
+        assert (lost & on_arrival & (o["routed_issuer"] < 0)).any()  # an unknown BIN, never declined 14
+        assert (lost & ~on_arrival & (host == au.HOST_ANSWERED)).any()  # the issuer's answer discarded
+        assert (lost & ~on_arrival & (host != au.HOST_ANSWERED)).any()  # a stand-in clock lost
+        assert np.array_equal(lost & o["reversed"], lost)
+        txn = d.txn
+        gave_up = txn["t_arrival_s"] + np.array([a.auth_timeout_ms / 1000 for a in d.scenario.acquirers])[
+            txn["acquirer"].astype(np.int64)]
+        assert (o["reversed"] & (o["t_reversal_s"] > gave_up + txn["hop_rev_acq_switch_s"])).any()  # 0401s
+        log = {k: np.asarray(v) for k, v in d.authorisation.saf.log.items()}
+        assert (~np.isnan(log["t_applied_s"]) & np.isnan(log["t_acked_s"])).any()  # an ack lost at a restart
+        assert np.isin(log["t_sent_s"], [e for s, e in spans if e > s]).any()  # a send held until the switch is back
+
+    def test_outcomes_identical(self, both_restart) -> None:
+        assert_same_outcomes(both_restart[0].outcomes, both_restart[1].outcomes)
+
+    def test_queues_and_messages_identical(self, both_restart) -> None:
+        d, f = both_restart
+        assert d.queue_depth_max == f.queue_depth_max
+        # Sorted as text: a lost acknowledgement leaves NaN beside a time, and NaN does not sort.
+        rows_d = sorted(tuple(map(repr, r)) for r in zip(*[np.asarray(d.authorisation.saf.log[k]).tolist()
+                                                            for k in sorted(d.authorisation.saf.log)]))
+        rows_f = sorted(tuple(map(repr, r)) for r in zip(*[np.asarray(f.authorisation.saf.log[k]).tolist()
+                                                            for k in sorted(f.authorisation.saf.log)]))
+        assert rows_d == rows_f
+
+    def test_clearing_and_settlement_identical(self, both_restart) -> None:
+        d, f = both_restart
+        assert np.array_equal(d.clearing.txn_cycle, f.clearing.txn_cycle)
+        for wd, wf in zip(d.settlement.windows, f.settlement.windows):
+            assert wd.id == wf.id and np.array_equal(wd.positions_minor, wf.positions_minor)

@@ -30,14 +30,17 @@ decision time; the answer reaches the acquirer hop_switch_acq after leaving the 
 
 Reversals. Each acquirer's timer expires at t_arrival + auth_timeout. If the answer
 has not reached the acquirer by then (an answer arriving exactly then is in time), the
-acquirer sends an 0400: it reaches the switch hop_rev_acq_switch later, the switch
-answers 0410 at once and forwards the reversal to the issuer by store-and-forward.
+acquirer sends an 0400: it reaches the switch hop_rev_acq_switch later (repeated while
+the switch is down), the switch answers 0410 at once and forwards the reversal to the
+issuer by store-and-forward.
 A reversed authorisation is never presented for clearing, whatever its answer.
 
 Final states (exactly one per authorisation): `approved` (00 from the issuer, not
 reversed), `approved_stand_in`, `declined` (05, 14, 51 from the issuer or the switch's
 BIN table), `declined_stand_in` (91), `reversed` (any answer, reversed by the acquirer),
-`in_bank_approved`, `in_bank_declined`.
+`in_bank_approved`, `in_bank_declined`, `lost_in_switch_reversed` (a switch restart lost
+it: no answer, `91` at the acquirer's timeout, reversed; rules in
+`clearing_sim.model.switch_restarts`).
 
 Simultaneous events: host availability changes come first at their instant; arrivals
 at a host are taken in (t_host_in, transaction id) order; decisions in the order
@@ -58,6 +61,7 @@ import simpy
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.issuers import Availability, HostState, OpenToBuy, check_ledger
 from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer
+from clearing_sim.model.switch_restarts import SwitchRestarts
 from clearing_sim.scenario import Scenario
 
 APPROVED = 0
@@ -84,7 +88,7 @@ HOST_LATE = 6  # decided, but the answer reached the switch after its timeout: v
 HOST_OUTCOMES = ("not_sent", "lost_on_arrival", "dropped", "lost_waiting", "lost_in_service", "answered", "late")
 
 FINAL_STATES = ("approved", "approved_stand_in", "declined", "declined_stand_in", "reversed",
-                "in_bank_approved", "in_bank_declined")
+                "in_bank_approved", "in_bank_declined", "lost_in_switch_reversed")
 
 OUTCOME_COLUMNS = {
     "routed_issuer": np.int16,
@@ -103,6 +107,7 @@ OUTCOME_COLUMNS = {
     "t_advice_applied_s": np.float64,
     "t_reversal_applied_s": np.float64,
     "final_state": np.int8,
+    "lost_in_switch": np.bool_,  # a switch restart lost it (clearing_sim.model.switch_restarts)
 }
 
 
@@ -143,6 +148,11 @@ class AuthorisationPlan:
     visits: np.ndarray
     host_outcome: np.ndarray
     out: dict
+    restarts: SwitchRestarts
+    switch_lost: np.ndarray  # the 0100 reached the switch while it was down
+    next_restart: np.ndarray  # first switch restart strictly after t_sw (inf: none)
+    t_rev_at_switch: np.ndarray  # when an 0400 sent at the acquirer's timeout gets through
+    rev_repeats: np.ndarray  # 0401 repeats that took
 
 
 def plan_authorisations(scenario: Scenario, txn: dict[str, np.ndarray], routed_issuer: np.ndarray) -> AuthorisationPlan:
@@ -176,25 +186,32 @@ def plan_authorisations(scenario: Scenario, txn: dict[str, np.ndarray], routed_i
     acq_deadline = t + acq_timeout_s[acq]
     out["t_switch_in_s"][:] = t_sw
 
+    restarts = SwitchRestarts(scenario)
+    switch_lost = switched & restarts.down(t_sw)
+    next_restart = restarts.next_restart(t_sw)
+    t_rev_at_switch, rev_repeats = restarts.reversal_arrival(
+        acq_deadline, txn["hop_rev_acq_switch_s"], acq_timeout_s[acq])
     availability = [Availability(i.host) for i in scenario.issuers]
     signed_off = np.zeros(n, dtype=bool)
     lost_on_arrival = np.zeros(n, dtype=bool)
     for k, av in enumerate(availability):
         mine = iss == k
-        net_k = mine & network
+        net_k = mine & network & ~switch_lost
         signed_off[net_k] = av.announced_down(t_sw[net_k])
-        reach = mine & ~signed_off
+        reach = mine & ~signed_off & ~switch_lost
         lost_on_arrival[reach] = av.down(t_host_in[reach])
-    visits = (network | in_bank) & ~signed_off & ~lost_on_arrival
+    visits = (network | in_bank) & ~signed_off & ~lost_on_arrival & ~switch_lost
 
     # --- static outcomes -------------------------------------------------------------
     code = out["response_code"]
     resp = out["t_response_s"]
-    host_outcome = np.where(signed_off | unknown, HOST_NOT_SENT, -1)
+    host_outcome = np.where(signed_off | unknown | switch_lost, HOST_NOT_SENT, -1)
     host_outcome[lost_on_arrival] = HOST_LOST_ON_ARRIVAL
-    code[unknown] = INVALID_CARD
-    out["t_switch_response_s"][unknown] = t_sw[unknown]
-    resp[unknown] = t_sw[unknown] + h4[unknown]
+    out["lost_in_switch"][:] = switch_lost
+    unknown_seen = unknown & ~switch_lost
+    code[unknown_seen] = INVALID_CARD
+    out["t_switch_response_s"][unknown_seen] = t_sw[unknown_seen]
+    resp[unknown_seen] = t_sw[unknown_seen] + h4[unknown_seen]
     bank_down = in_bank & lost_on_arrival
     code[bank_down] = ISSUER_UNAVAILABLE
     resp[bank_down] = t_host_in[bank_down] + h4[bank_down]
@@ -206,6 +223,8 @@ def plan_authorisations(scenario: Scenario, txn: dict[str, np.ndarray], routed_i
         switched=switched, t_sw=t_sw, t_host_in=t_host_in, deadline=deadline, acq_deadline=acq_deadline,
         switch_timeout_s=switch_timeout_s, availability=availability, signed_off=signed_off,
         lost_on_arrival=lost_on_arrival, visits=visits, host_outcome=host_outcome, out=out,
+        restarts=restarts, switch_lost=switch_lost, next_restart=next_restart,
+        t_rev_at_switch=t_rev_at_switch, rev_repeats=rev_repeats,
     )
 
 
@@ -244,6 +263,9 @@ class DetailedAuthorisation:
         self._h3 = h3.tolist()
         self._h4 = h4.tolist()
         self._rev_hops = (txn["hop_rev_acq_switch_s"].tolist(), txn["hop_rev_switch_acq_s"].tolist())
+        self._t_rev_at_switch = p.t_rev_at_switch.tolist()
+        self._next_restart = p.next_restart.tolist()
+        self._lost_in_switch = out["lost_in_switch"]
         self._risk = (txn["risk_u"] < rates[iss]).tolist()
         self._amount = txn["amount_minor"].tolist()
         self._slot = self.ledger.slot.tolist()
@@ -271,7 +293,7 @@ class DetailedAuthorisation:
             env, self.availability, self.switch_timeout_s,
             (txn["hop_advice_out_s"].tolist(), txn["hop_rev_out_s"].tolist()),
             (txn["hop_advice_back_s"].tolist(), txn["hop_rev_back_s"].tolist()),
-            self._apply_at_issuer,
+            self._apply_at_issuer, switch_down=p.restarts,
         )
 
         # --- processes -----------------------------------------------------------------------
@@ -287,7 +309,7 @@ class DetailedAuthorisation:
         for k in range(len(scenario.issuers)):
             a = np.flatnonzero(network & (iss == k) & signed_off)
             a = a[np.lexsort((a, t_sw[a]))]
-            b = np.flatnonzero(network & (iss == k) & ~signed_off)
+            b = np.flatnonzero(network & (iss == k) & ~signed_off & ~p.switch_lost)
             b = b[np.lexsort((b, deadline[b]))]
             env.process(switch_timer(env, a.tolist(), b.tolist(), self._t_switch, self._deadline,
                                      self._known_in_time, self._stand_in))
@@ -339,9 +361,12 @@ class DetailedAuthorisation:
             t_answer = t_end + self._h3[i]
             in_time = t_answer <= self._deadline[i]
             if in_time:
-                self._known_in_time[i] = 1
-                self._t_switch_response[i] = t_answer
-                self._resp[i] = t_answer + self._h4[i]
+                self._known_in_time[i] = 1  # in time, or its stand-in clock is lost with it
+                if t_answer > self._next_restart[i]:
+                    self._lost_in_switch[i] = True  # the switch restarts while holding it
+                else:
+                    self._t_switch_response[i] = t_answer
+                    self._resp[i] = t_answer + self._h4[i]
         epoch = host.epoch
         yield self.env.timeout(service)
         self._t_end[i] = t_end
@@ -420,7 +445,10 @@ class DetailedAuthorisation:
     # --- the switch and the acquirer ---------------------------------------------------
 
     def _stand_in(self, i: int, t: float) -> None:
-        """The switch answers for issuer of `i` at time `t`."""
+        """The switch answers for issuer of `i` at time `t` (unless a restart lost its clock)."""
+        if t > self._next_restart[i]:
+            self._lost_in_switch[i] = True
+            return
         k = self._issuer[i]
         out = self.out
         out["stand_in"][i] = True
@@ -458,7 +486,7 @@ class DetailedAuthorisation:
         """The acquirer gives up on `i` at `t` and sends an 0400."""
         out = self.out
         out["reversed"][i] = True
-        t_at_switch = t + self._rev_hops[0][i]
+        t_at_switch = self._t_rev_at_switch[i]  # t + hop, later if the 0400 reaches a down switch
         out["t_reversal_s"][i] = t_at_switch
         k = self._issuer[i]
         if k < 0:
@@ -475,6 +503,7 @@ class DetailedAuthorisation:
         out["t_host_end_s"][:] = self._t_end
         out["host_outcome"][:] = self._host_outcome
         out["t_switch_response_s"][:] = self._t_switch_response
+        settle_lost_in_switch(out, self.plan.acq_deadline)
         self.queue_depth_max = [h.queue_depth_max for h in self.hosts]
         out["final_state"][:] = final_states(out)
 
@@ -497,6 +526,15 @@ class DetailedAuthorisation:
         check_final_states(out, self._acq_deadline, self.switch_timeout_s)
 
 
+def settle_lost_in_switch(out: dict[str, np.ndarray], acq_deadline: np.ndarray) -> None:
+    """Authorisations a switch restart lost: the acquirer's own `91` at its timeout, no switch answer."""
+    lost = out["lost_in_switch"]
+    if lost.any():
+        out["response_code"][lost] = ISSUER_UNAVAILABLE
+        out["t_response_s"][lost] = acq_deadline[lost]
+        out["t_switch_response_s"][lost] = np.nan
+
+
 def final_states(out: dict[str, np.ndarray]) -> np.ndarray:
     """Each authorisation's final state (index into FINAL_STATES); raises InvariantError if not exactly one."""
     code = out["response_code"]
@@ -505,6 +543,8 @@ def final_states(out: dict[str, np.ndarray]) -> np.ndarray:
     rev = out["reversed"]
     switched = route != ROUTE_IN_BANK
     decided = (code >= 0) & ~np.isnan(out["t_response_s"])
+    lost = out["lost_in_switch"]
+    rev = rev & ~lost  # `reversed` below: reversals of answered authorisations
     masks = [
         switched & ~rev & ~stand_in & (code == APPROVED),
         switched & ~rev & stand_in & (code == APPROVED),
@@ -513,6 +553,7 @@ def final_states(out: dict[str, np.ndarray]) -> np.ndarray:
         switched & rev & decided,
         ~switched & ~rev & ~stand_in & (code == APPROVED),
         ~switched & ~rev & ~stand_in & np.isin(code, (DO_NOT_HONOUR, INSUFFICIENT_FUNDS, ISSUER_UNAVAILABLE)),
+        switched & lost & out["reversed"] & ~stand_in & (code == ISSUER_UNAVAILABLE),
     ]
     count = np.sum(masks, axis=0)
     if (count != 1).any():
@@ -534,8 +575,12 @@ def check_final_states(out: dict[str, np.ndarray], acq_deadline: list[float], sw
         raise InvariantError(f"{int(np.isnan(resp).sum())} authorisation(s) never got an answer")
     switched = route != ROUTE_IN_BANK
     late = switched & (resp > np.asarray(acq_deadline))
-    if not np.array_equal(late, out["reversed"]):
-        raise InvariantError("reversals do not match the answers that reached acquirers after their timeout")
+    lost = out["lost_in_switch"]
+    if (lost & ~switched).any() or (lost & late).any():
+        raise InvariantError("an authorisation lost in the switch was kept in the bank or answered late")
+    if not np.array_equal(late | lost, out["reversed"]):
+        raise InvariantError("reversals do not match the answers that reached acquirers after their timeout "
+                             "and the authorisations lost in the switch")
     if (out["stand_in"] & (route != ROUTE_NETWORK)).any():
         raise InvariantError("the switch stood in for a purchase it never forwarded")
     sw = out["t_switch_response_s"]

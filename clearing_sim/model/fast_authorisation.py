@@ -52,6 +52,7 @@ from clearing_sim.model.authorisation import (
     check_final_states,
     final_states,
     plan_authorisations,
+    settle_lost_in_switch,
 )
 from clearing_sim.model.issuers import OpenToBuy, check_ledger
 from clearing_sim.model.traffic import DAY_S
@@ -255,9 +256,10 @@ def _down_at(t, o_start, o_end):
 
 
 @numba.njit(cache=True)
-def saf_kernel(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced):
+def saf_kernel(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced, sw_start, sw_end):
     """One issuer's SAF link over its messages in queue order. Returns, per attempt,
-    (message, attempt, t_sent, t_applied or NaN), and per message when it was applied."""
+    (message, attempt, t_sent, t_applied or NaN), and per message when it was applied.
+    `sw_start`/`sw_end`: the switch's down intervals (restarts), sorted."""
     m = len(t_queued)
     cap = 2 * m + 16
     a_msg = np.empty(cap, dtype=np.int64)
@@ -271,10 +273,19 @@ def saf_kernel(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announc
     for q in range(m):
         t = t_queued[q] if t_queued[q] > t_free else t_free
         attempt = 0
+        done = False
         while True:
-            end = _announced_end_at(t, o_start, o_end, o_announced)
-            if end >= 0.0:
-                t = end
+            while True:  # not while the issuer is signed off, nor while the switch is down
+                end = _announced_end_at(t, o_start, o_end, o_announced)
+                if end >= 0.0:
+                    t = end
+                if len(sw_start) == 0:
+                    break
+                j = np.searchsorted(sw_start, t, side="right") - 1
+                if j >= 0 and t < sw_end[j]:
+                    t = sw_end[j]
+                else:
+                    break
             reach = t + hop_out[q]
             if n_att == cap:
                 cap *= 2
@@ -295,9 +306,17 @@ def saf_kernel(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announc
                 continue
             acked = reach + hop_back[q]
             a_applied[n_att] = reach
+            if not done:
+                applied[q] = reach
+                done = True
+            if len(sw_start) > 0 and _down_at(acked, sw_start, sw_end):  # the ack reaches a down switch
+                a_acked[n_att] = np.nan
+                n_att += 1
+                t = t + timeout_s
+                attempt += 1
+                continue
             a_acked[n_att] = acked
             n_att += 1
-            applied[q] = reach
             t_free = acked
             break
     return a_msg[:n_att], a_no[:n_att], a_sent[:n_att], a_applied[:n_att], a_acked[:n_att], applied
@@ -408,7 +427,10 @@ class FastAuthorisation:
         host_outcome[completed & ~in_time] = HOST_LATE
         out["t_host_start_s"][:] = t_start_all
         out["t_host_end_s"][:] = t_end_all
-        net_answer = in_time & p.network
+        # A switch restart between t_sw and the answer loses it (the issuer still decided).
+        with np.errstate(invalid="ignore"):
+            lost_in_flight = in_time & p.network & (t_answer > p.next_restart)
+        net_answer = in_time & p.network & ~lost_in_flight
         out["t_switch_response_s"][net_answer] = t_answer[net_answer]
         resp = out["t_response_s"]
         resp[net_answer] = t_answer[net_answer] + h4[net_answer]
@@ -424,7 +446,10 @@ class FastAuthorisation:
         advice_t: list[np.ndarray] = []
         for k, iss in enumerate(scenario.issuers):
             a = np.flatnonzero(p.network & (p.issuer == k) & p.signed_off)
-            b = np.flatnonzero(p.network & (p.issuer == k) & ~p.signed_off & ~in_time)
+            b = np.flatnonzero(p.network & (p.issuer == k) & ~p.signed_off & ~in_time & ~p.switch_lost)
+            clock_lost = p.deadline[b] > p.next_restart[b]  # a restart loses the stand-in clock
+            lost_in_flight[b[clock_lost]] = True
+            b = b[~clock_lost]
             cand = np.concatenate([a, b])
             t_dec = np.concatenate([p.t_sw[a], p.deadline[b]])
             first = np.concatenate([np.zeros(len(a), np.int8), np.ones(len(b), np.int8)])
@@ -439,12 +464,15 @@ class FastAuthorisation:
             advice_txn.append(cand[ok])
             advice_t.append(t_dec[ok])
 
-        # Reversals: an answer later than the acquirer's timeout.
+        # Reversals: an answer later than the acquirer's timeout, or none (lost in the switch).
+        lost = out["lost_in_switch"]
+        lost |= lost_in_flight
+        settle_lost_in_switch(out, p.acq_deadline)
         if np.isnan(resp[p.switched]).any():
             raise InvariantError("fast mode: a switched authorisation has no answer before its reversal check")
-        rev = p.switched & (resp > p.acq_deadline)
+        rev = p.switched & ((resp > p.acq_deadline) | lost)
         out["reversed"][:] = rev
-        t_rev = p.acq_deadline + txn["hop_rev_acq_switch_s"]
+        t_rev = p.t_rev_at_switch
         out["t_reversal_s"][rev] = t_rev[rev]
 
         # Store-and-forward per issuer, then the ledger.
@@ -469,7 +497,7 @@ class FastAuthorisation:
             a_msg, a_no, a_sent, a_applied, a_acked, applied = saf_kernel(
                 m_t, hop_out, hop_back, self.switch_timeout_s,
                 np.array(av.starts, dtype=np.float64), np.array(av.ends, dtype=np.float64),
-                np.array(av.announced, dtype=np.bool_))
+                np.array(av.announced, dtype=np.bool_), p.restarts.starts, p.restarts.ends)
             log_cols["kind"].append(m_kind[a_msg])
             log_cols["txn"].append(m_txn[a_msg])
             log_cols["attempt"].append(a_no)
@@ -490,7 +518,7 @@ class FastAuthorisation:
             seq = np.arange(len(ev_t))
             order = np.lexsort((seq, rank, ev_t))
             code_k, held_k = ledger_kernel(ev_t[order], ev_kind[order], ev_txn[order], slot, amount, risk, otb)
-            decided = done
+            decided = done[~lost[done]]  # a lost one's issuer decided, but the acquirer never heard
             out["response_code"][decided] = code_k[decided]
             mine = p.issuer == k
             self._held[mine] = held_k[mine]

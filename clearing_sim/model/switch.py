@@ -31,6 +31,11 @@ Rules (the detailed mode's semantics, which a fast mode must reproduce):
   issuer is down when the message would reach it, the message is lost and sent again
   (as a repeat: 0121 / 0421) one switch timeout after the previous attempt, with the
   same hop latencies.
+* Switch restarts (`clearing_sim.model.switch_restarts`): the SAF queue is persistent.
+  A send falling while the switch is down waits until it is back up; an
+  acknowledgement reaching the switch while it is down is lost and the message is
+  sent again (a repeat) one switch timeout after the previous send. The issuer applies
+  each message once: a repeat of an applied message is only acknowledged.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from collections.abc import Callable, Sequence
 import simpy
 
 from clearing_sim.model.issuers import Availability
+from clearing_sim.model.switch_restarts import SwitchRestarts, down_end_at
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Scenario
 
@@ -74,8 +80,10 @@ class StoreAndForward:
 
     def __init__(self, env: simpy.Environment, availability: Sequence[Availability], switch_timeout_s: float,
                  hop_out: tuple[list[float], list[float]], hop_back: tuple[list[float], list[float]],
-                 apply: Callable[[int, int, float], None]):
+                 apply: Callable[[int, int, float], None], switch_down: SwitchRestarts | None = None):
         self.env = env
+        self._sw_starts = switch_down.starts.tolist() if switch_down is not None else []
+        self._sw_ends = switch_down.ends.tolist() if switch_down is not None else []
         self.availability = availability
         self.timeout_s = switch_timeout_s
         self.hop_out = hop_out  # indexed [kind][txn]
@@ -120,10 +128,16 @@ class StoreAndForward:
             back = self.hop_back[kind][i]
             t = max(t_queued, t_free)
             attempt = 0
+            applied = False
             while True:
-                end = av.announced_end_at(t)
-                if end is not None:
-                    t = end
+                while True:  # not while the issuer is signed off, nor while the switch is down
+                    end = av.announced_end_at(t)
+                    if end is not None:
+                        t = end
+                    back_up = down_end_at(self._sw_starts, self._sw_ends, t) if self._sw_starts else None
+                    if back_up is None:
+                        break
+                    t = back_up
                 if t > env.now:
                     yield env.timeout(t - env.now)
                 reach = t + out
@@ -132,18 +146,27 @@ class StoreAndForward:
                 log["txn"].append(i)
                 log["attempt"].append(attempt)
                 log["t_sent_s"].append(t)
+                # The whole row now (NaN until known): another link may log an attempt meanwhile.
+                row = len(log["t_applied_s"])
+                log["t_applied_s"].append(math.nan)
+                log["t_acked_s"].append(math.nan)
                 if lost:
-                    log["t_applied_s"].append(math.nan)
-                    log["t_acked_s"].append(math.nan)
                     t = t + self.timeout_s
                     attempt += 1
                     continue
                 if reach > env.now:
                     yield env.timeout(reach - env.now)
-                self.apply(i, kind, reach)
+                if not applied:
+                    self.apply(i, kind, reach)
+                    applied = True
                 acked = reach + back
-                log["t_applied_s"].append(reach)
-                log["t_acked_s"].append(acked)
+                log["t_applied_s"][row] = reach
+                if self._sw_starts and down_end_at(self._sw_starts, self._sw_ends, acked) is not None:
+                    # The acknowledgement reaches a down switch: t_acked_s stays NaN.
+                    t = t + self.timeout_s
+                    attempt += 1
+                    continue
+                log["t_acked_s"][row] = acked
                 if acked > env.now:
                     yield env.timeout(acked - env.now)
                 q.popleft()
