@@ -1068,7 +1068,8 @@ def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     c, d = s.clearing, s.disputes
     span = (s.run.days + s.settlement.lag_days + 4 + c.refund_limit_days + d.chargeback_limit_days
             + d.representment_limit_days)
-    if first < dt.date(2000, 1, 1) or first + dt.timedelta(days=span) > dt.date(2068, 12, 31):
+    last = first + dt.timedelta(days=span) if first <= dt.date(9000, 1, 1) else dt.date.max
+    if first < dt.date(2000, 1, 1) or last > dt.date(2068, 12, 31):
         yield ("run", "start_date"), ("clearing files date records as YYMMDD, 2000 to 2068: the run, with its "
                                       f"settlement and dispute days ({span} days from {first}), must fall within them")
 
