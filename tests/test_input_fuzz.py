@@ -73,3 +73,71 @@ class TestMutatedScenarios:
     @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     def test_any_mutation(self, tmp_path_factory, capsys, leaf, value) -> None:
         check(tmp_path_factory.mktemp("m"), capsys, leaf[0], value)
+
+
+# --- corrupted clearing files ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clearing_file() -> bytes:
+    """A real acquirer file from a small run (a few hundred records)."""
+    import clearing_sim
+    from clearing_sim.scenario import parse_scenario
+    from tests.conftest import SMALL_YAML
+
+    result = clearing_sim.run(parse_scenario(SMALL_YAML), mode="fast", clearing_files=True)
+    name, data = next((n, d) for n, d in result.clearing_files if n.startswith("in/"))
+    return data
+
+
+def corruptions(data: bytes) -> list[tuple[str, bytes]]:
+    """Forty damaged copies: ten truncations, ten byte flips, ten absurd lengths, ten random files."""
+    rnd = random.Random(2026)
+    out = []
+    for k in range(10):
+        out.append((f"truncated-{k}", data[: rnd.randrange(0, len(data))]))
+    for k in range(10):
+        b = bytearray(data)
+        pos = rnd.randrange(len(b))
+        b[pos] ^= 1 << rnd.randrange(8)
+        out.append((f"flipped-{k}@{pos}", bytes(b)))
+    # VBS records start with a 4-byte big-endian length: find record starts and make them absurd.
+    starts, pos = [], 0
+    while pos + 4 <= len(data) and len(starts) < 2000:
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        if n == 0:
+            break
+        starts.append(pos)
+        pos += 4 + n
+    for k in range(10):
+        b = bytearray(data)
+        at = rnd.choice(starts)
+        b[at:at + 4] = rnd.choice([0xFFFFFFFF, 0x7FFFFFFF, 10**9, 3, 1, 0]).to_bytes(4, "big")
+        out.append((f"absurd-length-{k}@{at}", bytes(b)))
+    for k in range(10):
+        out.append((f"random-{k}", rnd.randbytes(rnd.randrange(0, 5000))))
+    return out
+
+
+def test_forty_corrupted_clearing_files(clearing_file: bytes, tmp_path: Path, capsys) -> None:
+    """`inspect` answers every damaged file with exit 0 or 2, never a traceback; 2 names a reason code."""
+    assert main(["inspect", str(_write(tmp_path / "good.ipm", clearing_file))]) == 0
+    capsys.readouterr()
+    damaged = corruptions(clearing_file)
+    assert len(damaged) == 40
+    rejected = 0
+    for name, data in damaged:
+        rc = main(["inspect", str(_write(tmp_path / f"{name}.ipm", data))])
+        captured = capsys.readouterr()
+        assert rc in (0, 2), (name, captured.err)
+        assert "Traceback" not in captured.err + captured.out, name
+        if rc == 2:
+            rejected += 1
+            assert "rejected, reason " in captured.err, (name, captured.err)
+    # Truncations, length and random garbage can never pass; a flipped byte inside a text field may.
+    assert rejected >= 30
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
