@@ -253,9 +253,13 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
     elif not isinstance(data["base"], str) or not data["base"]:
         problem(("base",), "must be the path of a scenario file")
     else:
-        base_path = (path.parent / data["base"]).resolve() if not Path(data["base"]).is_absolute() \
-            else Path(data["base"])
-        if not base_path.is_file():
+        folder = path.parent.resolve()
+        base_path = (folder / data["base"]).resolve()
+        if Path(data["base"]).is_absolute() or not base_path.is_relative_to(folder):
+            # Input safety: a sweep file reads only files in its own folder (or below it).
+            problem(("base",), f"{data['base']!r} is outside the sweep file's folder: give a path relative "
+                               "to it that stays inside it")
+        elif not base_path.is_file():
             problem(("base",), f"no such scenario file: {data['base']} (looked for {base_path})")
         else:
             base_scenario = load_scenario(base_path)  # its own problems, with its own lines

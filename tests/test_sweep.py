@@ -230,3 +230,14 @@ class TestShippedSweeps:
         assert [len(p.scenario.settlement.windows) for p in s.points] == [1, 2, 4, 6]
         assert s.base_scenario.name == "baseline"
         assert all(p.scenario.traffic == s.base_scenario.traffic for p in s.points)
+
+
+class TestBasePathSafety:
+    """A sweep file cannot read a scenario outside its own folder."""
+
+    @pytest.mark.parametrize("base", ["../small.yaml", "/etc/passwd", "sub/../../small.yaml"])
+    def test_escape_refused(self, tmp_path, capsys, base):
+        sub = tmp_path / "sweeps"
+        sub.mkdir()
+        err = _errors(sub, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
+        assert "outside the sweep file's folder" in err
