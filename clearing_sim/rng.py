@@ -43,3 +43,29 @@ def derived_seed(root: int, name: str, *keys: int) -> int:
         raise ValueError(f"seed must not be negative, got {root}")
     seq = np.random.SeedSequence(entropy=root, spawn_key=(_name_key(name), *[int(k) for k in keys]))
     return int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function: a bijective mix of uint64 values (wrapping arithmetic)."""
+    z = np.asarray(x).astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return z
+
+
+def counter_uniform(key: int, counter: np.ndarray) -> np.ndarray:
+    """A uniform in (0, 1) per counter value: a pure function of (key, counter).
+
+    For draws tied to an entity rather than to an event (a card's credit limit or
+    product, a purchase's ARN), so they need no stream position and no memory.
+    """
+    with np.errstate(over="ignore"):
+        base = np.uint64(key) + np.asarray(counter).astype(np.uint64) * _GOLDEN
+    return ((splitmix64(base) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53

@@ -266,7 +266,7 @@ def record_kind(batch: ipm.RecordBatch) -> np.ndarray:
 
 def fault_rows(key: int, txn_id: np.ndarray, k: int) -> np.ndarray:
     """The `k` rows (sorted) a record fault damages: the smallest keyed hashes of the purchase ids."""
-    from clearing_sim.model.clearing_draws import splitmix64
+    from clearing_sim.rng import splitmix64
 
     with np.errstate(over="ignore"):
         h = splitmix64(np.asarray(txn_id).astype(np.uint64) ^ np.uint64(key))

@@ -19,30 +19,8 @@ import numpy as np
 
 from clearing_sim.fees import product_names
 from clearing_sim.model.traffic import DAY_S, HOUR_S, sample
-from clearing_sim.rng import stream
+from clearing_sim.rng import counter_uniform, stream
 from clearing_sim.scenario import Scenario
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function: a bijective mix of uint64 values (wrapping arithmetic)."""
-    z = np.asarray(x).astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        z ^= z >> np.uint64(30)
-        z *= np.uint64(0xBF58476D1CE4E5B9)
-        z ^= z >> np.uint64(27)
-        z *= np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return z
-
-
-def counter_uniform(key: int, counter: np.ndarray) -> np.ndarray:
-    """A uniform in (0, 1) per counter value: a pure function of (key, counter)."""
-    with np.errstate(over="ignore"):
-        base = np.uint64(key) + np.asarray(counter).astype(np.uint64) * _GOLDEN
-    return ((splitmix64(base) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
-
 
 def card_products(scenario: Scenario, issuer: np.ndarray, card: np.ndarray) -> np.ndarray:
     """Product number (index into `fees.product_names`) of each purchase's card; -1 for unknown BINs."""

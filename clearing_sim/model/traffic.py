@@ -18,7 +18,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from clearing_sim.rng import stream
+from clearing_sim.rng import counter_uniform, stream
 from clearing_sim.scenario import Distribution, Scenario
 
 HOUR_S = 3600.0
@@ -73,27 +73,10 @@ def sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
     raise ValueError(f"unknown distribution {kind!r}")
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function: a bijective 64-bit mix (uint64 arrays wrap on overflow)."""
-    z = x.astype(np.uint64, copy=True)
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return z
-
-
 def counter_uniforms(key: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two independent uniforms in (0, 1) per counter value, a pure function of (key, counter)."""
-    c = counter.astype(np.uint64) * np.uint64(2)
-    with np.errstate(over="ignore"):
-        base = np.uint64(key) + c * _GOLDEN
-        u = [(_splitmix64(base + np.uint64(j) * _GOLDEN) >> np.uint64(11)).astype(np.float64) for j in (0, 1)]
-    return tuple((x + 0.5) / 2.0**53 for x in u)  # type: ignore[return-value]
+    c = np.asarray(counter).astype(np.uint64) * np.uint64(2)
+    return counter_uniform(key, c), counter_uniform(key, c + np.uint64(1))
 
 
 def sample_from_uniforms(dist: Distribution, u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
