@@ -276,6 +276,39 @@ def _raise_bad_id(k: int, **ids: tuple[np.ndarray, int, str]) -> None:
 # --------------------------------------------------------------------------
 
 
+def _transfers(payer, payee, amount, n_participants, key=None, n_keys=None):
+    """Checked inputs, in the order their errors are reported: (n, payer, payee, amount,
+    number of transfers, key, n_keys); raises ValueError."""
+    n = _check_count("n_participants", n_participants)
+    if n_keys is not None:
+        n_keys = _check_count("n_keys", n_keys)
+    payer = _as_ids("payer", payer)
+    payee = _as_ids("payee", payee)
+    more = {}
+    if key is not None:
+        key = more["key"] = _as_ids("key", key)
+    amount = _as_amounts(amount)
+    n_transfers = _check_lengths(payer=payer, payee=payee, amount=amount, **more)
+    return n, payer, payee, amount, n_transfers, key, n_keys
+
+
+def _net(kind: str, kernel_args: tuple, numpy_path: Callable[[], np.ndarray], amount: np.ndarray,
+         n_transfers: int, **ids: tuple[np.ndarray, int, str]) -> np.ndarray:
+    """Run the compiled kernel (ids and overflow checked in its loop) or the numpy path."""
+    kernel = _kernel(kind) if _use_kernel(n_transfers) else None
+    if kernel is not None:
+        result, bad, amount_min, amount_max = kernel(*kernel_args)
+        if bad >= 0:
+            _raise_bad_id(bad, **ids)
+        _guard_overflow(amount, amount_min, amount_max)
+        return result
+    for name, (values, limit, what) in ids.items():
+        _check_id_range(name, values, limit, what)
+    if n_transfers:
+        _guard_overflow(amount, amount.min(), amount.max())
+    return numpy_path()
+
+
 def multilateral_positions(payer, payee, amount, n_participants) -> np.ndarray:
     """Net position of each participant: receipts minus payments.
 
@@ -302,26 +335,16 @@ def multilateral_positions(payer, payee, amount, n_participants) -> np.ndarray:
     OverflowError
         ``sum(|amount|) >= 2**63``, so a position could exceed int64.
     """
-    n = _check_count("n_participants", n_participants)
-    payer = _as_ids("payer", payer)
-    payee = _as_ids("payee", payee)
-    amount = _as_amounts(amount)
-    n_transfers = _check_lengths(payer=payer, payee=payee, amount=amount)
+    n, payer, payee, amount, n_transfers, _, _ = _transfers(payer, payee, amount, n_participants)
 
-    kernel = _kernel("multilateral") if _use_kernel(n_transfers) else None
-    if kernel is not None:
-        positions, bad, amount_min, amount_max = kernel(payer, payee, amount, n)
-        if bad >= 0:
-            _raise_bad_id(bad, payer=(payer, n, "participant"), payee=(payee, n, "participant"))
-        _guard_overflow(amount, amount_min, amount_max)
-    else:
-        _check_id_range("payer", payer, n, "participant")
-        _check_id_range("payee", payee, n, "participant")
-        if n_transfers:
-            _guard_overflow(amount, amount.min(), amount.max())
+    def numpy_path() -> np.ndarray:
         positions = np.zeros(n, np.int64)
         np.add.at(positions, payee, amount)
         np.subtract.at(positions, payer, amount)
+        return positions
+
+    positions = _net("multilateral", (payer, payee, amount, n), numpy_path, amount, n_transfers,
+                     payer=(payer, n, "participant"), payee=(payee, n, "participant"))
 
     check_zero_sum(positions, what="multilateral positions")
     return positions
@@ -343,25 +366,15 @@ def bilateral_obligations(payer, payee, amount, n_participants) -> np.ndarray:
     np.ndarray of int64, shape ``(n_participants, n_participants)``, minor units
         Memory is ``8 * n_participants**2`` bytes (32 MB for 2,000 participants).
     """
-    n = _check_count("n_participants", n_participants)
-    payer = _as_ids("payer", payer)
-    payee = _as_ids("payee", payee)
-    amount = _as_amounts(amount)
-    n_transfers = _check_lengths(payer=payer, payee=payee, amount=amount)
+    n, payer, payee, amount, n_transfers, _, _ = _transfers(payer, payee, amount, n_participants)
 
-    kernel = _kernel("bilateral") if _use_kernel(n_transfers) else None
-    if kernel is not None:
-        matrix, bad, amount_min, amount_max = kernel(payer, payee, amount, n)
-        if bad >= 0:
-            _raise_bad_id(bad, payer=(payer, n, "participant"), payee=(payee, n, "participant"))
-        _guard_overflow(amount, amount_min, amount_max)
-    else:
-        _check_id_range("payer", payer, n, "participant")
-        _check_id_range("payee", payee, n, "participant")
-        if n_transfers:
-            _guard_overflow(amount, amount.min(), amount.max())
+    def numpy_path() -> np.ndarray:
         matrix = np.zeros((n, n), np.int64)
         np.add.at(matrix, (payer, payee), amount)
+        return matrix
+
+    matrix = _net("bilateral", (payer, payee, amount, n), numpy_path, amount, n_transfers,
+                  payer=(payer, n, "participant"), payee=(payee, n, "participant"))
     return matrix
 
 
@@ -395,34 +408,17 @@ def multilateral_positions_by_key(payer, payee, amount, key, n_keys, n_participa
     OverflowError
         ``sum(|amount|) >= 2**63``.
     """
-    n = _check_count("n_participants", n_participants)
-    n_keys = _check_count("n_keys", n_keys)
-    payer = _as_ids("payer", payer)
-    payee = _as_ids("payee", payee)
-    key = _as_ids("key", key)
-    amount = _as_amounts(amount)
-    n_transfers = _check_lengths(payer=payer, payee=payee, amount=amount, key=key)
+    n, payer, payee, amount, n_transfers, key, n_keys = _transfers(
+        payer, payee, amount, n_participants, key=key, n_keys=n_keys)
 
-    kernel = _kernel("by_key") if _use_kernel(n_transfers) else None
-    if kernel is not None:
-        positions, bad, amount_min, amount_max = kernel(payer, payee, amount, key, n_keys, n)
-        if bad >= 0:
-            _raise_bad_id(
-                bad,
-                payer=(payer, n, "participant"),
-                payee=(payee, n, "participant"),
-                key=(key, n_keys, "key"),
-            )
-        _guard_overflow(amount, amount_min, amount_max)
-    else:
-        _check_id_range("payer", payer, n, "participant")
-        _check_id_range("payee", payee, n, "participant")
-        _check_id_range("key", key, n_keys, "key")
-        if n_transfers:
-            _guard_overflow(amount, amount.min(), amount.max())
+    def numpy_path() -> np.ndarray:
         positions = np.zeros((n_keys, n), np.int64)
         np.add.at(positions, (key, payee), amount)
         np.subtract.at(positions, (key, payer), amount)
+        return positions
+
+    positions = _net("by_key", (payer, payee, amount, key, n_keys, n), numpy_path, amount, n_transfers,
+                     payer=(payer, n, "participant"), payee=(payee, n, "participant"), key=(key, n_keys, "key"))
 
     check_zero_sum(positions, what="multilateral positions by key")
     return positions
