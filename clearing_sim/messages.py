@@ -41,6 +41,7 @@ import numpy as np
 from iso8583.specs import default_ascii
 
 from clearing_sim.errors import InputError
+from clearing_sim.model.clearing_data import approval_code
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.switch import ADVICE
 from clearing_sim.model.switch_restarts import SwitchRestarts
@@ -235,10 +236,12 @@ def build_message_log(state) -> MessageLog:
         stan[mine] = np.arange(len(mine)) % 999999 + 1
     code = o["response_code"]
     ids = txn["txn_id"]
+    # DE 38 is the code the acquirer later presents in its clearing record (the same
+    # function), so a trace and the clearing files of one run agree purchase by purchase.
     auth_code = [""] * n
-    for i in np.flatnonzero(code == APPROVED).tolist():
-        auth_code[i] = (f"S{ids[i] % 100000:05d}" if o["stand_in"][i]
-                        else f"{(int(ids[i]) * 2654435761 + 12345) % 1000000:06d}")
+    approved = np.flatnonzero(code == APPROVED)
+    for i, c in zip(approved.tolist(), approval_code(ids[approved]).tolist()):
+        auth_code[i] = c.decode("ascii")
     return MessageLog(
         t_s=t_all[order].tolist(), t_sent_s=sent_all[order].tolist(), txn=txn_all[order].tolist(), mti=mti_all[order].tolist(),
         pan=state.pan.tolist(), amount_minor=txn["amount_minor"].tolist(), stan=stan.tolist(),

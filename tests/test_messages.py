@@ -232,3 +232,25 @@ class TestDocumentRoundTrip:
         back.pop("p", None)
         back.pop("1", None)
         assert back == doc
+
+
+def test_trace_auth_codes_match_clearing_files(small_scenario):
+    """DE 38 of each approval in the trace is the code the acquirer presents in its clearing file."""
+    import clearing_sim
+    from clearing_sim import ipm
+    from clearing_sim.model.clearing_data import approval_residue
+
+    result = clearing_sim.run(small_scenario, mode="fast", clearing_files=True)
+    log = result.message_log()
+    checked = 0
+    for name, data in result.clearing_files:
+        if not name.startswith("in/"):
+            continue
+        batch = ipm.read_file(data).batch
+        first = batch.function_code == 200
+        codes = batch.auth_code[first]
+        txn = approval_residue(codes)
+        for t, c in zip(txn.tolist(), codes.tolist()):
+            assert log.auth_code[t] == c.decode("ascii")
+            checked += 1
+    assert checked > 1000
