@@ -169,3 +169,43 @@ class TestStressRestart:
         assert np.array_equal(d.clearing.txn_cycle, f.clearing.txn_cycle)
         for wd, wf in zip(d.settlement.windows, f.settlement.windows):
             assert wd.id == wf.id and np.array_equal(wd.positions_minor, wf.positions_minor)
+
+
+def _random_variant(seed: int) -> str:
+    """A valid variation of the small scenario: days, start weekday, volumes, cut-offs,
+    windows, lag, submissions, timeouts and an outage drawn from `seed`."""
+    import random
+
+    r = random.Random(seed)
+
+    def hhmm() -> str:
+        return f"{r.randrange(24):02d}:{r.randrange(60):02d}"
+
+    def times(k: int) -> str:
+        return "[" + ", ".join(f'"{t}"' for t in sorted({hhmm() for _ in range(k)})) + "]"
+
+    y = (SMALL_YAML.replace("days: 1", f"days: {r.choice([1, 2, 3, 5])}")
+         .replace('start_date: "2026-11-02"', f'start_date: "2026-{r.choice(["09-30", "11-06", "11-07", "12-31"])}"')
+         .replace("transactions_per_day: 3000", f"transactions_per_day: {r.choice([0, 5, 500, 3000])}")
+         .replace('cutoffs: ["12:30", "23:45"]', f"cutoffs: {times(r.randint(1, 4))}")
+         .replace('windows: ["10:00"]', f"windows: {times(r.randint(1, 4))}")
+         .replace("lag_days: 1", f"lag_days: {r.choice([0, 0, 1, 2])}")
+         .replace('submission_times: ["22:00"]', f"submission_times: {times(r.randint(1, 3))}")
+         .replace('submission_times: ["12:00", "23:00"]', f"submission_times: {times(r.randint(1, 3))}"))
+    y = y.replace("settlement:\n", "network:\n  latency_ms: {distribution: exponential, mean: 30}\n"
+                  f"  switch_timeout_ms: {r.choice([50, 500, 5000])}\nsettlement:\n")
+    if r.random() < 0.5:
+        y = y.replace("    host: {servers: 2, service_time_ms: {distribution: exponential, mean: 40}}",
+                      "    host: {servers: 2, service_time_ms: {distribution: exponential, mean: 40}, "
+                      f'outages: [{{day: 1, start: "{hhmm()}", end: "23:59", announced: {r.choice(["true", "false"])}}}]}}')
+    return y
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_valid_scenarios_same_in_both_modes(seed: int) -> None:
+    """Random valid variations (weekends, T+0, short timeouts, outages) run in both modes alike."""
+    sc = parse_scenario(_random_variant(seed))
+    d = clearing_sim.run(sc, mode="detailed")
+    f = clearing_sim.run(sc, mode="fast")
+    assert without_mode(d.summary) == without_mode(f.summary)
+    assert_same_tables(d, f)
