@@ -369,9 +369,6 @@ class _SafLog:
         self.log = log
         self.queued = queued
 
-    def pending(self) -> int:
-        return 0  # every message is applied by construction (the horizon is checked below)
-
 
 class FastAuthorisation:
     """Every authorisation of a run, computed before the SimPy run; same outcomes as detailed."""
