@@ -108,6 +108,22 @@ def _heap_pop(ht, hs, hi, size):
 
 
 @numba.njit(cache=True)
+def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started_epoch, epoch,
+                   ht, hs, hi, hsize, seq):
+    """Request `i` takes a server at `t_now`: lost at the first outage start strictly inside
+    its service, else its completion goes on the heap. Returns (heap size, next sequence)."""
+    te = t_now + service[i]
+    t_start[i] = t_now
+    pos = np.searchsorted(crash_t, t_now, side="right")
+    if pos < len(crash_t) and crash_t[pos] < te:
+        outcome[i] = HOST_LOST_IN_SERVICE
+        t_lost[i] = crash_t[pos]
+        return hsize, seq
+    started_epoch[i] = epoch
+    return _heap_push(ht, hs, hi, hsize, te, seq, i), seq + 1
+
+
+@numba.njit(cache=True)
 def host_kernel(t_in, service, servers, queue_limit, ch_t, ch_down, ch_cap, crash_t):
     """One host's FIFO queue; arrivals sorted by (arrival, id). Returns per request
     (t_start, t_end, outcome, t_lost), the completion order and the largest queue.
@@ -138,7 +154,6 @@ def host_kernel(t_in, service, servers, queue_limit, ch_t, ch_down, ch_cap, cras
     ia = 0
     ic = 0
     nc = len(ch_t)
-    n_crash = len(crash_t)
     while True:
         ta = t_in[ia] if ia < n else _INF
         tc = ch_t[ic] if ic < nc else _INF
@@ -180,16 +195,8 @@ def host_kernel(t_in, service, servers, queue_limit, ch_t, ch_down, ch_cap, cras
             t_now = t_in[i]
             if busy < cap:
                 busy += 1
-                te = t_now + service[i]
-                t_start[i] = t_now
-                pos = np.searchsorted(crash_t, t_now, side="right")
-                if pos < n_crash and crash_t[pos] < te:
-                    outcome[i] = HOST_LOST_IN_SERVICE
-                    t_lost[i] = crash_t[pos]
-                else:
-                    started_epoch[i] = epoch
-                    hsize = _heap_push(ht, hs, hi, hsize, te, seq, i)
-                    seq += 1
+                hsize, seq = _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost,
+                                            started_epoch, epoch, ht, hs, hi, hsize, seq)
             elif w_tail - w_head >= queue_limit:
                 outcome[i] = HOST_DROPPED
                 t_lost[i] = t_now
@@ -203,16 +210,8 @@ def host_kernel(t_in, service, servers, queue_limit, ch_t, ch_down, ch_cap, cras
                 j = wait[w_head]
                 w_head += 1
                 busy += 1
-                te = t_now + service[j]
-                t_start[j] = t_now
-                pos = np.searchsorted(crash_t, t_now, side="right")
-                if pos < n_crash and crash_t[pos] < te:
-                    outcome[j] = HOST_LOST_IN_SERVICE
-                    t_lost[j] = crash_t[pos]
-                else:
-                    started_epoch[j] = epoch
-                    hsize = _heap_push(ht, hs, hi, hsize, te, seq, j)
-                    seq += 1
+                hsize, seq = _begin_service(j, t_now, service, crash_t, t_start, outcome, t_lost,
+                                            started_epoch, epoch, ht, hs, hi, hsize, seq)
     return t_start, t_end, outcome, t_lost, completed[:n_completed], depth_max
 
 
