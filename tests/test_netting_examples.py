@@ -48,3 +48,50 @@ class TestReserveBankOfAustralia1999:
         payer, payee, amount = self.transfers()
         got = multilateral_positions(payer, payee, amount * scale, 4)
         assert got.tolist() == [-8 * scale, 14 * scale, -2 * scale, -4 * scale]
+
+
+class TestBancoDeMexico2000:
+    """Banco de México's three-bank netting scheme nets to Central -4, Comercial +13, Meridional -9.
+
+    Source: Banco de México, "The Use of Netting in Payment and Securities Settlement
+    Systems" (note dated 22 April 2000; Spanish title "Esquemas de compensación en los
+    sistemas de pagos y de liquidación de valores"), section "Payment Systems": "The
+    following example shows a very simple netting scheme with 3 participants." Read in
+    the copy at https://docslib.org/doc/13944867/ . Its table (paying bank in rows,
+    receiving bank in columns, own cell blank): Central pays Comercial 25, Meridional 7
+    (pays 32, net -4); Comercial pays Central 17, Meridional 9 (pays 26, net 13);
+    Meridional pays Central 11, Comercial 14 (pays 25, net -9); receives 28, 39, 16. The
+    text: "it is enough that Central pays into the system 4 and Meridional 9. Comercial
+    will then get 13."
+    """
+
+    PAID = [  # row pays column: Central, Comercial, Meridional, as printed
+        [0, 25, 7],
+        [17, 0, 9],
+        [11, 14, 0],
+    ]
+
+    def transfers(self):
+        m = np.array(self.PAID)
+        payer, payee = np.nonzero(m)
+        return payer, payee, m[payer, payee]
+
+    def test_net_positions_as_published(self):
+        assert multilateral_positions(*self.transfers(), 3).tolist() == [-4, 13, -9]
+
+    def test_totals_as_published(self):
+        matrix = bilateral_obligations(*self.transfers(), 3)
+        assert matrix.tolist() == self.PAID
+        assert matrix.sum(axis=1).tolist() == [32, 26, 25]  # "pays"
+        assert matrix.sum(axis=0).tolist() == [28, 39, 16]  # "receives"
+
+    def test_the_same_in_shuffled_order_and_split_payments(self):
+        # Netting must not depend on the order of the records nor on how a payment is split.
+        payer, payee, amount = self.transfers()
+        first = amount // 2
+        payer2 = np.concatenate([payer, payer])
+        payee2 = np.concatenate([payee, payee])
+        amount2 = np.concatenate([first, amount - first])
+        order = np.random.default_rng(2000).permutation(len(payer2))
+        got = multilateral_positions(payer2[order], payee2[order], amount2[order], 3)
+        assert got.tolist() == [-4, 13, -9]
