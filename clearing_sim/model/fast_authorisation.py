@@ -1,17 +1,19 @@
-"""Fast mode's authorisation path: detailed mode's semantics computed over arrays.
+"""Fast mode's authorisation path: detailed mode's semantics computed over arrays, in a stream.
 
 Owns: the same outcomes as `clearing_sim.model.authorisation.DetailedAuthorisation`,
-transaction for transaction, without a SimPy process per authorisation. Each issuer is
-independent of the others (its host, its cardholders' open-to-buy, its stand-in limits
-and its store-and-forward link), so each is computed by compiled kernels (numba) in
-passes that follow the order of causes in the detailed model:
+transaction for transaction, without a SimPy process per authorisation, computed from
+chunks of arrivals fed in time order so the day never has to be held whole
+(`AuthorisationStream`); and `FastAuthorisation`, which feeds a whole day through it
+an hour at a time for `clearing_sim.model.network`.
+
+Each issuer is independent of the others (its host, its cardholders' open-to-buy, its
+stand-in limits and its store-and-forward link), so each has its own table of live
+authorisations and its own state, advanced by the compiled kernels of
+`clearing_sim.model.fast_kernels` in passes that follow the order of causes in the
+detailed model:
 
 1. the host: a FIFO multi-server queue over the arrivals at the host, sorted by
-   (arrival, transaction id), with the availability timeline (outages lose the queue
-   and the requests in service; degraded windows change the capacity without
-   preempting) and the queue bound; its outcome is every request's start and end or
-   how it was lost. This is the multi-server (Kiefer-Wolfowitz) recursion made exact
-   under capacity changes by keeping the servers' completion times in a heap;
+   (arrival, transaction id), with the availability timeline and the queue bound;
 2. the switch: which forwarded requests are answered in time; stand-in decisions for
    the rest and for the requests never sent, in the detailed order (time, signed-off
    first, transaction id), against the per-purchase and per-day limits;
@@ -20,6 +22,15 @@ passes that follow the order of causes in the detailed model:
    the issuer is down;
 5. the issuer's ledger: decisions (in the order services end) and applied advices and
    reversals, merged in time order, give each answer's response code.
+
+Streaming. A chunk holds every arrival before a watermark W (the next chunk's first
+arrival, or infinity after the last). Every event of a stage happens no earlier than
+the arrival that caused it, so all events strictly before W are known once the chunk
+is in: each pass handles exactly those, in the whole day's order, and carries its
+state (servers, waiting line, stand-in totals, the link's last acknowledgement,
+open-to-buy per card) to the next chunk. An authorisation leaves its table, with all
+its outcome columns, once nothing about it can change; what stays behind is what is
+still in a queue, awaiting a timer, or has a message in flight.
 
 Every time is computed with the same floating-point operations, on the same values,
 as in detailed mode, so the outcomes are equal, not merely close. Exact ties between
@@ -32,333 +43,458 @@ messages. Must never draw random numbers or decide anything about clearing.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
-import numba
 import numpy as np
 
 from clearing_sim.errors import InvariantError
+from clearing_sim.model import fast_kernels as k
 from clearing_sim.model.authorisation import (
     ADVICE,
     APPROVED,
-    DO_NOT_HONOUR,
     HOST_ANSWERED,
     HOST_DROPPED,
     HOST_LATE,
     HOST_LOST_IN_SERVICE,
     HOST_LOST_WAITING,
-    INSUFFICIENT_FUNDS,
     ISSUER_UNAVAILABLE,
+    OUTCOME_COLUMNS,
     REVERSAL,
+    ROUTE_IN_BANK,
     check_final_states,
     final_states,
     plan_authorisations,
-    settle_lost_in_switch,
 )
-from clearing_sim.model.issuers import OpenToBuy, check_ledger
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Scenario
 
 _INF = math.inf
+_LOST_AT_HOST = (HOST_DROPPED, HOST_LOST_WAITING, HOST_LOST_IN_SERVICE)
+
+# Draws and plan values an issuer's table keeps per live authorisation.
+_INPUT = {
+    "gid": np.int64, "card": np.int64, "amount": np.int64, "limit": np.int64, "risk": np.bool_,
+    "service": np.float64, "h3": np.float64, "h4": np.float64,
+    "adv_out": np.float64, "adv_back": np.float64, "rev_out": np.float64, "rev_back": np.float64,
+    "network": np.bool_, "in_bank": np.bool_, "signed_off": np.bool_, "switch_lost": np.bool_,
+    "visits": np.bool_, "t_sw": np.float64, "t_host_in": np.float64, "deadline": np.float64,
+    "acq_deadline": np.float64, "next_restart": np.float64, "t_rev": np.float64,
+}
+# What the passes work out per live authorisation.
+_STATE = {
+    "t_start": (np.float64, np.nan), "t_end": (np.float64, np.nan), "t_lost": (np.float64, np.nan),
+    "host_lost": (np.int8, 0), "started_epoch": (np.int64, 0), "done_seq": (np.int64, -1),
+    "answered": (np.bool_, False), "in_time": (np.bool_, False), "lost_in_flight": (np.bool_, False),
+    "stand_in_done": (np.bool_, False), "reversal_done": (np.bool_, False), "decision_applied": (np.bool_, False),
+    "messages_open": (np.int8, 0), "lost_settled": (np.bool_, False), "held": (np.bool_, False), "reversed_at_issuer": (np.bool_, False),
+    "ledger_code": (np.int16, -1),
+}
 
 
-# --- the host -----------------------------------------------------------------------------
+class _Table:
+    """Columns of live rows, appended in transaction-id order, dropped when final."""
+
+    def __init__(self, dtypes: dict[str, type]):
+        self.cols = {name: np.empty(0, dtype=d) for name, d in dtypes.items()}
+
+    def __len__(self) -> int:
+        return len(self.cols["gid"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+    def append(self, new: dict[str, np.ndarray]) -> None:
+        for name in self.cols:
+            self.cols[name] = np.concatenate([self.cols[name], new[name]])
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in self.cols:
+            self.cols[name] = self.cols[name][mask]
+
+    def rows(self, gid: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.cols["gid"], gid)
 
 
-@numba.njit(cache=True)
-def _heap_push(ht, hs, hi, size, t, s, i):
-    """Push (t, s) -> i onto a binary min-heap kept in three arrays; returns the new size."""
-    k = size
-    ht[k] = t
-    hs[k] = s
-    hi[k] = i
-    while k > 0:
-        parent = (k - 1) // 2
-        if ht[parent] < ht[k] or (ht[parent] == ht[k] and hs[parent] < hs[k]):
-            break
-        ht[parent], ht[k] = ht[k], ht[parent]
-        hs[parent], hs[k] = hs[k], hs[parent]
-        hi[parent], hi[k] = hi[k], hi[parent]
-        k = parent
-    return size + 1
+def _table_dtypes() -> dict[str, type]:
+    return _INPUT | {name: d for name, (d, _) in _STATE.items()} | {f"out_{c}": d for c, d in OUTCOME_COLUMNS.items()}
 
 
-@numba.njit(cache=True)
-def _heap_pop(ht, hs, hi, size):
-    """Remove the smallest entry; returns the new size (read ht[0], hi[0] before calling)."""
-    size -= 1
-    ht[0] = ht[size]
-    hs[0] = hs[size]
-    hi[0] = hi[size]
-    k = 0
-    while True:
-        left = 2 * k + 1
-        if left >= size:
-            break
-        small = left
-        right = left + 1
-        if right < size and (ht[right] < ht[left] or (ht[right] == ht[left] and hs[right] < hs[left])):
-            small = right
-        if ht[k] < ht[small] or (ht[k] == ht[small] and hs[k] <= hs[small]):
-            break
-        ht[small], ht[k] = ht[k], ht[small]
-        hs[small], hs[k] = hs[k], hs[small]
-        hi[small], hi[k] = hi[k], hi[small]
-        k = small
-    return size
+class _Messages:
+    """Store-and-forward messages of one issuer: queued, then applied, until the ledger takes them."""
+
+    def __init__(self):
+        # queued: (t_queued, kind, order key 1, order key 2 = gid)
+        self.q = {"t": np.empty(0), "kind": np.empty(0, np.int8), "key": np.empty(0), "gid": np.empty(0, np.int64)}
+        # applied, waiting for the ledger: (t_applied, sequence in queue order, kind, gid)
+        self.a = {"t": np.empty(0), "seq": np.empty(0, np.int64), "kind": np.empty(0, np.int8),
+                  "gid": np.empty(0, np.int64)}
+        self.next_seq = 0
+        self.t_free = 0.0
+
+    @staticmethod
+    def _add(store: dict, new: dict) -> None:
+        for name in store:
+            store[name] = np.concatenate([store[name], new[name]])
+
+    @staticmethod
+    def _take(store: dict, mask: np.ndarray) -> dict:
+        taken = {name: v[mask] for name, v in store.items()}
+        for name in store:
+            store[name] = store[name][~mask]
+        return taken
 
 
-@numba.njit(cache=True)
-def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started_epoch, epoch,
-                   ht, hs, hi, hsize, seq):
-    """Request `i` takes a server at `t_now`: lost at the first outage start strictly inside
-    its service, else its completion goes on the heap. Returns (heap size, next sequence)."""
-    te = t_now + service[i]
-    t_start[i] = t_now
-    pos = np.searchsorted(crash_t, t_now, side="right")
-    if pos < len(crash_t) and crash_t[pos] < te:
-        outcome[i] = HOST_LOST_IN_SERVICE
-        t_lost[i] = crash_t[pos]
-        return hsize, seq
-    started_epoch[i] = epoch
-    return _heap_push(ht, hs, hi, hsize, te, seq, i), seq + 1
+class _IssuerStream:
+    """One issuer's live authorisations and the state of its host, stand-in, link and ledger."""
+
+    def __init__(self, scenario: Scenario, index: int, availability, restarts, switch_timeout_s: float,
+                 n_days: int):
+        iss = scenario.issuers[index]
+        self.index = index
+        self.table = _Table(_table_dtypes())
+        self.pending = np.empty(0, dtype=np.int64)  # gids not yet at the host
+        timeline = availability.timeline()
+        self.ch_t = np.array([c[0] for c in timeline], dtype=np.float64)
+        self.ch_down = np.array([c[1] for c in timeline], dtype=np.bool_)
+        self.ch_cap = np.array([c[2] for c in timeline], dtype=np.int64)
+        self.crash_t = np.array(availability.starts, dtype=np.float64)
+        self.o_start = np.array(availability.starts, dtype=np.float64)
+        self.o_end = np.array(availability.ends, dtype=np.float64)
+        self.o_announced = np.array(availability.announced, dtype=np.bool_)
+        self.sw_start, self.sw_end = restarts.starts, restarts.ends
+        self.queue_limit = iss.host.queue_limit
+        self.st = np.zeros(k.HOST_STATE_SIZE, dtype=np.int64)
+        self.st[k.ST_CAP] = iss.host.servers
+        self.ht = np.empty(16)
+        self.hs = np.empty(16, dtype=np.int64)
+        self.hi = np.empty(16, dtype=np.int64)
+        self.wait = np.empty(16, dtype=np.int64)
+        self.stand_in_used = np.zeros(n_days + 1, dtype=np.int64)
+        self.per_transaction = iss.stand_in.per_transaction_minor
+        self.daily = iss.stand_in.daily_minor
+        self.switch_timeout_s = switch_timeout_s
+        self.msg = _Messages()
+        self.queued = [0, 0]
+        self.saf_log: list[dict[str, np.ndarray]] = []
+        self.otb = np.zeros(iss.cards, dtype=np.int64)
+        self.touched = np.zeros(iss.cards, dtype=np.bool_)
+        self.held_minor = np.zeros(iss.cards, dtype=np.int64)
+        self.limit = np.zeros(iss.cards, dtype=np.int64)
+
+    @property
+    def queue_depth_max(self) -> int:
+        return int(self.st[k.ST_DEPTH_MAX])
+
+    # --- the passes ---------------------------------------------------------------------
+
+    def feed(self, rows: dict[str, np.ndarray], W: float) -> dict[str, np.ndarray] | None:
+        """Take new live rows (all arrivals before W), advance every pass to W, and
+        return the rows that are now final (outcome columns, `gid`, `held`)."""
+        if len(rows["gid"]):
+            self.table.append(rows)
+            arriving = rows["gid"][rows["visits"]]
+            self.pending = np.concatenate([self.pending, arriving])
+        if len(self.table) == 0:
+            return None
+        self._host(W)
+        self._answers()
+        self._stand_in(W)
+        self._reversals(W)
+        self._settle_lost()
+        self._store_and_forward(W)
+        self._ledger(W)
+        return self._release()
+
+    def _host(self, W: float) -> None:
+        tb = self.table
+        rows = tb.rows(self.pending)
+        order = np.lexsort((self.pending, tb["t_host_in"][rows]))
+        rows = rows[order]
+        hsize = int(self.st[k.ST_HEAP])
+        waiting_now = int(self.st[k.ST_WAIT_TAIL] - self.st[k.ST_WAIT_HEAD])
+        need = hsize + waiting_now + len(rows) + 1
+        if len(self.ht) < need:
+            grow = max(need, 2 * len(self.ht))
+            self.ht = np.concatenate([self.ht[:hsize], np.empty(grow - hsize)])
+            self.hs = np.concatenate([self.hs[:hsize], np.empty(grow - hsize, np.int64)])
+            self.hi = np.concatenate([self.hi[:hsize], np.empty(grow - hsize, np.int64)])
+        head, tail = int(self.st[k.ST_WAIT_HEAD]), int(self.st[k.ST_WAIT_TAIL])
+        waiting = self.wait[head:tail]
+        self.wait = np.concatenate([waiting, np.empty(len(rows) + 16, np.int64)])
+        self.st[k.ST_WAIT_HEAD], self.st[k.ST_WAIT_TAIL] = 0, tail - head
+        taken = k.host_step(rows, tb["t_host_in"], tb["service"], W, self.queue_limit, self.ch_t, self.ch_down,
+                            self.ch_cap, self.crash_t, self.st, self.ht, self.hs, self.hi, self.wait,
+                            tb["t_start"], tb["t_end"], tb["t_lost"], tb["host_lost"], tb["started_epoch"],
+                            tb["done_seq"])
+        self.pending = tb["gid"][rows[taken:]]
+
+    def _answers(self) -> None:
+        """Requests the host finished or lost: answers in time or late, in-bank answers."""
+        tb = self.table
+        done = ~np.isnan(tb["t_end"])
+        new = np.flatnonzero(done & ~tb["answered"])
+        if len(new):
+            t_end = tb["t_end"][new]
+            t_answer = t_end + tb["h3"][new]
+            in_bank = tb["in_bank"][new]
+            network = tb["network"][new]
+            in_time = in_bank | (t_answer <= tb["deadline"][new])
+            tb["in_time"][new] = in_time
+            tb["out_host_outcome"][new] = np.where(in_time, HOST_ANSWERED, HOST_LATE)
+            tb["out_t_host_end_s"][new] = t_end
+            lost_in_flight = in_time & network & (t_answer > tb["next_restart"][new])
+            tb["lost_in_flight"][new] = lost_in_flight
+            net = new[in_time & network & ~lost_in_flight]
+            net_answer = t_end[in_time & network & ~lost_in_flight] + tb["h3"][net]
+            tb["out_t_switch_response_s"][net] = net_answer
+            tb["out_t_response_s"][net] = net_answer + tb["h4"][net]
+            bank = new[in_time & in_bank]
+            tb["out_t_response_s"][bank] = tb["t_end"][bank] + tb["h4"][bank]
+            tb["answered"][new] = True
+        lost = np.flatnonzero((tb["host_lost"] != 0) & ~tb["answered"])
+        if len(lost):
+            tb["out_host_outcome"][lost] = tb["host_lost"][lost]
+            bank = lost[tb["in_bank"][lost]]
+            tb["out_response_code"][bank] = ISSUER_UNAVAILABLE
+            tb["out_t_response_s"][bank] = tb["t_lost"][bank] + tb["h4"][bank]
+            tb["answered"][lost] = True
+        started = ~np.isnan(tb["t_start"])
+        tb["out_t_host_start_s"][started] = tb["t_start"][started]
+
+    def _stand_in(self, W: float) -> None:
+        """Stand-in for requests never sent (at t_sw) and not answered in time (at the deadline)."""
+        tb = self.table
+        open_ = tb["network"] & ~tb["stand_in_done"]
+        a = np.flatnonzero(open_ & tb["signed_off"] & (tb["t_sw"] < W))
+        due = np.flatnonzero(open_ & ~tb["signed_off"] & ~tb["switch_lost"] & (tb["deadline"] < W))
+        tb["stand_in_done"][a] = True
+        tb["stand_in_done"][due] = True
+        b = due[~tb["in_time"][due]]
+        clock_lost = tb["deadline"][b] > tb["next_restart"][b]  # a restart loses the stand-in clock
+        tb["lost_in_flight"][b[clock_lost]] = True
+        b = b[~clock_lost]
+        cand = np.concatenate([a, b])
+        if len(cand) == 0:
+            return
+        t_dec = np.concatenate([tb["t_sw"][a], tb["deadline"][b]])
+        first = np.concatenate([np.zeros(len(a), np.int8), np.ones(len(b), np.int8)])
+        order = np.lexsort((tb["gid"][cand], first, t_dec))
+        cand, t_dec, first = cand[order], t_dec[order], first[order]
+        ok = k.stand_in_step(t_dec, tb["amount"][cand], self.per_transaction, self.daily, self.stand_in_used)
+        tb["out_stand_in"][cand] = True
+        tb["out_response_code"][cand] = np.where(ok, APPROVED, ISSUER_UNAVAILABLE)
+        tb["out_t_switch_response_s"][cand] = t_dec
+        tb["out_t_response_s"][cand] = t_dec + tb["h4"][cand]
+        adv = cand[ok]
+        tb["messages_open"][adv] += 1
+        self.queued[ADVICE] += len(adv)
+        _Messages._add(self.msg.q, {"t": t_dec[ok], "kind": np.full(len(adv), ADVICE, np.int8),
+                                    "key": first[ok].astype(np.float64), "gid": tb["gid"][adv]})
+
+    def _reversals(self, W: float) -> None:
+        """The acquirer's timer, decided once its deadline has passed: every answer that
+        could reach the acquirer by then is known, so one still missing comes too late."""
+        tb = self.table
+        rows = np.flatnonzero(~tb["reversal_done"] & (tb["in_bank"] | (tb["acq_deadline"] < W)))
+        if len(rows) == 0:
+            return
+        tb["reversal_done"][rows] = True
+        rows = rows[~tb["in_bank"][rows]]
+        lost = tb["out_lost_in_switch"][rows] | tb["lost_in_flight"][rows]
+        resp = tb["out_t_response_s"][rows]
+        rev = rows[lost | np.isnan(resp) | (resp > tb["acq_deadline"][rows])]
+        tb["out_reversed"][rev] = True
+        tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
+        tb["messages_open"][rev] += 1
+        self.queued[REVERSAL] += len(rev)
+        _Messages._add(self.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
+                                    "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})
+
+    def _settle_lost(self) -> None:
+        """Authorisations a switch restart lost: the acquirer's own `91` at its timeout."""
+        tb = self.table
+        lost = np.flatnonzero(tb["lost_in_flight"] & ~tb["out_lost_in_switch"])
+        tb["out_lost_in_switch"][lost] = True
+        lost = np.flatnonzero(tb["out_lost_in_switch"] & ~tb["lost_settled"])
+        tb["lost_settled"][lost] = True
+        tb["out_response_code"][lost] = ISSUER_UNAVAILABLE
+        tb["out_t_response_s"][lost] = tb["acq_deadline"][lost]
+        tb["out_t_switch_response_s"][lost] = np.nan
+
+    def _store_and_forward(self, W: float) -> None:
+        """Send every message queued before W, in queue order: time; advices before
+        reversals; advices in stand-in order, reversals by (acquirer deadline, id)."""
+        msg = self.msg
+        m = _Messages._take(msg.q, msg.q["t"] < W)
+        if len(m["t"]) == 0:
+            return
+        order = np.lexsort((m["gid"], m["key"], m["kind"] != ADVICE, m["t"]))
+        m = {name: v[order] for name, v in m.items()}
+        tb = self.table
+        rows = tb.rows(m["gid"])
+        is_adv = m["kind"] == ADVICE
+        hop_out = np.where(is_adv, tb["adv_out"][rows], tb["rev_out"][rows])
+        hop_back = np.where(is_adv, tb["adv_back"][rows], tb["rev_back"][rows])
+        a_msg, a_no, a_sent, a_applied, a_acked, applied, msg.t_free = k.saf_step(
+            m["t"], hop_out, hop_back, self.switch_timeout_s, self.o_start, self.o_end, self.o_announced,
+            self.sw_start, self.sw_end, msg.t_free)
+        self.saf_log.append({"kind": m["kind"][a_msg], "txn": m["gid"][a_msg], "attempt": a_no,
+                             "t_sent_s": a_sent, "t_applied_s": a_applied, "t_acked_s": a_acked})
+        tb["out_t_advice_applied_s"][rows[is_adv]] = applied[is_adv]
+        tb["out_t_reversal_applied_s"][rows[~is_adv]] = applied[~is_adv]
+        seq = msg.next_seq + np.arange(len(rows), dtype=np.int64)
+        msg.next_seq += len(rows)
+        _Messages._add(msg.a, {"t": applied, "seq": seq, "kind": m["kind"], "gid": m["gid"]})
+
+    def _ledger(self, W: float) -> None:
+        """Decisions (in the order services end) and applied messages before W, merged by time."""
+        tb = self.table
+        dec = np.flatnonzero(tb["in_time"] & ~tb["decision_applied"])
+        msgs = _Messages._take(self.msg.a, self.msg.a["t"] < W)
+        if len(dec) == 0 and len(msgs["t"]) == 0:
+            return
+        m_rows = tb.rows(msgs["gid"])
+        ev_t = np.concatenate([tb["t_end"][dec], msgs["t"]])
+        rank = np.concatenate([np.zeros(len(dec), np.int8), np.ones(len(m_rows), np.int8)])
+        seq = np.concatenate([tb["done_seq"][dec], msgs["seq"]])
+        ev_row = np.concatenate([dec, m_rows])
+        ev_kind = np.concatenate([np.full(len(dec), 2, np.int8), msgs["kind"]])
+        order = np.lexsort((seq, rank, ev_t))
+        k.ledger_step(ev_kind[order], ev_row[order], tb["card"], tb["amount"], tb["limit"], tb["risk"],
+                      self.otb, self.touched, tb["ledger_code"], tb["held"], tb["reversed_at_issuer"])
+        tb["decision_applied"][dec] = True
+        np.subtract.at(tb["messages_open"], m_rows, 1)
+        decided = dec[~tb["out_lost_in_switch"][dec] & ~tb["lost_in_flight"][dec]]
+        tb["out_response_code"][decided] = tb["ledger_code"][decided]
+
+    def _release(self) -> dict[str, np.ndarray] | None:
+        tb = self.table
+        final = ((~tb["visits"] | tb["answered"]) & (~tb["network"] | tb["switch_lost"] | tb["stand_in_done"])
+                 & tb["reversal_done"] & (tb["messages_open"] == 0) & (~tb["in_time"] | tb["decision_applied"]))
+        if not final.any():
+            return None
+        out = {c: tb[f"out_{c}"][final] for c in OUTCOME_COLUMNS}
+        if np.isnan(out["t_response_s"][out["route"] != ROUTE_IN_BANK]).any():
+            raise InvariantError("fast mode: a switched authorisation never got an answer")
+        out["final_state"][:] = final_states(out)
+        held = tb["held"][final]
+        np.add.at(self.held_minor, tb["card"][final][held], tb["amount"][final][held])
+        cards = tb["card"][final]
+        self.limit[cards] = tb["limit"][final]
+        done = {"gid": tb["gid"][final], "held": held} | out
+        self.table.keep(~final)
+        # The host's heap and waiting line hold rows of the table: renumber them.
+        new_index = np.cumsum(~final) - 1
+        hsize = int(self.st[k.ST_HEAP])
+        self.hi[:hsize] = new_index[self.hi[:hsize]]
+        head, tail = int(self.st[k.ST_WAIT_HEAD]), int(self.st[k.ST_WAIT_TAIL])
+        self.wait[head:tail] = new_index[self.wait[head:tail]]
+        return done
+
+    def check_end(self) -> None:
+        """After the last chunk: nothing live, and every card's open-to-buy is its limit minus what it holds."""
+        if len(self.table) or len(self.msg.q["t"]) or len(self.msg.a["t"]):
+            raise InvariantError(f"fast mode: issuer {self.index} ended the run with "
+                                 f"{len(self.table)} authorisation(s) unfinished")
+        t = self.touched
+        if not np.array_equal(self.otb[t], self.limit[t] - self.held_minor[t]):
+            raise InvariantError("card(s) whose open-to-buy is not their limit minus what they hold")
 
 
-@numba.njit(cache=True)
-def host_kernel(t_in, service, servers, queue_limit, ch_t, ch_down, ch_cap, crash_t):
-    """One host's FIFO queue; arrivals sorted by (arrival, id). Returns per request
-    (t_start, t_end, outcome, t_lost), the completion order and the largest queue.
+class AuthorisationStream:
+    """Authorisations fed as chunks of arrivals in time order; yields each one once final."""
 
-    outcome: 0 not yet known (answered or late, decided by the caller), or one of
-    HOST_DROPPED / HOST_LOST_WAITING / HOST_LOST_IN_SERVICE.
-    """
-    n = len(t_in)
-    t_start = np.full(n, np.nan)
-    t_end = np.full(n, np.nan)
-    t_lost = np.full(n, np.nan)
-    outcome = np.zeros(n, dtype=np.int8)
-    completed = np.empty(n, dtype=np.int64)
-    n_completed = 0
-    ht = np.empty(n + 1)
-    hs = np.empty(n + 1, dtype=np.int64)
-    hi = np.empty(n + 1, dtype=np.int64)
-    hsize = 0
-    wait = np.empty(n + 1, dtype=np.int64)
-    w_head = 0
-    w_tail = 0
-    started_epoch = np.zeros(n, dtype=np.int64)
-    epoch = 0
-    busy = 0
-    cap = servers
-    seq = 0
-    depth_max = 0
-    ia = 0
-    ic = 0
-    nc = len(ch_t)
-    while True:
-        ta = t_in[ia] if ia < n else _INF
-        tc = ch_t[ic] if ic < nc else _INF
-        th = ht[0] if hsize > 0 else _INF
-        if ta == _INF and tc == _INF and th == _INF:
-            break
-        to_start = -1
-        t_now = 0.0
-        if tc <= th and tc <= ta:  # an availability change comes first at its instant
-            t_now = tc
-            if ch_down[ic]:
-                for w in range(w_head, w_tail):
-                    j = wait[w]
-                    outcome[j] = HOST_LOST_WAITING
-                    t_lost[j] = tc
-                w_head = w_tail
-                busy = 0
-                cap = 0
-                # Requests in service past this instant were found lost at their start;
-                # those ending exactly now still decide but free no server (a new epoch).
-                epoch += 1
-            else:
-                cap = ch_cap[ic]
-                to_start = 1
-            ic += 1
-        elif th <= ta:  # a service ends
-            t_now = ht[0]
-            i = hi[0]
-            hsize = _heap_pop(ht, hs, hi, hsize)
-            t_end[i] = t_now
-            completed[n_completed] = i
-            n_completed += 1
-            if started_epoch[i] == epoch:  # started since the last crash: frees its server
-                busy -= 1
-                to_start = 1
-        else:  # an arrival
-            i = ia
-            ia += 1
-            t_now = t_in[i]
-            if busy < cap:
-                busy += 1
-                hsize, seq = _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost,
-                                            started_epoch, epoch, ht, hs, hi, hsize, seq)
-            elif w_tail - w_head >= queue_limit:
-                outcome[i] = HOST_DROPPED
-                t_lost[i] = t_now
-            else:
-                wait[w_tail] = i
-                w_tail += 1
-                if w_tail - w_head > depth_max:
-                    depth_max = w_tail - w_head
-        if to_start == 1:
-            while w_tail > w_head and busy < cap:
-                j = wait[w_head]
-                w_head += 1
-                busy += 1
-                hsize, seq = _begin_service(j, t_now, service, crash_t, t_start, outcome, t_lost,
-                                            started_epoch, epoch, ht, hs, hi, hsize, seq)
-    return t_start, t_end, outcome, t_lost, completed[:n_completed], depth_max
+    def __init__(self, scenario: Scenario, horizon_s: float):
+        self.scenario = scenario
+        self.horizon_s = horizon_s
+        self.n_days = int(horizon_s // DAY_S) + 1
+        self.issuers: list[_IssuerStream] | None = None
+        self.last_W = -_INF
 
+    def feed(self, txn: dict[str, np.ndarray], routed_issuer: np.ndarray, W: float,
+             first_gid: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Take the arrivals of one chunk (all before W, all at or after the previous W) and
+        yield dicts of final rows: `gid` (first_gid + position in the chunk), `held` and
+        every outcome column. The last call has W = inf and yields everything left."""
+        if W < self.last_W:
+            raise ValueError("chunks must be fed in time order")
+        t = txn["t_arrival_s"]
+        if len(t) and (t.min() < self.last_W or t.max() >= W):
+            raise ValueError("a chunk's arrivals must lie between the previous watermark and its own")
+        self.last_W = W
+        p = plan_authorisations(self.scenario, txn, routed_issuer)
+        if self.issuers is None:
+            self.issuers = [_IssuerStream(self.scenario, j, av, p.restarts, p.switch_timeout_s, self.n_days)
+                            for j, av in enumerate(p.availability)]
+        gid = first_gid + np.arange(len(t), dtype=np.int64)
+        yield from self._unknown_bins(p, gid)
+        rates = np.array([i.risk_decline_rate for i in self.scenario.issuers] + [0.0])
+        risk = txn["risk_u"] < rates[p.issuer]
+        for j, stream in enumerate(self.issuers):
+            mine = np.flatnonzero(p.issuer == j)
+            rows = self._rows(txn, p, risk, gid, mine)
+            done = stream.feed(rows, W)
+            if done is not None:
+                yield done
 
-# --- the switch's stand-in --------------------------------------------------------------------
+    def _unknown_bins(self, p, gid: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+        """Declined by the switch at once (or lost in it): final as soon as they arrive."""
+        idx = np.flatnonzero(p.issuer < 0)
+        if len(idx) == 0:
+            return
+        out = {c: v[idx] for c, v in p.out.items()}
+        lost = out["lost_in_switch"]
+        out["response_code"][lost] = ISSUER_UNAVAILABLE
+        out["t_response_s"][lost] = p.acq_deadline[idx][lost]
+        out["t_switch_response_s"][lost] = np.nan
+        rev = lost | (out["t_response_s"] > p.acq_deadline[idx])
+        out["reversed"][:] = rev
+        out["t_reversal_s"][rev] = p.t_rev_at_switch[idx][rev]
+        out["host_outcome"][:] = p.host_outcome[idx]
+        out["final_state"][:] = final_states(out)
+        yield {"gid": gid[idx], "held": np.zeros(len(idx), dtype=bool)} | out
 
+    @staticmethod
+    def _rows(txn, p, risk, gid, mine) -> dict[str, np.ndarray]:
+        n = len(mine)
+        rows = {
+            "gid": gid[mine], "card": txn["card"][mine], "amount": txn["amount_minor"][mine].astype(np.int64),
+            "limit": txn["credit_limit_minor"][mine], "risk": risk[mine], "service": txn["service_s"][mine],
+            "h3": txn["hop_issuer_switch_s"][mine], "h4": txn["hop_switch_acq_s"][mine],
+            "adv_out": txn["hop_advice_out_s"][mine], "adv_back": txn["hop_advice_back_s"][mine],
+            "rev_out": txn["hop_rev_out_s"][mine], "rev_back": txn["hop_rev_back_s"][mine],
+            "network": p.network[mine], "in_bank": p.in_bank[mine], "signed_off": p.signed_off[mine],
+            "switch_lost": p.switch_lost[mine], "visits": p.visits[mine], "t_sw": p.t_sw[mine],
+            "t_host_in": p.t_host_in[mine], "deadline": p.deadline[mine], "acq_deadline": p.acq_deadline[mine],
+            "next_restart": p.next_restart[mine], "t_rev": p.t_rev_at_switch[mine],
+        }
+        for name, (d, fill) in _STATE.items():
+            rows[name] = np.full(n, fill, dtype=d)
+        for c in OUTCOME_COLUMNS:
+            rows[f"out_{c}"] = p.out[c][mine]
+        rows["out_host_outcome"] = p.host_outcome[mine].astype(np.int8)
+        return rows
 
-@numba.njit(cache=True)
-def stand_in_kernel(t_decide, amount, per_transaction, daily, n_days):
-    """Stand-in approvals in decision order (the caller sorts); returns approved flags."""
-    used = np.zeros(n_days + 1, dtype=np.int64)
-    approved = np.zeros(len(t_decide), dtype=np.bool_)
-    for m in range(len(t_decide)):
-        a = amount[m]
-        if a > per_transaction:
-            continue
-        day = int(t_decide[m] // 86400.0)
-        if day > n_days:
-            day = n_days
-        if used[day] + a > daily:
-            continue
-        used[day] += a
-        approved[m] = True
-    return approved
+    def finish(self) -> None:
+        """Raise InvariantError unless every issuer is done and its ledger balances."""
+        for stream in self.issuers or []:
+            stream.check_end()
 
+    @property
+    def queue_depth_max(self) -> list[int]:
+        return [s.queue_depth_max for s in self.issuers or []]
 
-# --- store-and-forward ------------------------------------------------------------------------
+    def saf_log(self) -> dict[str, np.ndarray]:
+        """Every store-and-forward attempt, issuer by issuer, in the order they were made."""
+        parts = [part for s in self.issuers or [] for part in s.saf_log]
+        names = ("kind", "txn", "attempt", "t_sent_s", "t_applied_s", "t_acked_s")
+        if not parts:
+            return {name: np.empty(0) for name in names}
+        return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
-
-@numba.njit(cache=True)
-def _announced_end_at(t, o_start, o_end, o_announced):
-    j = np.searchsorted(o_start, t, side="right") - 1
-    if j >= 0 and t < o_end[j] and o_announced[j]:
-        return o_end[j]
-    return -1.0
-
-
-@numba.njit(cache=True)
-def _down_at(t, o_start, o_end):
-    j = np.searchsorted(o_start, t, side="right") - 1
-    return j >= 0 and t < o_end[j]
-
-
-@numba.njit(cache=True)
-def saf_kernel(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced, sw_start, sw_end):
-    """One issuer's SAF link over its messages in queue order. Returns, per attempt,
-    (message, attempt, t_sent, t_applied or NaN), and per message when it was applied.
-    `sw_start`/`sw_end`: the switch's down intervals (restarts), sorted."""
-    m = len(t_queued)
-    cap = 2 * m + 16
-    a_msg = np.empty(cap, dtype=np.int64)
-    a_no = np.empty(cap, dtype=np.int32)
-    a_sent = np.empty(cap)
-    a_applied = np.empty(cap)
-    a_acked = np.empty(cap)
-    n_att = 0
-    applied = np.full(m, np.nan)
-    t_free = 0.0
-    for q in range(m):
-        t = t_queued[q] if t_queued[q] > t_free else t_free
-        attempt = 0
-        done = False
-        while True:
-            while True:  # not while the issuer is signed off, nor while the switch is down
-                end = _announced_end_at(t, o_start, o_end, o_announced)
-                if end >= 0.0:
-                    t = end
-                if len(sw_start) == 0:
-                    break
-                j = np.searchsorted(sw_start, t, side="right") - 1
-                if j >= 0 and t < sw_end[j]:
-                    t = sw_end[j]
-                else:
-                    break
-            reach = t + hop_out[q]
-            if n_att == cap:
-                cap *= 2
-                a_msg = np.concatenate((a_msg, np.empty(cap - n_att, dtype=np.int64)))
-                a_no = np.concatenate((a_no, np.empty(cap - n_att, dtype=np.int32)))
-                a_sent = np.concatenate((a_sent, np.empty(cap - n_att)))
-                a_applied = np.concatenate((a_applied, np.empty(cap - n_att)))
-                a_acked = np.concatenate((a_acked, np.empty(cap - n_att)))
-            a_msg[n_att] = q
-            a_no[n_att] = attempt
-            a_sent[n_att] = t
-            if _down_at(reach, o_start, o_end):
-                a_applied[n_att] = np.nan
-                a_acked[n_att] = np.nan
-                n_att += 1
-                t = t + timeout_s
-                attempt += 1
-                continue
-            acked = reach + hop_back[q]
-            a_applied[n_att] = reach
-            if not done:
-                applied[q] = reach
-                done = True
-            if len(sw_start) > 0 and _down_at(acked, sw_start, sw_end):  # the ack reaches a down switch
-                a_acked[n_att] = np.nan
-                n_att += 1
-                t = t + timeout_s
-                attempt += 1
-                continue
-            a_acked[n_att] = acked
-            n_att += 1
-            t_free = acked
-            break
-    return a_msg[:n_att], a_no[:n_att], a_sent[:n_att], a_applied[:n_att], a_acked[:n_att], applied
-
-
-# --- the issuer's ledger ----------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def ledger_kernel(ev_t, ev_kind, ev_txn, slot, amount, risk, otb):
-    """Apply an issuer's decisions (kind 2) and applied advices (0) and reversals (1) in
-    the given order; returns each decided request's response code and who holds funds."""
-    n = len(slot)
-    code = np.full(n, -1, dtype=np.int16)
-    held = np.zeros(n, dtype=np.bool_)
-    reversed_at_issuer = np.zeros(n, dtype=np.bool_)
-    for e in range(len(ev_t)):
-        i = ev_txn[e]
-        kind = ev_kind[e]
-        s = slot[i]
-        if kind == 2:
-            if risk[i]:
-                code[i] = DO_NOT_HONOUR
-            elif amount[i] > otb[s]:
-                code[i] = INSUFFICIENT_FUNDS
-            else:
-                code[i] = APPROVED
-                if not reversed_at_issuer[i]:
-                    otb[s] -= amount[i]
-                    held[i] = True
-        elif kind == 0:
-            if not reversed_at_issuer[i] and not held[i]:
-                otb[s] -= amount[i]
-                held[i] = True
-        else:
-            reversed_at_issuer[i] = True
-            if held[i]:
-                otb[s] += amount[i]
-                held[i] = False
-    return code, held
-
-
-# --- the whole path ---------------------------------------------------------------------------
+    @property
+    def queued(self) -> list[int]:
+        return [sum(s.queued[kind] for s in self.issuers or []) for kind in (0, 1)]
 
 
 class _SafLog:
@@ -369,166 +505,63 @@ class _SafLog:
         self.queued = queued
 
 
+def chunk_bounds(t_arrival: np.ndarray, step_s: float = 3600.0) -> list[int]:
+    """Positions that cut arrivals sorted by time into chunks of `step_s` simulated seconds."""
+    if len(t_arrival) == 0:
+        return [0, 0]
+    edges = np.arange(0.0, float(t_arrival[-1]) + step_s, step_s)[1:]
+    return [0] + np.searchsorted(t_arrival, edges, side="left").tolist() + [len(t_arrival)]
+
+
 class FastAuthorisation:
     """Every authorisation of a run, computed before the SimPy run; same outcomes as detailed."""
 
     def __init__(self, scenario: Scenario, txn: dict[str, np.ndarray], routed_issuer: np.ndarray,
-                 horizon_s: float):
+                 horizon_s: float, bounds: list[int] | None = None):
+        """`bounds`: positions cutting the day's arrivals (sorted by time) into chunks;
+        an hour each by default. The outcomes do not depend on them."""
         self.scenario = scenario
         self.txn = txn
-        p = self.plan = plan_authorisations(scenario, txn, routed_issuer)
-        out = self.out = p.out
-        self.switch_timeout_s = p.switch_timeout_s
         n = len(txn["txn_id"])
-        t_host_in = p.t_host_in
-        h3, h4 = txn["hop_issuer_switch_s"], txn["hop_switch_acq_s"]
-        amount = txn["amount_minor"].astype(np.int64)
-        rates = np.array([i.risk_decline_rate for i in scenario.issuers] + [0.0])
-        risk = txn["risk_u"] < rates[p.issuer]
-        self.ledger = OpenToBuy(p.issuer, txn["card"], txn["credit_limit_minor"])
-        slot = self.ledger.slot
-        otb = np.array(self.ledger.initial_minor, dtype=np.int64)
-
-        host_outcome = p.host_outcome.astype(np.int8)
-        t_start_all = np.full(n, np.nan)
-        t_end_all = np.full(n, np.nan)
-        t_lost_all = np.full(n, np.nan)
-        completion_order: list[np.ndarray] = []
-        self.queue_depth_max = []
-        for k, (iss, av) in enumerate(zip(scenario.issuers, p.availability)):
-            idx = np.flatnonzero(p.visits & (p.issuer == k))
-            idx = idx[np.lexsort((idx, t_host_in[idx]))]
-            timeline = av.timeline()
-            ch_t = np.array([c[0] for c in timeline], dtype=np.float64)
-            ch_down = np.array([c[1] for c in timeline], dtype=np.bool_)
-            ch_cap = np.array([c[2] for c in timeline], dtype=np.int64)
-            crash_t = np.array(av.starts, dtype=np.float64)
-            ts, te, oc, tl, done, depth = host_kernel(
-                t_host_in[idx], txn["service_s"][idx], iss.host.servers, iss.host.queue_limit,
-                ch_t, ch_down, ch_cap, crash_t)
-            t_start_all[idx] = ts
-            t_end_all[idx] = te
-            t_lost_all[idx] = tl
-            lost = oc != 0
-            host_outcome[idx[lost]] = oc[lost]
-            completion_order.append(idx[done])
-            self.queue_depth_max.append(int(depth))
-
-        # Which answers reach the switch in time; the in-bank ones always count.
-        completed = ~np.isnan(t_end_all)
-        t_answer = t_end_all + h3
-        with np.errstate(invalid="ignore"):
-            in_time = completed & (p.in_bank | (t_answer <= p.deadline))
-        host_outcome[completed & in_time] = HOST_ANSWERED
-        host_outcome[completed & ~in_time] = HOST_LATE
-        out["t_host_start_s"][:] = t_start_all
-        out["t_host_end_s"][:] = t_end_all
-        # A switch restart between t_sw and the answer loses it (the issuer still decided).
-        with np.errstate(invalid="ignore"):
-            lost_in_flight = in_time & p.network & (t_answer > p.next_restart)
-        net_answer = in_time & p.network & ~lost_in_flight
-        out["t_switch_response_s"][net_answer] = t_answer[net_answer]
-        resp = out["t_response_s"]
-        resp[net_answer] = t_answer[net_answer] + h4[net_answer]
-        bank_answer = in_time & p.in_bank
-        resp[bank_answer] = t_end_all[bank_answer] + h4[bank_answer]
-        bank_lost = p.in_bank & np.isin(host_outcome, (HOST_DROPPED, HOST_LOST_WAITING, HOST_LOST_IN_SERVICE))
-        out["response_code"][bank_lost] = ISSUER_UNAVAILABLE
-        resp[bank_lost] = t_lost_all[bank_lost] + h4[bank_lost]
-
-        # Stand-in: never sent (signed off) at t_sw, or not answered in time at the deadline.
-        n_days = int(horizon_s // DAY_S) + 1
-        advice_txn: list[np.ndarray] = []
-        advice_t: list[np.ndarray] = []
-        for k, iss in enumerate(scenario.issuers):
-            a = np.flatnonzero(p.network & (p.issuer == k) & p.signed_off)
-            b = np.flatnonzero(p.network & (p.issuer == k) & ~p.signed_off & ~in_time & ~p.switch_lost)
-            clock_lost = p.deadline[b] > p.next_restart[b]  # a restart loses the stand-in clock
-            lost_in_flight[b[clock_lost]] = True
-            b = b[~clock_lost]
-            cand = np.concatenate([a, b])
-            t_dec = np.concatenate([p.t_sw[a], p.deadline[b]])
-            first = np.concatenate([np.zeros(len(a), np.int8), np.ones(len(b), np.int8)])
-            order = np.lexsort((cand, first, t_dec))
-            cand, t_dec = cand[order], t_dec[order]
-            ok = stand_in_kernel(t_dec, amount[cand], iss.stand_in.per_transaction_minor,
-                                 iss.stand_in.daily_minor, n_days)
-            out["stand_in"][cand] = True
-            out["response_code"][cand] = np.where(ok, APPROVED, ISSUER_UNAVAILABLE)
-            out["t_switch_response_s"][cand] = t_dec
-            resp[cand] = t_dec + h4[cand]
-            advice_txn.append(cand[ok])
-            advice_t.append(t_dec[ok])
-
-        # Reversals: an answer later than the acquirer's timeout, or none (lost in the switch).
-        lost = out["lost_in_switch"]
-        lost |= lost_in_flight
-        settle_lost_in_switch(out, p.acq_deadline)
-        if np.isnan(resp[p.switched]).any():
-            raise InvariantError("fast mode: a switched authorisation has no answer before its reversal check")
-        rev = p.switched & ((resp > p.acq_deadline) | lost)
-        out["reversed"][:] = rev
-        t_rev = p.t_rev_at_switch
-        out["t_reversal_s"][rev] = t_rev[rev]
-
-        # Store-and-forward per issuer, then the ledger.
+        t = txn["t_arrival_s"]
+        if n and (np.diff(t) < 0).any():
+            raise ValueError("fast mode needs arrivals sorted by time")
+        self.out = {c: np.empty(n, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
         self._held = np.zeros(n, dtype=bool)
-        log_cols: dict[str, list[np.ndarray]] = {k: [] for k in ("kind", "txn", "attempt", "t_sent_s",
-                                                                  "t_applied_s", "t_acked_s")}
-        queued = [0, 0]
-        for k in range(len(scenario.issuers)):
-            av = p.availability[k]
-            r = np.flatnonzero(rev & (p.issuer == k))
-            r = r[np.lexsort((r, p.acq_deadline[r]))]
-            m_txn = np.concatenate([advice_txn[k], r])
-            m_kind = np.concatenate([np.full(len(advice_txn[k]), ADVICE, np.int8), np.full(len(r), REVERSAL, np.int8)])
-            m_t = np.concatenate([advice_t[k], t_rev[r]])
-            seq = np.arange(len(m_txn))
-            order = np.lexsort((seq, m_t))
-            m_txn, m_kind, m_t = m_txn[order], m_kind[order], m_t[order]
-            queued[ADVICE] += int((m_kind == ADVICE).sum())
-            queued[REVERSAL] += int((m_kind == REVERSAL).sum())
-            hop_out = np.where(m_kind == ADVICE, txn["hop_advice_out_s"][m_txn], txn["hop_rev_out_s"][m_txn])
-            hop_back = np.where(m_kind == ADVICE, txn["hop_advice_back_s"][m_txn], txn["hop_rev_back_s"][m_txn])
-            a_msg, a_no, a_sent, a_applied, a_acked, applied = saf_kernel(
-                m_t, hop_out, hop_back, self.switch_timeout_s,
-                np.array(av.starts, dtype=np.float64), np.array(av.ends, dtype=np.float64),
-                np.array(av.announced, dtype=np.bool_), p.restarts.starts, p.restarts.ends)
-            log_cols["kind"].append(m_kind[a_msg])
-            log_cols["txn"].append(m_txn[a_msg])
-            log_cols["attempt"].append(a_no)
-            log_cols["t_sent_s"].append(a_sent)
-            log_cols["t_applied_s"].append(a_applied)
-            log_cols["t_acked_s"].append(a_acked)
-            is_adv = m_kind == ADVICE
-            out["t_advice_applied_s"][m_txn[is_adv]] = applied[is_adv]
-            out["t_reversal_applied_s"][m_txn[~is_adv]] = applied[~is_adv]
-
-            # The ledger: decisions (completion order) merged with applied messages by time.
-            done = completion_order[k]
-            done = done[in_time[done]]
-            ev_t = np.concatenate([t_end_all[done], applied])
-            ev_kind = np.concatenate([np.full(len(done), 2, np.int8), m_kind])
-            ev_txn = np.concatenate([done, m_txn])
-            rank = np.concatenate([np.zeros(len(done), np.int8), np.ones(len(m_txn), np.int8)])
-            seq = np.arange(len(ev_t))
-            order = np.lexsort((seq, rank, ev_t))
-            code_k, held_k = ledger_kernel(ev_t[order], ev_kind[order], ev_txn[order], slot, amount, risk, otb)
-            decided = done[~lost[done]]  # a lost one's issuer decided, but the acquirer never heard
-            out["response_code"][decided] = code_k[decided]
-            mine = p.issuer == k
-            self._held[mine] = held_k[mine]
-        self._otb = otb
-        self.saf = _SafLog(
-            {name: (np.concatenate(v) if v else np.empty(0)) for name, v in log_cols.items()}, queued)
-        if len(self.saf.log["t_acked_s"]) and np.nanmax(self.saf.log["t_acked_s"], initial=0.0) > horizon_s:
+        seen = np.zeros(n, dtype=bool)
+        stream = self.stream = AuthorisationStream(scenario, horizon_s)
+        bounds = chunk_bounds(t) if bounds is None else bounds
+        if bounds[0] != 0 or bounds[-1] != n or (np.diff(bounds) < 0).any():
+            raise ValueError("chunk bounds must rise from 0 to the number of arrivals")
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            W = float(t[hi]) if hi < n else _INF
+            if hi < n and lo < hi and t[hi] == t[hi - 1]:
+                raise ValueError("a chunk boundary may not split arrivals at one instant")
+            chunk = {name: v[lo:hi] for name, v in txn.items()}
+            for done in stream.feed(chunk, routed_issuer[lo:hi], W, first_gid=lo):
+                self._take(done, seen)
+        if not seen.all():
+            raise InvariantError(f"fast mode: {int((~seen).sum())} authorisation(s) never became final")
+        stream.finish()
+        self.queue_depth_max = stream.queue_depth_max
+        self.saf = _SafLog(stream.saf_log(), stream.queued)
+        acked = self.saf.log["t_acked_s"]
+        if len(acked) and np.nanmax(acked, initial=0.0) > horizon_s:
             raise InvariantError("fast mode: a store-and-forward message is acknowledged after the run ends")
-        out["host_outcome"][:] = host_outcome
+        self.switch_timeout_s = scenario.network.switch_timeout_ms / 1000.0
+        self.acq_deadline = t + np.array([a.auth_timeout_ms / 1000.0 for a in scenario.acquirers])[txn["acquirer"]]
+
+    def _take(self, done: dict[str, np.ndarray], seen: np.ndarray) -> None:
+        gid = done["gid"]
+        if seen[gid].any():
+            raise InvariantError("fast mode: an authorisation became final twice")
+        seen[gid] = True
+        self._held[gid] = done["held"]
+        for c in OUTCOME_COLUMNS:
+            self.out[c][gid] = done[c]
 
     def finish(self) -> None:
-        """Set every final state (the outcome columns are complete from the start)."""
-        self.ledger.open_to_buy = self._otb.tolist()
-        self.out["final_state"][:] = final_states(self.out)
+        """Nothing left to do: every outcome column, final state included, is complete."""
 
     def held(self) -> np.ndarray:
         """Whether the issuer's ledger holds each authorisation's amount at the end."""
@@ -537,11 +570,8 @@ class FastAuthorisation:
     def check(self) -> None:
         """The same end-of-run checks as detailed mode; raises InvariantError."""
         out = self.out
-        problem = check_ledger(self.ledger, self.held(), self.txn["amount_minor"])
-        if problem:
-            raise InvariantError(problem)
         keeps = (out["response_code"] == APPROVED) & ~out["reversed"]
         routed = out["routed_issuer"] >= 0
         if not np.array_equal(self.held() & routed, keeps & routed):
             raise InvariantError("the issuers' ledgers disagree with the approved, unreversed authorisations")
-        check_final_states(out, self.plan.acq_deadline.tolist(), self.switch_timeout_s)
+        check_final_states(out, self.acq_deadline.tolist(), self.switch_timeout_s)

@@ -1,0 +1,120 @@
+"""Fast mode's authorisation stream: the outcomes do not depend on how the day is cut into chunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clearing_sim.model.fast_authorisation import AuthorisationStream, FastAuthorisation, chunk_bounds
+from clearing_sim.model.network import horizon_days
+from clearing_sim.model.routing import BinTable
+from clearing_sim.model.traffic import DAY_S, draw_days
+from clearing_sim.scenario import load_scenario
+from tests.test_fast_mode import assert_same_outcomes
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def prepared(name: str):
+    sc = load_scenario(DATA / name)
+    txn = draw_days(sc)
+    routed = BinTable(sc).route(BinTable(sc).pans(txn["issuer"], txn["card"]))
+    return sc, txn, routed, horizon_days(sc) * DAY_S
+
+
+@pytest.fixture(scope="module", params=["fast_stress.yaml", "fast_stress_restart.yaml"])
+def case(request):
+    sc, txn, routed, horizon = prepared(request.param)
+    whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(txn["txn_id"])])
+    return sc, txn, routed, horizon, whole
+
+
+def valid_bounds(t: np.ndarray, cuts: list[int]) -> list[int]:
+    """Cut positions that never split arrivals at one instant, from 0 to len(t)."""
+    n = len(t)
+    ok = sorted({c for c in cuts if 0 < c < n and t[c] != t[c - 1]})
+    return [0, *ok, n]
+
+
+def assert_same(a: FastAuthorisation, b: FastAuthorisation) -> None:
+    assert_same_outcomes(a.out, b.out)
+    assert np.array_equal(a.held(), b.held())
+    assert a.queue_depth_max == b.queue_depth_max
+    assert a.saf.queued == b.saf.queued
+    assert_same_outcomes(a.saf.log, b.saf.log)
+
+
+class TestChunking:
+    def test_hourly_chunks_equal_one_chunk(self, case) -> None:
+        sc, txn, routed, horizon, whole = case
+        hourly = FastAuthorisation(sc, txn, routed, horizon)
+        assert len(chunk_bounds(txn["t_arrival_s"])) > 20
+        assert_same(whole, hourly)
+
+    def test_the_stress_day_exercises_what_chunks_carry(self, case) -> None:
+        # Queues, stand-in, reversals and store-and-forward all cross chunk boundaries here.
+        _, _, _, _, whole = case
+        o = whole.out
+        assert max(whole.queue_depth_max) > 10
+        assert o["stand_in"].sum() > 10 and o["reversed"].sum() > 10
+        assert whole.saf.queued[0] > 10 and whole.saf.queued[1] > 10
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def test_any_chunks_equal_one_chunk(self, case, data) -> None:
+        sc, txn, routed, horizon, whole = case
+        n = len(txn["txn_id"])
+        cuts = data.draw(st.lists(st.integers(0, n), max_size=60))
+        if data.draw(st.booleans()):  # many tiny chunks near the busiest stretch
+            start = data.draw(st.integers(0, max(0, n - 200)))
+            cuts += list(range(start, min(n, start + 200), data.draw(st.integers(1, 7))))
+        chunked = FastAuthorisation(sc, txn, routed, horizon, bounds=valid_bounds(txn["t_arrival_s"], cuts))
+        assert_same(whole, chunked)
+
+
+class TestStreamContract:
+    def test_chunks_out_of_order_are_refused(self) -> None:
+        sc, txn, routed, horizon = prepared("fast_stress.yaml")
+        s = AuthorisationStream(sc, horizon)
+        t = txn["t_arrival_s"]
+        half = len(t) // 2
+        second = {k: v[half:] for k, v in txn.items()}
+        list(s.feed(second, routed[half:], np.inf, first_gid=half))
+        first = {k: v[:half] for k, v in txn.items()}
+        with pytest.raises(ValueError, match="time order"):
+            list(s.feed(first, routed[:half], float(t[half]), first_gid=0))
+
+    def test_a_chunk_reaching_past_its_watermark_is_refused(self) -> None:
+        sc, txn, routed, horizon = prepared("fast_stress.yaml")
+        s = AuthorisationStream(sc, horizon)
+        t = txn["t_arrival_s"]
+        with pytest.raises(ValueError, match="watermark"):
+            list(s.feed(txn, routed, float(t[10]), first_gid=0))
+
+    def test_bounds_that_split_an_instant_are_refused(self) -> None:
+        sc, txn, routed, horizon = prepared("fast_stress.yaml")
+        n = len(txn["txn_id"])
+        with pytest.raises(ValueError, match="bounds"):
+            FastAuthorisation(sc, txn, routed, horizon, bounds=[0, n + 1])
+
+    def test_every_authorisation_is_released_once_and_the_live_tables_empty(self) -> None:
+        sc, txn, routed, horizon = prepared("fast_stress.yaml")
+        s = AuthorisationStream(sc, horizon)
+        t = txn["t_arrival_s"]
+        bounds = chunk_bounds(t, 600.0)
+        released = []
+        live_max = 0
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            W = float(t[hi]) if hi < len(t) else np.inf
+            for done in s.feed({k: v[lo:hi] for k, v in txn.items()}, routed[lo:hi], W, first_gid=lo):
+                released.append(done["gid"])
+            live_max = max(live_max, sum(len(i.table) for i in s.issuers))
+        s.finish()
+        gids = np.sort(np.concatenate(released))
+        assert np.array_equal(gids, np.arange(len(t)))
+        # Only what is still in a queue, a timer or a link stays live: far less than the day.
+        assert live_max < len(t) // 4
