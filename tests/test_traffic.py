@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from clearing_sim.model.traffic import COLUMNS, build_catalogue, draw_block, draw_days
+from clearing_sim.model import traffic
+from clearing_sim.model.traffic import COLUMNS, build_catalogue, draw_block, draw_days, hour_parts, iter_blocks
 from clearing_sim.scenario import parse_scenario
 from tests.conftest import SMALL_YAML
 
@@ -33,6 +34,25 @@ class TestArrivals:
         assert set(txn) == set(COLUMNS)
         assert all(txn[k].dtype == d for k, d in COLUMNS.items())
         assert np.array_equal(txn["txn_id"], np.arange(len(txn["txn_id"])))
+
+
+class TestBusyHoursInParts:
+    """An hour expecting more than BLOCK_MAX purchases is drawn in equal parts of the hour."""
+
+    def test_parts_follow_the_expected_count(self, monkeypatch) -> None:
+        monkeypatch.setattr(traffic, "BLOCK_MAX", 100)
+        sc = scenario(tpd=24_000)  # flat profile: 1,000 an hour
+        cat = build_catalogue(sc)
+        assert [hour_parts(sc, cat, h) for h in range(24)] == [10] * 24
+        blocks = list(iter_blocks(sc, cat))
+        assert len(blocks) == 24 * 10
+        for j, b in enumerate(blocks):  # each part stays inside its six minutes, sorted
+            t = b["t_arrival_s"]
+            assert np.all((t >= j * 360.0) & (t < (j + 1) * 360.0)) and np.all(np.diff(t) >= 0)
+        txn = draw_days(sc, cat)
+        assert np.array_equal(txn["txn_id"], np.arange(len(txn["txn_id"])))
+        counts = np.bincount((txn["t_arrival_s"] // 3600).astype(int), minlength=24)
+        assert np.all(np.abs(counts - 1000) < 5 * np.sqrt(1000))
 
 
 class TestMix:

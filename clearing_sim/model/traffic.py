@@ -1,7 +1,9 @@
 """Card purchases and every random draw a purchase needs, made up front in arrays.
 
 Owns: arrivals (a Poisson count per simulated hour spread uniformly within it, which
-is a non-homogeneous Poisson process with a piecewise-constant rate), the acquirer,
+is a non-homogeneous Poisson process with a piecewise-constant rate; an hour expecting
+more than `BLOCK_MAX` purchases is drawn as equal parts of the hour, each a Poisson count
+spread within its part, which is the same process), the acquirer,
 merchant, merchant category, issuer, card and amount of each purchase, and the
 per-transaction draws later stages consume (hop latencies, host service time, the
 risk rule's uniform). Each (day, hour) block draws from its own named streams, so a
@@ -15,6 +17,8 @@ the same card sees the same limit without an array the size of the population.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import attrs
 import numpy as np
 
@@ -23,6 +27,8 @@ from clearing_sim.scenario import Distribution, Scenario
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
+# An hour expecting more purchases than this is drawn in parts, so no block outgrows memory.
+BLOCK_MAX = 1 << 20
 
 # Column name -> dtype of a transaction block. Times in seconds from 00:00 of day 1.
 COLUMNS: dict[str, np.dtype] = {
@@ -133,18 +139,29 @@ def build_catalogue(scenario: Scenario) -> Catalogue:
     return Catalogue(tuple(merchant_mcc), acq_w / acq_w.sum(), iss_w / iss_w.sum(), hours / hours.sum())
 
 
-def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_txn_id: int) -> dict[str, np.ndarray]:
-    """The purchases arriving in one simulated hour, sorted by arrival time.
+def hour_parts(scenario: Scenario, cat: Catalogue, hour: int) -> int:
+    """How many parts an hour of the day is drawn in (1 unless it expects over BLOCK_MAX purchases)."""
+    mean = scenario.traffic.transactions_per_day * cat.hour_weights[hour]
+    return max(1, int(np.ceil(mean / BLOCK_MAX)))
 
-    `day` counts from 0. Each stage has its own stream keyed by (day, hour).
+
+def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_txn_id: int,
+               part: int = 0, parts: int = 1) -> dict[str, np.ndarray]:
+    """The purchases arriving in one simulated hour (or part `part` of `parts` equal parts
+    of it), sorted by arrival time.
+
+    `day` counts from 0. Each stage has its own stream keyed by (day, hour), or by
+    (day, hour, part) when the hour is drawn in parts.
     """
     seed = scenario.run.seed
     traffic = scenario.traffic
-    rng = stream(seed, "traffic", day, hour)
-    mean = traffic.transactions_per_day * cat.hour_weights[hour]
+    keys = (day, hour) if parts == 1 else (day, hour, part)
+    rng = stream(seed, "traffic", *keys)
+    mean = traffic.transactions_per_day * cat.hour_weights[hour] / parts
     n = int(rng.poisson(mean)) if mean > 0 else 0
-    start = day * DAY_S + hour * HOUR_S
-    t = np.sort(start + rng.random(n) * HOUR_S)
+    width = HOUR_S / parts
+    start = day * DAY_S + hour * HOUR_S + part * width
+    t = np.sort(start + rng.random(n) * width)
     acquirer = rng.choice(len(cat.acquirer_p), size=n, p=cat.acquirer_p).astype(np.int16)
     merchant = np.empty(n, dtype=np.int32)
     mcc = np.empty(n, dtype=np.int16)
@@ -164,17 +181,17 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
         raw = np.rint(sample(dist, rng, len(idx)))
         amount[idx] = np.clip(raw, traffic.amount_min_minor, traffic.amount_max_minor).astype(np.int64)
 
-    net = stream(seed, "network", day, hour)
+    net = stream(seed, "network", *keys)
     hops = sample(scenario.network.latency_ms, net, 4 * n).reshape(4, n) / 1000.0
 
-    iss_rng = stream(seed, "issuer", day, hour)
+    iss_rng = stream(seed, "issuer", *keys)
     service = np.zeros(n)
     risk_u = iss_rng.random(n)
     for k, iss in enumerate(scenario.issuers):
         idx = np.flatnonzero(issuer == k)
         service[idx] = sample(iss.host.service_time_ms, iss_rng, len(idx)) / 1000.0
 
-    more = stream(seed, "network_more", day, hour)
+    more = stream(seed, "network_more", *keys)
     more_hops = sample(scenario.network.latency_ms, more, len(_MORE_HOPS) * n).reshape(len(_MORE_HOPS), n) / 1000.0
     extra = {name: more_hops[j].copy() for j, name in enumerate(_MORE_HOPS)}
     extra["credit_limit_minor"] = card_credit_limits(scenario, issuer, card)
@@ -198,16 +215,23 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
     } | extra
 
 
-def draw_days(scenario: Scenario, cat: Catalogue | None = None) -> dict[str, np.ndarray]:
-    """Every purchase of the scenario's traffic days as one structure of arrays."""
+def iter_blocks(scenario: Scenario, cat: Catalogue | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The scenario's purchases block by block, in time order, transaction ids counting on:
+    the stream fast mode feeds from, holding one block at a time."""
     cat = cat or build_catalogue(scenario)
-    blocks = []
     next_id = 0
     for day in range(scenario.run.days):
         for hour in range(24):
-            b = draw_block(scenario, cat, day, hour, next_id)
-            next_id += len(b["txn_id"])
-            blocks.append(b)
+            parts = hour_parts(scenario, cat, hour)
+            for part in range(parts):
+                b = draw_block(scenario, cat, day, hour, next_id, part, parts)
+                next_id += len(b["txn_id"])
+                yield b
+
+
+def draw_days(scenario: Scenario, cat: Catalogue | None = None) -> dict[str, np.ndarray]:
+    """Every purchase of the scenario's traffic days as one structure of arrays."""
+    blocks = list(iter_blocks(scenario, cat))
     if not blocks:
         return {k: np.empty(0, dtype=d) for k, d in COLUMNS.items()}
     return {k: np.concatenate([b[k] for b in blocks]) for k in COLUMNS}
