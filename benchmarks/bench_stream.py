@@ -1,0 +1,95 @@
+"""Fast mode's streamed front half on national-day traffic: draws, routing and authorisations.
+
+* ``test_draw_blocks[...]``: the reference: drawing the first N purchases of
+  ``scenarios/national_day.yaml`` (its peak hour, in parts of at most 2^20) block by
+  block, as ``model/traffic.iter_blocks`` yields them.
+* ``test_stream_authorisations[...]``: the same draws, each block routed and fed to
+  ``AuthorisationStream`` (hosts, stand-in, reversals, store-and-forward, ledgers),
+  everything released and the ledgers checked at the end.
+
+The 10^6 pair is in the quick subset; the 10^7 pair is ``full``. Peak resident memory
+of the process is recorded in extra_info (``peak_rss_gib``) after each.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clearing_sim.model.fast_authorisation import AuthorisationStream
+from clearing_sim.model.network import horizon_days
+from clearing_sim.model.routing import BinTable
+from clearing_sim.model.traffic import DAY_S, build_catalogue, iter_blocks
+from clearing_sim.scenario import load_scenario
+
+NATIONAL = Path(__file__).resolve().parent.parent / "scenarios" / "national_day.yaml"
+SIZES = [pytest.param(10**6, id="1e6"), pytest.param(10**7, id="1e7", marks=pytest.mark.full)]
+
+
+def _blocks(sc, cat, n: int):
+    """Blocks in time order until at least n purchases."""
+    total = 0
+    for b in iter_blocks(sc, cat):
+        yield b
+        total += len(b["txn_id"])
+        if total >= n:
+            return
+
+
+def draw_only(sc, cat, n: int) -> int:
+    return sum(len(b["txn_id"]) for b in _blocks(sc, cat, n))
+
+
+def draw_and_authorise(sc, cat, bins, n: int) -> int:
+    stream = AuthorisationStream(sc, horizon_days(sc) * DAY_S)
+    released = 0
+    pending = None
+
+    def feed(block, W):
+        nonlocal released
+        routed = bins.route(bins.pans(block["issuer"], block["card"]))
+        first = int(block["txn_id"][0]) if len(block["txn_id"]) else 0
+        for done in stream.feed(block, routed, W, first_gid=first):
+            released += len(done["gid"])
+
+    for b in _blocks(sc, cat, n):
+        if len(b["txn_id"]) == 0:
+            continue
+        if pending is not None:
+            feed(pending, float(b["t_arrival_s"][0]))
+        pending = b
+    feed(pending, np.inf)
+    stream.finish()
+    return released
+
+
+def _rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@pytest.fixture(scope="module")
+def national():
+    sc = load_scenario(NATIONAL)
+    return sc, build_catalogue(sc), BinTable(sc)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_draw_blocks(benchmark, national, n):
+    sc, cat, _ = national
+    got = benchmark.pedantic(draw_only, args=(sc, cat, n), rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(items=got, unit="purchases", reference=None, role="reference",
+                                peak_rss_gib=round(_rss_gib(), 2))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_stream_authorisations(benchmark, national, n):
+    sc, cat, bins = national
+    draw_and_authorise(sc, cat, bins, 10_000)  # compile outside the timing
+    got = benchmark.pedantic(draw_and_authorise, args=(sc, cat, bins, n), rounds=1, iterations=1,
+                             warmup_rounds=0)
+    assert got >= n
+    benchmark.extra_info.update(items=got, unit="authorisations", reference=f"test_draw_blocks[{n:.0e}]"
+                                .replace("e+0", "e"), peak_rss_gib=round(_rss_gib(), 2))
