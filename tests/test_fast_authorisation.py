@@ -51,9 +51,18 @@ def assert_same(a: FastAuthorisation, b: FastAuthorisation) -> None:
 class TestChunking:
     def test_hourly_chunks_equal_one_chunk(self, case) -> None:
         sc, txn, routed, horizon, whole = case
-        hourly = FastAuthorisation(sc, txn, routed, horizon)
-        assert len(chunk_bounds(txn["t_arrival_s"])) > 20
-        assert_same(whole, hourly)
+        bounds = chunk_bounds(txn["t_arrival_s"])
+        assert len(bounds) > 20
+        assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=bounds))
+
+    def test_chunks_grow_to_their_minimum_size(self) -> None:
+        t = np.sort(np.random.default_rng(3).uniform(0, 86400.0, 10_000))
+        hourly = chunk_bounds(t)
+        assert len(hourly) == 25 and hourly[0] == 0 and hourly[-1] == len(t)
+        big = chunk_bounds(t, min_rows=2_000)
+        assert all(b - a >= 2_000 for a, b in zip(big[:-2], big[1:-1]))
+        assert set(big) <= set(hourly) and len(big) < len(hourly)
+        assert chunk_bounds(t, min_rows=len(t)) == [0, len(t)]
 
     def test_the_stress_day_exercises_what_chunks_carry(self, case) -> None:
         # Queues, stand-in, reversals and store-and-forward all cross chunk boundaries here.

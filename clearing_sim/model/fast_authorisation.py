@@ -104,6 +104,9 @@ class _Table:
         return self.cols[name]
 
     def append(self, new: dict[str, np.ndarray]) -> None:
+        if len(self) == 0:  # take the new columns as they are (they belong to this table alone)
+            self.cols = {name: new[name] for name in self.cols}
+            return
         for name in self.cols:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
 
@@ -430,9 +433,15 @@ class AuthorisationStream:
         yield from self._unknown_bins(p, gid)
         rates = np.array([i.risk_decline_rate for i in self.scenario.issuers] + [0.0])
         risk = txn["risk_u"] < rates[p.issuer]
+        # One gather per column puts the chunk in issuer order; each issuer takes a slice.
+        order = np.argsort(p.issuer, kind="stable")
+        edges = np.searchsorted(p.issuer[order], np.arange(len(self.issuers) + 1))
+        cols = {name: v[order] for name, v in self._columns(txn, p, risk, gid).items()}
         for j, stream in enumerate(self.issuers):
-            mine = np.flatnonzero(p.issuer == j)
-            rows = self._rows(txn, p, risk, gid, mine)
+            lo, hi = int(edges[j]), int(edges[j + 1])
+            rows = {name: v[lo:hi] for name, v in cols.items()}
+            for name, (d, fill) in _STATE.items():
+                rows[name] = np.full(hi - lo, fill, dtype=d)
             done = stream.feed(rows, W)
             if done is not None:
                 yield done
@@ -455,25 +464,23 @@ class AuthorisationStream:
         yield {"gid": gid[idx], "held": np.zeros(len(idx), dtype=bool)} | out
 
     @staticmethod
-    def _rows(txn, p, risk, gid, mine) -> dict[str, np.ndarray]:
-        n = len(mine)
-        rows = {
-            "gid": gid[mine], "card": txn["card"][mine], "amount": txn["amount_minor"][mine].astype(np.int64),
-            "limit": txn["credit_limit_minor"][mine], "risk": risk[mine], "service": txn["service_s"][mine],
-            "h3": txn["hop_issuer_switch_s"][mine], "h4": txn["hop_switch_acq_s"][mine],
-            "adv_out": txn["hop_advice_out_s"][mine], "adv_back": txn["hop_advice_back_s"][mine],
-            "rev_out": txn["hop_rev_out_s"][mine], "rev_back": txn["hop_rev_back_s"][mine],
-            "network": p.network[mine], "in_bank": p.in_bank[mine], "signed_off": p.signed_off[mine],
-            "switch_lost": p.switch_lost[mine], "visits": p.visits[mine], "t_sw": p.t_sw[mine],
-            "t_host_in": p.t_host_in[mine], "deadline": p.deadline[mine], "acq_deadline": p.acq_deadline[mine],
-            "next_restart": p.next_restart[mine], "t_rev": p.t_rev_at_switch[mine],
+    def _columns(txn, p, risk, gid) -> dict[str, np.ndarray]:
+        """A live table's input and outcome columns for every purchase of a chunk."""
+        cols = {
+            "gid": gid, "card": txn["card"], "amount": txn["amount_minor"].astype(np.int64, copy=False),
+            "limit": txn["credit_limit_minor"], "risk": risk, "service": txn["service_s"],
+            "h3": txn["hop_issuer_switch_s"], "h4": txn["hop_switch_acq_s"],
+            "adv_out": txn["hop_advice_out_s"], "adv_back": txn["hop_advice_back_s"],
+            "rev_out": txn["hop_rev_out_s"], "rev_back": txn["hop_rev_back_s"],
+            "network": p.network, "in_bank": p.in_bank, "signed_off": p.signed_off,
+            "switch_lost": p.switch_lost, "visits": p.visits, "t_sw": p.t_sw,
+            "t_host_in": p.t_host_in, "deadline": p.deadline, "acq_deadline": p.acq_deadline,
+            "next_restart": p.next_restart, "t_rev": p.t_rev_at_switch,
         }
-        for name, (d, fill) in _STATE.items():
-            rows[name] = np.full(n, fill, dtype=d)
         for c in OUTCOME_COLUMNS:
-            rows[f"out_{c}"] = p.out[c][mine]
-        rows["out_host_outcome"] = p.host_outcome[mine].astype(np.int8)
-        return rows
+            cols[f"out_{c}"] = p.out[c]
+        cols["out_host_outcome"] = p.host_outcome.astype(np.int8)
+        return cols
 
     def finish(self) -> None:
         """Raise InvariantError unless every issuer is done and its ledger balances."""
@@ -505,12 +512,22 @@ class _SafLog:
         self.queued = queued
 
 
-def chunk_bounds(t_arrival: np.ndarray, step_s: float = 3600.0) -> list[int]:
-    """Positions that cut arrivals sorted by time into chunks of `step_s` simulated seconds."""
-    if len(t_arrival) == 0:
+def chunk_bounds(t_arrival: np.ndarray, step_s: float = 3600.0, min_rows: int = 0) -> list[int]:
+    """Positions that cut arrivals sorted by time at multiples of `step_s` simulated
+    seconds, keeping a cut only once the chunk it closes has `min_rows` arrivals."""
+    n = len(t_arrival)
+    if n == 0:
         return [0, 0]
     edges = np.arange(0.0, float(t_arrival[-1]) + step_s, step_s)[1:]
-    return [0] + np.searchsorted(t_arrival, edges, side="left").tolist() + [len(t_arrival)]
+    bounds = [0]
+    for cut in np.searchsorted(t_arrival, edges, side="left").tolist():
+        if cut - bounds[-1] >= max(min_rows, 1) and cut < n:
+            bounds.append(cut)
+    return bounds + [n]
+
+
+# Fewer, larger chunks cost less per purchase; past this size a chunk saves no time.
+CHUNK_ROWS = 1 << 20
 
 
 class FastAuthorisation:
@@ -519,7 +536,8 @@ class FastAuthorisation:
     def __init__(self, scenario: Scenario, txn: dict[str, np.ndarray], routed_issuer: np.ndarray,
                  horizon_s: float, bounds: list[int] | None = None):
         """`bounds`: positions cutting the day's arrivals (sorted by time) into chunks;
-        an hour each by default. The outcomes do not depend on them."""
+        by default at hour edges, each chunk at least CHUNK_ROWS arrivals (one chunk for
+        a smaller day). The outcomes do not depend on them."""
         self.scenario = scenario
         self.txn = txn
         n = len(txn["txn_id"])
@@ -530,7 +548,7 @@ class FastAuthorisation:
         self._held = np.zeros(n, dtype=bool)
         seen = np.zeros(n, dtype=bool)
         stream = self.stream = AuthorisationStream(scenario, horizon_s)
-        bounds = chunk_bounds(t) if bounds is None else bounds
+        bounds = chunk_bounds(t, min_rows=CHUNK_ROWS) if bounds is None else bounds
         if bounds[0] != 0 or bounds[-1] != n or (np.diff(bounds) < 0).any():
             raise ValueError("chunk bounds must rise from 0 to the number of arrivals")
         for lo, hi in zip(bounds[:-1], bounds[1:]):
