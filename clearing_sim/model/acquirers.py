@@ -56,6 +56,9 @@ class SubmittedFile:
     data: bytes | None
     name: str
     fault: str = ""
+    # The records themselves, when the file travels without bytes (fast mode, see
+    # `AcquirerSubmissions`); the network then takes them as the reader would return them.
+    batch: ipm.RecordBatch | None = None
     copy: int = 0  # 1: the second copy of a file sent twice
     cycle: int = -1
     status: str = "in transit"  # then "accepted" or "rejected"
@@ -98,8 +101,12 @@ class AcquirerSubmissions:
                  outcomes: dict[str, np.ndarray], horizon_days: int,
                  deliver: Callable[[SubmittedFile], None], *,
                  network: ClearingNetwork | None = None, draws: ClearingDraws | None = None,
-                 factory: cd.RecordFactory | None = None):
+                 factory: cd.RecordFactory | None = None, write_bytes: bool = True):
+        """`write_bytes=False` (fast mode, files not kept): a file no injected fault damages
+        goes to the network as its record batch, without being encoded; what the reader
+        would decode from its bytes is that batch (tests/test_ipm.py's round trips)."""
         self.env = env
+        self.write_bytes = write_bytes
         self.scenario = scenario
         self.txn = txn
         self.acquirer = txn["acquirer"]
@@ -218,12 +225,18 @@ class AcquirerSubmissions:
                     cols["amount_minor"][rows] = 2 * cols["amount_minor"][rows] + 1
         header = acquirer_header(sc, a, day, seq)
         blocked = sc.clearing.blocked_files
-        data = ipm.write_file(header, ipm.RecordBatch(**cols), blocked=blocked)
+        batch = ipm.RecordBatch(**cols)
+        data = None
+        if self.write_bytes or damage:
+            data = ipm.write_file(header, batch, blocked=blocked)
+            batch = None
+        else:  # numbered as the reader numbers them: the header is message 1
+            batch = attrs.evolve(batch, message_number=np.arange(2, len(batch) + 2, dtype=np.int64))
         for how in damage:
             data = cd.damage_file(data, header.file_id, blocked, how)
         party = sc.institution_index(sc.acquirers[a].institution)
         f = SubmittedFile(header.file_id, party, "acquirer", a, now, now + delay_s, txn_index, kind,
-                          cols["amount_minor"], cols["arn"], data, "", fault="+".join(fault_names))
+                          cols["amount_minor"], cols["arn"], data, "", fault="+".join(fault_names), batch=batch)
         self._send(f)
         if copy_after_s is not None:
             self._send(attrs.evolve(f, t_sent_s=now + copy_after_s, t_received_s=now + delay_s + copy_after_s,

@@ -177,7 +177,7 @@ class ClearingNetwork:
             if self.keep_files:
                 self.kept_files.append((f"in/{f.name}", f.data))
             reason, detail, batch = self._check_file(f)
-            f.data = None  # the bytes are read; a kept copy is in kept_files
+            f.data = f.batch = None  # the file is read; a kept copy is in kept_files
             if batch is not None:
                 f.status = "accepted"
                 accepted.append((f, batch))
@@ -200,18 +200,22 @@ class ClearingNetwork:
                 callback(f)
 
     def _check_file(self, f: SubmittedFile) -> tuple[str, str, ipm.RecordBatch | None]:
-        """File-level validation from the bytes: (reason, detail, None) or ("", "", the records read)."""
-        try:
-            read = ipm.read_file(f.data)
-        except ipm.ClearingFileError as exc:
-            return exc.reason_code, _printable(str(exc)), None
-        fid = read.header.file_id
+        """File-level validation from the bytes: (reason, detail, None) or ("", "", the records read).
+        A file sent without bytes (fast mode) is its record batch, as the reader would return it."""
+        if f.data is None and f.batch is not None:
+            fid, batch = f.file_id, f.batch
+        else:
+            try:
+                read = ipm.read_file(f.data)
+            except ipm.ClearingFileError as exc:
+                return exc.reason_code, _printable(str(exc)), None
+            fid, batch = read.header.file_id, read.batch
         if fid in self.file_ids_seen:
             return "DUPLICATE_FILE", f"file id {fid} was already received", None
         self.file_ids_seen.add(fid)
-        if len(read.batch) != f.n_records:
-            raise InvariantError(f"file {fid}: {len(read.batch)} records read, {f.n_records} written")
-        return "", "", read.batch
+        if len(batch) != f.n_records:
+            raise InvariantError(f"file {fid}: {len(batch)} records read, {f.n_records} written")
+        return "", "", batch
 
     def _append(self, cols: dict[str, np.ndarray]) -> None:
         n = len(cols["kind"])

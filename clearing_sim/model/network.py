@@ -98,7 +98,8 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     clearing = ClearingNetwork(env, scenario, txn, routed, settlement, days, pan=pan, outcomes=auth.out,
                                draws=draws, factory=factory, keep_files=keep_clearing_files)
     acquirers = AcquirerSubmissions(env, scenario, txn, auth.out, days, clearing.receive,
-                                    network=clearing, draws=draws, factory=factory)
+                                    network=clearing, draws=draws, factory=factory,
+                                    write_bytes=mode == "detailed" or keep_clearing_files)
     disputes = IssuerDisputes(env, scenario, routed, days, clearing, draws, factory)
     clearing.on_file_rejected = {"acquirer": acquirers.file_rejected, "issuer": disputes.file_rejected}
     if progress is not None:
