@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from clearing_sim.cli import main
@@ -29,6 +31,19 @@ def test_scenario_runs(path: Path, tmp_path: Path) -> None:
     assert c["records_presented"] == c["records_cleared"] + c["records_rejected"]
     for w in s["settlement"]["windows"]:
         assert sum(w["positions_minor"].values()) == 0
+    # Fast mode gives the same tables and summary (apart from the mode) on every shipped scenario.
+    assert main(["run", str(path), "--mode", "fast", "--out", str(tmp_path / "fast"), "-q"]) == 0
+    f = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    assert f["mode"] == "fast" and s["mode"] == "detailed"
+    assert {k: v for k, v in f.items() if k != "mode"} == {k: v for k, v in s.items() if k != "mode"}
+    for name in ("transactions", "clearing_records", "settlements"):
+        d = pq.read_table(tmp_path / "run" / f"{name}.parquet")
+        q = pq.read_table(tmp_path / "fast" / f"{name}.parquet")
+        assert d.column_names == q.column_names, name
+        for col in d.column_names:
+            x, y = d[col].to_numpy(zero_copy_only=False), q[col].to_numpy(zero_copy_only=False)
+            same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else d[col].equals(q[col])
+            assert same, (name, col)
 
 
 def test_scenarios_present() -> None:
