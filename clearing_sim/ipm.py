@@ -315,6 +315,18 @@ def _is_ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+_SHOWN: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0x100))}
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: every character outside printable ASCII becomes ``\\xNN``.
+
+    Bytes from a clearing file (decoded as latin_1) may hold control characters;
+    printed raw, an escape sequence would drive the user's terminal.
+    """
+    return text.translate(_SHOWN)
+
+
 def _bad_field(message: str, record_index: int | None = None) -> ClearingFileError:
     return ClearingFileError("BAD_FIELD", message, record_index)
 
@@ -1227,7 +1239,7 @@ def _check_structure(p: _Parsed, function_code: np.ndarray) -> None:
         raise ClearingFileError("NO_HEADER", "the file holds no messages")
 
     def kind(row: int) -> str:
-        return f"{int(p.mti[row])}/{p.raw(24, row) or '(no DE 24)'}"
+        return f"{int(p.mti[row])}/{_shown(p.raw(24, row) or '(no DE 24)')}"
 
     header = (p.mti == MTI_FILE_CONTROL) & (function_code == FUNC_FILE_HEADER)
     trailer = (p.mti == MTI_FILE_CONTROL) & (function_code == FUNC_FILE_TRAILER)
@@ -1528,7 +1540,7 @@ def inspect_file(data: bytes) -> InspectReport:
     amount_total = _amount_total(_to_int(amounts[summed])) if summed.any() else 0
     first = []
     for row in np.flatnonzero(is_record)[:INSPECT_RECORDS_KEPT].tolist():
-        record = {name: p.raw(de, row) or "" for name, de in _RECORD_COLUMNS}
+        record = {name: _shown(p.raw(de, row) or "") for name, de in _RECORD_COLUMNS}
         record["type"] = f"{int(p.mti[row])}/{record['type']}"
         first.append(record)
     return InspectReport(
@@ -1577,7 +1589,8 @@ def format_inspect(report: InspectReport, n_first: int = 5) -> str:
         lines.append("trailer: (no valid 1644/695 file trailer)")
     else:
         lines.append(
-            f"trailer: file id {t.file_id}  messages {t.message_count:,}  amount checksum {t.amount_total_minor:,}"
+            f"trailer: file id {_shown(t.file_id)}  messages {t.message_count:,}  "
+            f"amount checksum {t.amount_total_minor:,}"
         )
     lines.append(f"messages parsed: {report.messages_parsed:,}")
     for mti, code, count in report.counts:
@@ -1607,5 +1620,5 @@ def format_inspect(report: InspectReport, n_first: int = 5) -> str:
         lines.append("validation: OK")
     else:
         where = "" if report.record_index is None else f" (record {report.record_index})"
-        lines.append(f"validation: REJECTED {report.reason_code}: {report.reason}{where}")
+        lines.append(f"validation: REJECTED {report.reason_code}: {_shown(report.reason or '')}{where}")
     return "\n".join(lines)

@@ -890,6 +890,26 @@ class TestInspect:
         assert report.header == HEADER and report.trailer is None
         assert "no valid 1644/695" in ipm.format_inspect(report)
 
+    def test_control_characters_from_the_file_are_escaped_not_printed(self):
+        # Escape sequences in a record's ARN, in another record's DE 24 and in the trailer's file
+        # id must not reach the user's terminal raw: inspect shows them as \xNN.
+        batch = random_batch(3)
+        whole = ipm.write_file(HEADER, batch)
+        (s1, e1), (s2, e2) = vbs_records(whole)[1:3]
+        evil_arn = whole[s1:e1].replace(batch.arn[0], b"\x1b[2J\x1b]0;evil\x07" + b"0" * 10, 1)
+        evil_de24 = whole[s2:e2].replace(
+            b"%012d%03d" % (batch.local_time[1], batch.function_code[1]), b"%012d\x1b[J" % batch.local_time[1], 1
+        )
+        damaged = whole[:s1] + evil_arn + whole[e1:s2] + evil_de24 + whole[e2:]  # same lengths: framing intact
+        damaged = replace_in_trailer(damaged, HEADER.file_id.encode(), b"\x1b[31m" + b"0" * 20)
+        report = ipm.inspect_file(damaged)
+        assert report.reason_code == "UNSUPPORTED_MESSAGE"
+        text = ipm.format_inspect(report)
+        assert not any(c < " " or c > "~" for c in text.replace("\n", "")), text
+        assert "\\x1b[2J\\x1b]0;evil\\x07" in text  # the first record's ARN
+        assert "1240/\\x1b[J" in text and "1240/\\x1b[J" in report.reason  # the verdict, and the CLI's error
+        assert "file id \\x1b[31m" in text  # the trailer line
+
     @given(blob=st.binary(max_size=2000), n_first=st.integers(0, 10))
     @settings(max_examples=200, deadline=None)
     def test_random_bytes_give_a_report_not_a_traceback(self, blob, n_first):
