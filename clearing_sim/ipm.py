@@ -327,6 +327,11 @@ def _shown(text: str) -> str:
     return text.translate(_SHOWN)
 
 
+def _quoted(value: Any) -> str:
+    """A column value quoted for a message: ``'123'``, not numpy 2's ``np.bytes_(b'123')``."""
+    return repr(bytes(value).decode("latin_1") if isinstance(value, bytes) else str(value))
+
+
 def _bad_field(message: str, record_index: int | None = None) -> ClearingFileError:
     return ClearingFileError("BAD_FIELD", message, record_index)
 
@@ -366,7 +371,7 @@ def _bytes_column(name: str, width: int) -> Callable[[Any], np.ndarray]:
             raw = np.ascontiguousarray(array).view(np.uint8).reshape(len(array), array.dtype.itemsize)
             row = _first((raw[:, width:] != 0).any(axis=1))
             if row is not None:
-                raise _bad_field(f"{name} {array[row]!r} is longer than {width} characters", row)
+                raise _bad_field(f"{name} {_quoted(array[row])} is longer than {width} characters", row)
         return np.ascontiguousarray(array.astype(f"S{width}"))
 
     return convert
@@ -438,7 +443,7 @@ def _validate_records(b: RecordBatch) -> None:
     pan_ok = np.where(_AR[:19] < pan_len[:, None], (pan >= 48) & (pan <= 57), pan == 0).all(axis=1)
     row = _first(~pan_ok | (pan_len < 12))
     if row is not None:
-        raise _bad_field(f"pan (DE 2) {b.pan[row]!r} is not 12 to 19 digits", row)
+        raise _bad_field(f"pan (DE 2) {_quoted(b.pan[row])} is not 12 to 19 digits", row)
     _check_range(b.processing_code, "processing_code (DE 3)", 0, 999_999)
     _check_range(b.amount_minor, "amount_minor (DE 4)", 0, MAX_AMOUNT_MINOR)
     _check_range(b.currency, "currency (DE 49)", 0, 999)
@@ -450,11 +455,11 @@ def _validate_records(b: RecordBatch) -> None:
     _check_range(b.mcc, "mcc (DE 26)", 0, 9999)
     row = _first(~_is_digits(_byte_matrix(b.arn)))
     if row is not None:
-        raise _bad_field(f"arn (DE 31) {b.arn[row]!r} is not 23 digits", row)
+        raise _bad_field(f"arn (DE 31) {_quoted(b.arn[row])} is not 23 digits", row)
     auth = _byte_matrix(b.auth_code)
     row = _first(~(((auth >= 48) & (auth <= 57)) | ((auth >= 65) & (auth <= 90))).all(axis=1))
     if row is not None:
-        raise _bad_field(f"auth_code (DE 38) {b.auth_code[row]!r} is not 6 characters of 0-9 A-Z", row)
+        raise _bad_field(f"auth_code (DE 38) {_quoted(b.auth_code[row])} is not 6 characters of 0-9 A-Z", row)
     _check_range(b.reason_code, "reason_code (DE 25)", 0, 9999)
     row = _first((b.mti == MTI_CHARGEBACK) & (b.reason_code == 0))
     if row is not None:
@@ -549,7 +554,7 @@ def _check_rejects(r: RejectBatch) -> None:
         if function_code not in (FUNC_MESSAGE_EXCEPTION, FUNC_FILE_REJECT):
             raise _bad_field(f"reject function_code {function_code} is not 691 or 699", row)
         if r.reason_code[row] not in REASON_CODES:
-            raise _bad_field(f"reject reason_code {r.reason_code[row]!r} is not in REASON_CODES", row)
+            raise _bad_field(f"reject reason_code {_quoted(r.reason_code[row])} is not in REASON_CODES", row)
         file_id = str(r.source_file_id[row])
         if len(file_id) != 25 or not all(c.isascii() and (c.isdigit() or c.isupper()) for c in file_id):
             raise _bad_field(f"source_file_id {file_id!r} is not 25 characters of 0-9 A-Z", row)

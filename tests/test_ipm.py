@@ -723,6 +723,22 @@ class TestBatchValidation:
         assert caught.value.record_index == 1
         assert words in caught.value.message
 
+    def test_a_short_pan_read_from_a_file_is_quoted_as_text(self):
+        # The message names the value as the file holds it, not as numpy 2's np.bytes_(b'...').
+        batch = random_batch(2)
+        whole = ipm.write_file(HEADER, batch)
+        start, end = vbs_records(whole)[1]
+        pan = batch.pan[0].rstrip(b"\0")
+        short = b"%02d" % len(pan) + pan
+        record = whole[start:end].replace(short, b"11" + pan[:11], 1)
+        data = whole[: start - 4] + struct.pack(">I", len(record)) + record + whole[end:]
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(data)
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert f"pan (DE 2) '{pan[:11].decode()}' is not 12 to 19 digits" in caught.value.message
+        with pytest.raises(ClearingFileError, match="auth_code \\(DE 38\\) 'ab12cd' is not"):
+            RecordBatch(**{**valid_columns(), "auth_code": np.array([b"AB12CD", b"ab12cd", b"AB12CD"])})
+
     def test_a_chargeback_needs_a_reason_code(self):
         columns = valid_columns()
         columns.update(mti=np.full(3, 1442), function_code=np.full(3, 450), reason_code=np.array([4837, 0, 4837]))
