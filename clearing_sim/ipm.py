@@ -1005,6 +1005,12 @@ def _frame(vbs: bytes, blocked: bool) -> tuple[np.ndarray, np.ndarray, ClearingF
                     "TRAILING_DATA", f"{len(tail)} bytes after the end-of-file record at byte {pos}"
                 )
             break
+        if blocked and vbs.count(PAD_BYTE, pos) == size - pos:  # block padding where the end-of-file record was due
+            error = ClearingFileError(
+                "TRUNCATED", f"the data ends at byte {pos} without the zero-length end-of-file record "
+                f"(only x'40' block padding follows)", k
+            )
+            break
         if not MIN_RECORD_LENGTH <= length <= MAX_RECORD_LENGTH:
             error = ClearingFileError(
                 "BAD_LENGTH",

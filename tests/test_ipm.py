@@ -493,6 +493,18 @@ class TestRandomInput:
         start, end = vbs_records(whole)[-1]
         assert reason_of(whole[: start - 4] + struct.pack(">I", 5000) + whole[start:]) == "TRUNCATED"
 
+    @pytest.mark.parametrize("encoding", ["latin_1", "cp500"])
+    def test_a_blocked_file_without_its_end_of_file_record_is_truncated(self, encoding):
+        # The x'40' padding of the last block used to be read as a length prefix (BAD_LENGTH 1077952576).
+        unblocked = SAMPLES[(False, encoding)]
+        assert unblocked.endswith(b"\0\0\0\0")
+        blocked = bytes(ipm._block(np.frombuffer(unblocked[:-4], np.uint8)))
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(blocked)
+        assert caught.value.reason_code == "TRUNCATED"
+        assert "without the zero-length end-of-file record" in caught.value.message
+        assert ipm.inspect_file(blocked).reason_code == "TRUNCATED"
+
     def test_bytes_after_the_end_of_file_record_are_trailing_data(self):
         whole = SAMPLES[(False, "latin_1")]
         assert reason_of(whole + b"\x00") == "TRAILING_DATA"
