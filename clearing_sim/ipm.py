@@ -957,7 +957,10 @@ def _looks_blocked(data: bytes) -> bool:
         tails = np.frombuffer(data, np.uint8).reshape(-1, BLOCK_SIZE)[:, BLOCK_DATA:]
         if (tails == PAD_BYTE).all():
             return True
-    return size >= BLOCK_SIZE and data[BLOCK_DATA:BLOCK_SIZE] == b"@@" and data[-4:] != b"\0\0\0\0"
+    if size < BLOCK_SIZE or data[-4:] == b"\0\0\0\0":
+        return False
+    # x'4040' ending the first block, or (a damaged first block) ending the last of whole blocks
+    return data[BLOCK_DATA:BLOCK_SIZE] == b"@@" or (size % BLOCK_SIZE == 0 and data[-2:] == b"@@")
 
 
 def _unblock(data: bytes) -> tuple[bytes, ClearingFileError | None]:

@@ -516,6 +516,18 @@ class TestRandomInput:
         assert reason_of(bytes(whole), blocked=True) == "BAD_BLOCKING"
         assert reason_of(bytes(whole[:-1]), blocked=True) == "BAD_BLOCKING"
 
+    @pytest.mark.parametrize("encoding", ["latin_1", "cp500"])
+    def test_a_damaged_first_block_is_detected_as_bad_blocking(self, encoding):
+        # Blocking used to be detected from block 0's x'4040' alone: with it damaged the file was
+        # read as unblocked VBS and rejected BAD_LENGTH for the bytes of block 0's padding.
+        whole = bytearray(SAMPLES[(True, encoding)])
+        assert len(whole) >= 2 * ipm.BLOCK_SIZE
+        for at, value in ((1012, 0x00), (1013, 0x41)):
+            damaged = bytearray(whole)
+            damaged[at] = value
+            assert reason_of(bytes(damaged)) == "BAD_BLOCKING"
+            assert ipm.inspect_file(bytes(damaged)).blocked is True
+
     def test_inspect_raises_only_type_error_for_non_bytes(self):
         with pytest.raises(TypeError):
             ipm.inspect_file("not bytes")
