@@ -1405,8 +1405,12 @@ def _decode_rejects(p: _Parsed, rows: np.ndarray, function_code: np.ndarray) -> 
             raise _bad_field("a 699 file reject carries PDS 0138", row)
         arn = p.raw(31, row) or ""
         detail = p.raw(72, row) or ""
+        if arn and not _is_ascii_digits(arn):  # checked here: a NUL would vanish in the S23 column
+            raise _bad_field(f"DE 31 (ARN) {arn!r} is not digits", row)
         if not detail.isascii():
             raise _bad_field("DE 72 is not ASCII text", row)
+        if "\0" in detail:  # a NUL would vanish in the str column
+            raise _bad_field(f"DE 72 {detail!r} holds a NUL byte", row)
         columns["function_code"].append(code)
         columns["reason_code"].append(reason)
         columns["source_file_id"].append(_pds_value(pds, PDS_SOURCE_FILE_ID, row))

@@ -671,6 +671,23 @@ class TestFileStructure:
         m[-2] = mti + m[-2][4:]  # a 1644/699 file reject turned into .../699
         assert reason_of(rebuild(m)) == "UNSUPPORTED_MESSAGE"
 
+    @pytest.mark.parametrize(
+        "old, new, words",
+        [
+            (b"74000012400100000000019", b"\0" * 23, "DE 31 (ARN)"),
+            (b"same ARN as message 4", b"same ARN as message\0\0", "DE 72"),
+        ],
+    )
+    def test_a_nul_in_a_reject_is_a_bad_field_not_dropped(self, old, new, words):
+        # NULs used to vanish in the numpy columns: an all-NUL ARN read back as "no ARN", a
+        # detail lost its trailing NULs, and the file passed.
+        data = ipm.write_rejects(HEADER, some_rejects(HEADER.file_id))
+        assert data.count(old) == 1
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(data.replace(old, new))
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert words in caught.value.message
+
     def test_a_record_without_an_approval_code_is_missing_a_field(self):
         m = self.messages()
         record = mciipm.iso8583.loads(m[2])
