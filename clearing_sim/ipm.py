@@ -1413,7 +1413,10 @@ def _decode_rejects(p: _Parsed, rows: np.ndarray, function_code: np.ndarray) -> 
             raise _bad_field(f"DE 72 {detail!r} holds a NUL byte", row)
         columns["function_code"].append(code)
         columns["reason_code"].append(reason)
-        columns["source_file_id"].append(_pds_value(pds, PDS_SOURCE_FILE_ID, row))
+        source_file_id = _pds_value(pds, PDS_SOURCE_FILE_ID, row)
+        if "\0" in source_file_id:  # a NUL would vanish in the str column
+            raise _bad_field(f"PDS 0280 {source_file_id!r} holds a NUL byte", row)
+        columns["source_file_id"].append(source_file_id)
         columns["source_message_number"].append(number)
         columns["arn"].append(arn.encode("latin_1"))
         columns["detail"].append(detail)

@@ -680,13 +680,27 @@ class TestFileStructure:
     )
     def test_a_nul_in_a_reject_is_a_bad_field_not_dropped(self, old, new, words):
         # NULs used to vanish in the numpy columns: an all-NUL ARN read back as "no ARN", a
-        # detail lost its trailing NULs, and the file passed.
+        # detail or source file id lost its trailing NULs, and the file passed.
         data = ipm.write_rejects(HEADER, some_rejects(HEADER.file_id))
         assert data.count(old) == 1
         with pytest.raises(ClearingFileError) as caught:
             ipm.read_file(data.replace(old, new))
         assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
         assert words in caught.value.message
+
+    def test_a_nul_after_a_rejects_source_file_id_is_a_bad_field(self):
+        data = ipm.write_rejects(HEADER, some_rejects(HEADER.file_id))
+        messages = [data[start:end] for start, end in vbs_records(data)]
+        pds = b"0280025" + HEADER.file_id.encode()
+        de48 = messages[1].index(b"0005013") - 3  # the LLL prefix of DE 48
+        length = int(messages[1][de48 : de48 + 3])
+        messages[1] = (messages[1][:de48] + b"%03d" % (length + 1) + messages[1][de48 + 3 :]).replace(
+            pds, b"0280026" + HEADER.file_id.encode() + b"\0"
+        )
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(rebuild(messages))
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert "PDS 0280" in caught.value.message
 
     def test_a_record_without_an_approval_code_is_missing_a_field(self):
         m = self.messages()
