@@ -98,7 +98,7 @@ def sweep(
         help="Dask scheduler address, e.g. tcp://host:8786 ('local' starts a local Dask cluster).")] = None,
 ) -> None:
     """Run a grid of scenario variants with replications into sweep.json and sweep.parquet."""
-    from clearing_sim import executor, metrics
+    from clearing_sim import executor, metrics, outputs
     from clearing_sim import sweep as sw
 
     s = sw.load_sweep(sweep_file)
@@ -106,6 +106,7 @@ def sweep(
     if n_workers < 1:
         raise InputError(f"--workers: must be at least 1, got {n_workers}")
     folder = out if out is not None else sw.default_out(s)
+    outputs.check_out(folder)  # before the sweep runs
     err_console.print(f"sweep {s.name}: {len(s.points)} point(s) x {s.replications} replication(s), "
                       f"root seed {s.root_seed}, "
                       + (f"Dask scheduler {scheduler}" if scheduler else f"{n_workers} local worker(s)"))

@@ -315,6 +315,23 @@ def _is_ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+_SHOWN: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0x100))}
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: every character outside printable ASCII becomes ``\\xNN``.
+
+    Bytes from a clearing file (decoded as latin_1) may hold control characters;
+    printed raw, an escape sequence would drive the user's terminal.
+    """
+    return text.translate(_SHOWN)
+
+
+def _quoted(value: Any) -> str:
+    """A column value quoted for a message: ``'123'``, not numpy 2's ``np.bytes_(b'123')``."""
+    return repr(bytes(value).decode("latin_1") if isinstance(value, bytes) else str(value))
+
+
 def _bad_field(message: str, record_index: int | None = None) -> ClearingFileError:
     return ClearingFileError("BAD_FIELD", message, record_index)
 
@@ -354,7 +371,7 @@ def _bytes_column(name: str, width: int) -> Callable[[Any], np.ndarray]:
             raw = np.ascontiguousarray(array).view(np.uint8).reshape(len(array), array.dtype.itemsize)
             row = _first((raw[:, width:] != 0).any(axis=1))
             if row is not None:
-                raise _bad_field(f"{name} {array[row]!r} is longer than {width} characters", row)
+                raise _bad_field(f"{name} {_quoted(array[row])} is longer than {width} characters", row)
         return np.ascontiguousarray(array.astype(f"S{width}"))
 
     return convert
@@ -426,7 +443,7 @@ def _validate_records(b: RecordBatch) -> None:
     pan_ok = np.where(_AR[:19] < pan_len[:, None], (pan >= 48) & (pan <= 57), pan == 0).all(axis=1)
     row = _first(~pan_ok | (pan_len < 12))
     if row is not None:
-        raise _bad_field(f"pan (DE 2) {b.pan[row]!r} is not 12 to 19 digits", row)
+        raise _bad_field(f"pan (DE 2) {_quoted(b.pan[row])} is not 12 to 19 digits", row)
     _check_range(b.processing_code, "processing_code (DE 3)", 0, 999_999)
     _check_range(b.amount_minor, "amount_minor (DE 4)", 0, MAX_AMOUNT_MINOR)
     _check_range(b.currency, "currency (DE 49)", 0, 999)
@@ -438,11 +455,11 @@ def _validate_records(b: RecordBatch) -> None:
     _check_range(b.mcc, "mcc (DE 26)", 0, 9999)
     row = _first(~_is_digits(_byte_matrix(b.arn)))
     if row is not None:
-        raise _bad_field(f"arn (DE 31) {b.arn[row]!r} is not 23 digits", row)
+        raise _bad_field(f"arn (DE 31) {_quoted(b.arn[row])} is not 23 digits", row)
     auth = _byte_matrix(b.auth_code)
     row = _first(~(((auth >= 48) & (auth <= 57)) | ((auth >= 65) & (auth <= 90))).all(axis=1))
     if row is not None:
-        raise _bad_field(f"auth_code (DE 38) {b.auth_code[row]!r} is not 6 characters of 0-9 A-Z", row)
+        raise _bad_field(f"auth_code (DE 38) {_quoted(b.auth_code[row])} is not 6 characters of 0-9 A-Z", row)
     _check_range(b.reason_code, "reason_code (DE 25)", 0, 9999)
     row = _first((b.mti == MTI_CHARGEBACK) & (b.reason_code == 0))
     if row is not None:
@@ -537,7 +554,7 @@ def _check_rejects(r: RejectBatch) -> None:
         if function_code not in (FUNC_MESSAGE_EXCEPTION, FUNC_FILE_REJECT):
             raise _bad_field(f"reject function_code {function_code} is not 691 or 699", row)
         if r.reason_code[row] not in REASON_CODES:
-            raise _bad_field(f"reject reason_code {r.reason_code[row]!r} is not in REASON_CODES", row)
+            raise _bad_field(f"reject reason_code {_quoted(r.reason_code[row])} is not in REASON_CODES", row)
         file_id = str(r.source_file_id[row])
         if len(file_id) != 25 or not all(c.isascii() and (c.isdigit() or c.isupper()) for c in file_id):
             raise _bad_field(f"source_file_id {file_id!r} is not 25 characters of 0-9 A-Z", row)
@@ -940,7 +957,10 @@ def _looks_blocked(data: bytes) -> bool:
         tails = np.frombuffer(data, np.uint8).reshape(-1, BLOCK_SIZE)[:, BLOCK_DATA:]
         if (tails == PAD_BYTE).all():
             return True
-    return size >= BLOCK_SIZE and data[BLOCK_DATA:BLOCK_SIZE] == b"@@" and data[-4:] != b"\0\0\0\0"
+    if size < BLOCK_SIZE or data[-4:] == b"\0\0\0\0":
+        return False
+    # x'4040' ending the first block, or (a damaged first block) ending the last of whole blocks
+    return data[BLOCK_DATA:BLOCK_SIZE] == b"@@" or (size % BLOCK_SIZE == 0 and data[-2:] == b"@@")
 
 
 def _unblock(data: bytes) -> tuple[bytes, ClearingFileError | None]:
@@ -987,6 +1007,12 @@ def _frame(vbs: bytes, blocked: bool) -> tuple[np.ndarray, np.ndarray, ClearingF
                 error = ClearingFileError(
                     "TRAILING_DATA", f"{len(tail)} bytes after the end-of-file record at byte {pos}"
                 )
+            break
+        if blocked and vbs.count(PAD_BYTE, pos) == size - pos:  # block padding where the end-of-file record was due
+            error = ClearingFileError(
+                "TRUNCATED", f"the data ends at byte {pos} without the zero-length end-of-file record "
+                f"(only x'40' block padding follows)", k
+            )
             break
         if not MIN_RECORD_LENGTH <= length <= MAX_RECORD_LENGTH:
             error = ClearingFileError(
@@ -1227,7 +1253,7 @@ def _check_structure(p: _Parsed, function_code: np.ndarray) -> None:
         raise ClearingFileError("NO_HEADER", "the file holds no messages")
 
     def kind(row: int) -> str:
-        return f"{int(p.mti[row])}/{p.raw(24, row) or '(no DE 24)'}"
+        return f"{int(p.mti[row])}/{_shown(p.raw(24, row) or '(no DE 24)')}"
 
     header = (p.mti == MTI_FILE_CONTROL) & (function_code == FUNC_FILE_HEADER)
     trailer = (p.mti == MTI_FILE_CONTROL) & (function_code == FUNC_FILE_TRAILER)
@@ -1379,11 +1405,18 @@ def _decode_rejects(p: _Parsed, rows: np.ndarray, function_code: np.ndarray) -> 
             raise _bad_field("a 699 file reject carries PDS 0138", row)
         arn = p.raw(31, row) or ""
         detail = p.raw(72, row) or ""
+        if arn and not _is_ascii_digits(arn):  # checked here: a NUL would vanish in the S23 column
+            raise _bad_field(f"DE 31 (ARN) {arn!r} is not digits", row)
         if not detail.isascii():
             raise _bad_field("DE 72 is not ASCII text", row)
+        if "\0" in detail:  # a NUL would vanish in the str column
+            raise _bad_field(f"DE 72 {detail!r} holds a NUL byte", row)
         columns["function_code"].append(code)
         columns["reason_code"].append(reason)
-        columns["source_file_id"].append(_pds_value(pds, PDS_SOURCE_FILE_ID, row))
+        source_file_id = _pds_value(pds, PDS_SOURCE_FILE_ID, row)
+        if "\0" in source_file_id:  # a NUL would vanish in the str column
+            raise _bad_field(f"PDS 0280 {source_file_id!r} holds a NUL byte", row)
+        columns["source_file_id"].append(source_file_id)
         columns["source_message_number"].append(number)
         columns["arn"].append(arn.encode("latin_1"))
         columns["detail"].append(detail)
@@ -1528,7 +1561,7 @@ def inspect_file(data: bytes) -> InspectReport:
     amount_total = _amount_total(_to_int(amounts[summed])) if summed.any() else 0
     first = []
     for row in np.flatnonzero(is_record)[:INSPECT_RECORDS_KEPT].tolist():
-        record = {name: p.raw(de, row) or "" for name, de in _RECORD_COLUMNS}
+        record = {name: _shown(p.raw(de, row) or "") for name, de in _RECORD_COLUMNS}
         record["type"] = f"{int(p.mti[row])}/{record['type']}"
         first.append(record)
     return InspectReport(
@@ -1577,7 +1610,8 @@ def format_inspect(report: InspectReport, n_first: int = 5) -> str:
         lines.append("trailer: (no valid 1644/695 file trailer)")
     else:
         lines.append(
-            f"trailer: file id {t.file_id}  messages {t.message_count:,}  amount checksum {t.amount_total_minor:,}"
+            f"trailer: file id {_shown(t.file_id)}  messages {t.message_count:,}  "
+            f"amount checksum {t.amount_total_minor:,}"
         )
     lines.append(f"messages parsed: {report.messages_parsed:,}")
     for mti, code, count in report.counts:
@@ -1607,5 +1641,5 @@ def format_inspect(report: InspectReport, n_first: int = 5) -> str:
         lines.append("validation: OK")
     else:
         where = "" if report.record_index is None else f" (record {report.record_index})"
-        lines.append(f"validation: REJECTED {report.reason_code}: {report.reason}{where}")
+        lines.append(f"validation: REJECTED {report.reason_code}: {_shown(report.reason or '')}{where}")
     return "\n".join(lines)

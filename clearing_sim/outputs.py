@@ -87,6 +87,17 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that exists and is not a folder (InputError, before anything is written).
+
+    The output folder replaces `out` as a whole at the end; a file there would be moved
+    to a hidden `.name.old-PID` sibling and left behind.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a folder")
+
+
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
                     open_log: Callable[[IO[str]], None],
                     progress: Callable[[], dict] | None = None,
@@ -102,6 +113,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     (`progress()`).
     """
     out = Path(out)
+    check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():

@@ -350,7 +350,8 @@ class Traffic:
     hourly_profile: tuple[float, ...] = (1.0,) * 24
     unknown_bin_rate: float = field(default=0.0, validator=_probability)
     amount_min_minor: int = field(default=1, validator=_positive)
-    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(10**12)])
+    # at most 12 digits: a clearing record carries the amount in DE 4 (n12)
+    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(10**12 - 1)])
 
     def __attrs_post_init__(self) -> None:
         if len(self.hourly_profile) != 24:

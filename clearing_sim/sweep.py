@@ -479,9 +479,10 @@ def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:
     """The sweep folder (sweep.json, sweep.parquet, the sweep file and its base), all or nothing."""
-    from clearing_sim.outputs import _move_into_place, dumps_json, write_table
+    from clearing_sim.outputs import _move_into_place, check_out, dumps_json, write_table
 
     out = Path(out)
+    check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():

@@ -64,6 +64,17 @@ class TestRun:
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+    def test_an_out_that_is_a_file_is_refused(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        # The file used to be moved to a hidden .notes.txt.old-PID sibling, left there, and replaced by the run.
+        out = tmp_path / "notes.txt"
+        out.write_text("keep me")
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert run_cli("run", small_file, "--out", out, "-q") == 2
+        assert f"--out: {out} exists and is not a folder" in capsys.readouterr().err
+        assert out.read_text() == "keep me"
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 class TestFailedRun:
     """A run that breaks an invariant exits 1 and leaves config and error, no summary."""
 

@@ -493,6 +493,18 @@ class TestRandomInput:
         start, end = vbs_records(whole)[-1]
         assert reason_of(whole[: start - 4] + struct.pack(">I", 5000) + whole[start:]) == "TRUNCATED"
 
+    @pytest.mark.parametrize("encoding", ["latin_1", "cp500"])
+    def test_a_blocked_file_without_its_end_of_file_record_is_truncated(self, encoding):
+        # The x'40' padding of the last block used to be read as a length prefix (BAD_LENGTH 1077952576).
+        unblocked = SAMPLES[(False, encoding)]
+        assert unblocked.endswith(b"\0\0\0\0")
+        blocked = bytes(ipm._block(np.frombuffer(unblocked[:-4], np.uint8)))
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(blocked)
+        assert caught.value.reason_code == "TRUNCATED"
+        assert "without the zero-length end-of-file record" in caught.value.message
+        assert ipm.inspect_file(blocked).reason_code == "TRUNCATED"
+
     def test_bytes_after_the_end_of_file_record_are_trailing_data(self):
         whole = SAMPLES[(False, "latin_1")]
         assert reason_of(whole + b"\x00") == "TRAILING_DATA"
@@ -503,6 +515,18 @@ class TestRandomInput:
         whole[1013] = 0
         assert reason_of(bytes(whole), blocked=True) == "BAD_BLOCKING"
         assert reason_of(bytes(whole[:-1]), blocked=True) == "BAD_BLOCKING"
+
+    @pytest.mark.parametrize("encoding", ["latin_1", "cp500"])
+    def test_a_damaged_first_block_is_detected_as_bad_blocking(self, encoding):
+        # Blocking used to be detected from block 0's x'4040' alone: with it damaged the file was
+        # read as unblocked VBS and rejected BAD_LENGTH for the bytes of block 0's padding.
+        whole = bytearray(SAMPLES[(True, encoding)])
+        assert len(whole) >= 2 * ipm.BLOCK_SIZE
+        for at, value in ((1012, 0x00), (1013, 0x41)):
+            damaged = bytearray(whole)
+            damaged[at] = value
+            assert reason_of(bytes(damaged)) == "BAD_BLOCKING"
+            assert ipm.inspect_file(bytes(damaged)).blocked is True
 
     def test_inspect_raises_only_type_error_for_non_bytes(self):
         with pytest.raises(TypeError):
@@ -647,6 +671,37 @@ class TestFileStructure:
         m[-2] = mti + m[-2][4:]  # a 1644/699 file reject turned into .../699
         assert reason_of(rebuild(m)) == "UNSUPPORTED_MESSAGE"
 
+    @pytest.mark.parametrize(
+        "old, new, words",
+        [
+            (b"74000012400100000000019", b"\0" * 23, "DE 31 (ARN)"),
+            (b"same ARN as message 4", b"same ARN as message\0\0", "DE 72"),
+        ],
+    )
+    def test_a_nul_in_a_reject_is_a_bad_field_not_dropped(self, old, new, words):
+        # NULs used to vanish in the numpy columns: an all-NUL ARN read back as "no ARN", a
+        # detail or source file id lost its trailing NULs, and the file passed.
+        data = ipm.write_rejects(HEADER, some_rejects(HEADER.file_id))
+        assert data.count(old) == 1
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(data.replace(old, new))
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert words in caught.value.message
+
+    def test_a_nul_after_a_rejects_source_file_id_is_a_bad_field(self):
+        data = ipm.write_rejects(HEADER, some_rejects(HEADER.file_id))
+        messages = [data[start:end] for start, end in vbs_records(data)]
+        pds = b"0280025" + HEADER.file_id.encode()
+        de48 = messages[1].index(b"0005013") - 3  # the LLL prefix of DE 48
+        length = int(messages[1][de48 : de48 + 3])
+        messages[1] = (messages[1][:de48] + b"%03d" % (length + 1) + messages[1][de48 + 3 :]).replace(
+            pds, b"0280026" + HEADER.file_id.encode() + b"\0"
+        )
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(rebuild(messages))
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert "PDS 0280" in caught.value.message
+
     def test_a_record_without_an_approval_code_is_missing_a_field(self):
         m = self.messages()
         record = mciipm.iso8583.loads(m[2])
@@ -722,6 +777,22 @@ class TestBatchValidation:
         assert caught.value.reason_code == "BAD_FIELD"
         assert caught.value.record_index == 1
         assert words in caught.value.message
+
+    def test_a_short_pan_read_from_a_file_is_quoted_as_text(self):
+        # The message names the value as the file holds it, not as numpy 2's np.bytes_(b'...').
+        batch = random_batch(2)
+        whole = ipm.write_file(HEADER, batch)
+        start, end = vbs_records(whole)[1]
+        pan = batch.pan[0].rstrip(b"\0")
+        short = b"%02d" % len(pan) + pan
+        record = whole[start:end].replace(short, b"11" + pan[:11], 1)
+        data = whole[: start - 4] + struct.pack(">I", len(record)) + record + whole[end:]
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(data)
+        assert caught.value.reason_code == "BAD_FIELD" and caught.value.record_index == 1
+        assert f"pan (DE 2) '{pan[:11].decode()}' is not 12 to 19 digits" in caught.value.message
+        with pytest.raises(ClearingFileError, match="auth_code \\(DE 38\\) 'ab12cd' is not"):
+            RecordBatch(**{**valid_columns(), "auth_code": np.array([b"AB12CD", b"ab12cd", b"AB12CD"])})
 
     def test_a_chargeback_needs_a_reason_code(self):
         columns = valid_columns()
@@ -889,6 +960,26 @@ class TestInspect:
         assert report.reason_code == "TRUNCATED" and report.messages_parsed == 4
         assert report.header == HEADER and report.trailer is None
         assert "no valid 1644/695" in ipm.format_inspect(report)
+
+    def test_control_characters_from_the_file_are_escaped_not_printed(self):
+        # Escape sequences in a record's ARN, in another record's DE 24 and in the trailer's file
+        # id must not reach the user's terminal raw: inspect shows them as \xNN.
+        batch = random_batch(3)
+        whole = ipm.write_file(HEADER, batch)
+        (s1, e1), (s2, e2) = vbs_records(whole)[1:3]
+        evil_arn = whole[s1:e1].replace(batch.arn[0], b"\x1b[2J\x1b]0;evil\x07" + b"0" * 10, 1)
+        evil_de24 = whole[s2:e2].replace(
+            b"%012d%03d" % (batch.local_time[1], batch.function_code[1]), b"%012d\x1b[J" % batch.local_time[1], 1
+        )
+        damaged = whole[:s1] + evil_arn + whole[e1:s2] + evil_de24 + whole[e2:]  # same lengths: framing intact
+        damaged = replace_in_trailer(damaged, HEADER.file_id.encode(), b"\x1b[31m" + b"0" * 20)
+        report = ipm.inspect_file(damaged)
+        assert report.reason_code == "UNSUPPORTED_MESSAGE"
+        text = ipm.format_inspect(report)
+        assert not any(c < " " or c > "~" for c in text.replace("\n", "")), text
+        assert "\\x1b[2J\\x1b]0;evil\\x07" in text  # the first record's ARN
+        assert "1240/\\x1b[J" in text and "1240/\\x1b[J" in report.reason  # the verdict, and the CLI's error
+        assert "file id \\x1b[31m" in text  # the trailer line
 
     @given(blob=st.binary(max_size=2000), n_first=st.integers(0, 10))
     @settings(max_examples=200, deadline=None)

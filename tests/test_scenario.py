@@ -149,6 +149,16 @@ class TestTypesAndValues:
         line = next(ln for p, ln, _ in probs if p == path)
         assert line == line_of(text, new)
 
+    def test_amounts_fit_the_twelve_digits_of_a_clearing_record(self) -> None:
+        # 10**12 used to validate and then stop the run mid-way: "BAD_FIELD: amount_minor (DE 4)
+        # 1000000000000 is outside [0, 999999999999]", naming no scenario key.
+        text = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 1000000000000\n  unknown_bin_rate")
+        probs = problems_of(text)
+        assert [(p, ln) for p, ln, _ in probs] == [("traffic.amount_max_minor", line_of(text, "amount_max_minor"))]
+        assert "999,999,999,999" in probs[0][2]
+        ok = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 999999999999\n  unknown_bin_rate")
+        assert parse_scenario(ok).traffic.amount_max_minor == 10**12 - 1
+
     def test_hourly_profile_length(self) -> None:
         text = SMALL_YAML.replace("  unknown_bin_rate", "  hourly_profile: [1, 2, 3]\n  unknown_bin_rate")
         assert problems_of(text)[0][:2] == ("traffic.hourly_profile", line_of(text, "hourly_profile"))
