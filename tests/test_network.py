@@ -100,3 +100,39 @@ class TestDeterminism:
     def test_unknown_mode(self, state) -> None:
         with pytest.raises(ValueError, match="unknown mode"):
             simulate(state.scenario, mode="turbo")
+
+
+class TestLateFilesInsideTheRun:
+    """A file however late (injected or drawn) still clears and settles before the run ends."""
+
+    @staticmethod
+    def late_file(delay_minutes: int, drawn: str = "") -> str:
+        from pathlib import Path
+
+        text = (Path(__file__).resolve().parent.parent / "scenarios" / "late_file.yaml").read_text()
+        text = text.replace("delay_minutes: 90}", f"delay_minutes: {delay_minutes}}}")
+        text = text.replace("transactions_per_day: 240000", "transactions_per_day: 2000")
+        if drawn:  # the first acquirer's files are all late by the drawn delay
+            text = text.replace("acquirers:\n  - institution: ICBC\n", f"acquirers:\n  - institution: ICBC\n{drawn}", 1)
+        return text
+
+    @pytest.mark.parametrize("delay", [3000, 4365, 6000, 20000])
+    def test_injected_lateness(self, delay: int) -> None:
+        from clearing_sim.scenario import parse_scenario
+
+        sc = parse_scenario(self.late_file(delay))
+        st = simulate(sc, "fast")  # checks every window settled or aborted, or raises
+        files = [f for f in st.clearing.files if "late" in f.fault]
+        assert files and all(f.cycle >= 0 and f.status == "accepted" for f in files)
+        assert horizon_days(sc) * 86400.0 > max(f.t_received_s for f in files)
+        assert all(w.state is WindowState.SETTLED for w in st.settlement.windows)
+
+    def test_drawn_lateness(self) -> None:
+        from clearing_sim.scenario import parse_scenario
+
+        drawn = "    late_probability: 1.0\n    late_delay_minutes: {distribution: constant, value: 3000}\n"
+        sc = parse_scenario(self.late_file(0, drawn))
+        st = simulate(sc, "fast")
+        first = [f for f in st.acquirers.files if f.index == 0]  # ICBC, the first acquirer
+        assert first and all(f.t_received_s - f.t_sent_s >= 3000 * 60.0 for f in first)
+        assert all(f.cycle >= 0 for f in st.clearing.files)

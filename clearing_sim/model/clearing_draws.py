@@ -144,3 +144,25 @@ def extra_days(scenario: Scenario) -> int:
         days = max(days, d.chargeback_limit_days + 2
                    + (d.representment_limit_days + 2 if d.representment_rate > 0 else 0))
     return days
+
+
+def lateness_days(scenario: Scenario, days: int) -> int:
+    """Whole days by which files sent in the first `days` days of a run can arrive late.
+
+    An acquirer's file is late by its drawn delay (`late_probability`,
+    `late_delay_minutes`) plus an injected `late` fault's delay; a `duplicate_file`
+    fault sends its copy that much later still. Every later cycle, window and
+    settlement shifts with the file, so the run must last this much longer.
+    """
+    drawn = 0.0
+    for a, acq in enumerate(scenario.acquirers):
+        if acq.late_probability > 0:
+            for day in range(days):
+                delay = acquirer_file_draws(scenario, a, day).late_delay_s
+                if len(delay):
+                    drawn = max(drawn, float(delay.max()))
+    faults = scenario.clearing.faults
+    late = max((f.delay_minutes * 60.0 for f in faults if f.kind == "late"), default=0.0)
+    copy = max((f.delay_minutes * 60.0 for f in faults if f.kind == "duplicate_file"), default=0.0)
+    return math.ceil((drawn + late + copy) / DAY_S)
+

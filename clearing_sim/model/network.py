@@ -20,7 +20,7 @@ from clearing_sim.model.acquirers import AcquirerSubmissions
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
 from clearing_sim.model.clearing import ClearingNetwork, check_clearing
 from clearing_sim.model.clearing_data import RecordFactory
-from clearing_sim.model.clearing_draws import draw_clearing, extra_days
+from clearing_sim.model.clearing_draws import draw_clearing, extra_days, lateness_days
 from clearing_sim.model.disputes import IssuerDisputes
 from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.routing import BinTable
@@ -54,9 +54,24 @@ def horizon_days(scenario: Scenario) -> int:
 
     The settlement lag counts business days, so weekends and holidays after the
     last cycle can push the last window further out: the horizon reaches past it.
-    Refunds and disputes, when the scenario has them, add the days they may take.
+    Refunds and disputes, when the scenario has them, add the days they may take, and
+    late files (drawn or injected) the days by which they can be late; a late file
+    sent on one of those added days can add more, so that is repeated until nothing
+    changes.
     """
     extra = extra_days(scenario)
+    days = _horizon(scenario, extra)
+    for _ in range(100):
+        longer = _horizon(scenario, extra + lateness_days(scenario, days))
+        if longer <= days:
+            break
+        days = longer
+    else:
+        raise InvariantError("late files keep pushing the end of the run out; the delays cannot be bounded")
+    return days
+
+
+def _horizon(scenario: Scenario, extra: int) -> int:
     base = scenario.run.days + 1 + scenario.settlement.lag_days + 1 + extra
     last_window_day = SettlementSystem(None, scenario).settlement_horizon_day(scenario.run.days + 1 + extra)
     days = max(base, last_window_day + 1)
