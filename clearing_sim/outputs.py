@@ -87,15 +87,25 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
-def check_out(out: Path) -> None:
-    """Refuse an `--out` that exists and is not a folder (InputError, before anything is written).
+# Files that mark a folder as one clearing-sim wrote (a run, a failed run, a sweep).
+OUTPUT_MARKERS = ("config.yaml", "status.json", "summary.json", "sweep.json")
 
-    The output folder replaces `out` as a whole at the end; a file there would be moved
-    to a hidden `.name.old-PID` sibling and left behind.
+
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that exists and is not a folder, or is a folder of something else
+    (InputError, before anything is written).
+
+    The output folder replaces `out` as a whole at the end, so only an empty folder or
+    one that clearing-sim wrote (it holds one of OUTPUT_MARKERS) may be replaced: a user's
+    folder of other files is never deleted.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+        raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
+                         f"{', '.join(OUTPUT_MARKERS)}); it would be replaced as a whole, so choose "
+                         "another folder or empty this one")
 
 
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clearing_sim.cli import main
-from clearing_sim.errors import InvariantError
+from clearing_sim.errors import InputError, InvariantError
 from tests.conftest import SMALL_YAML
 
 RUN_FILES = {"config.yaml", "summary.json", "transactions.parquet", "clearing_records.parquet",
@@ -57,11 +57,39 @@ class TestRun:
 
     def test_rerun_replaces_folder(self, small_file: Path, tmp_path: Path) -> None:
         out = tmp_path / "run"
-        out.mkdir()
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
         (out / "stale.txt").write_text("old")
         assert run_cli("run", small_file, "--out", out, "-q") == 0
         assert not (out / "stale.txt").exists()
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    def test_an_empty_folder_is_used(self, small_file: Path, tmp_path: Path) -> None:
+        out = tmp_path / "run"
+        out.mkdir()
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        assert (out / "summary.json").is_file()
+
+    def test_a_folder_of_other_files_is_never_replaced(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        out = tmp_path / "mydocs"
+        out.mkdir()
+        (out / "thesis.txt").write_text("precious")
+        assert run_cli("run", small_file, "--out", out, "-q") == 2
+        assert "clearing-sim did not write" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
+        assert (out / "thesis.txt").read_text() == "precious"
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no run folder left beside it
+
+    @pytest.mark.parametrize("marker", ["config.yaml", "status.json", "summary.json", "sweep.json"])
+    def test_what_clearing_sim_wrote_may_be_replaced(self, tmp_path: Path, marker: str) -> None:
+        from clearing_sim.outputs import check_out
+
+        out = tmp_path / "old"
+        out.mkdir()
+        (out / "notes.txt").write_text("x")
+        with pytest.raises(InputError, match="did not write"):
+            check_out(out)
+        (out / marker).write_text("{}")
+        check_out(out)  # no error: a run or sweep folder
 
 
     def test_an_out_that_is_a_file_is_refused(self, small_file: Path, tmp_path: Path, capsys) -> None:
