@@ -64,7 +64,8 @@ Layout (the choices, and why)
       (the 4-digit number in :data:`REASON_CODES`) + subfield ``000``.
     * File trailer ``1644``/``695``: DE 48 PDS 0105 (same file id as the
       header), PDS 0301 file amount checksum = the sum of DE 4 over every
-      message in the file (16 digits; a credit adds to it like a debit: it is
+      message in the file, modulo 10^16 (16 digits; a hash total that wraps,
+      so a file of any size has one; a credit adds to it like a debit: it is
       a checksum, not a net amount) and PDS 0306 file message count = every
       message in the file, header and trailer included (8 digits), and DE 71.
     * PDS are written ``tag(4) length(3) data`` into DE 48, the layout
@@ -654,7 +655,7 @@ class FileTrailer:
 
     ``message_count``: PDS 0306, every message including header and trailer.
     ``amount_total_minor``: PDS 0301, the sum of DE 4 over every message, in
-    minor units (credits add like debits: a checksum, not a net amount).
+    minor units, modulo 10^16 (credits add like debits: a checksum, not a net amount).
     """
 
     file_id: str
@@ -797,6 +798,11 @@ def _amount_total(amount_minor: np.ndarray) -> int:
     return int(high.sum()) * 10**6 + int(low.sum())
 
 
+def _amount_checksum(total: int) -> int:
+    """PDS 0301 of a file whose DE 4 amounts sum to `total`: the sum modulo 10^16."""
+    return total % (MAX_AMOUNT_TOTAL + 1)
+
+
 def _encode_records(batch: RecordBatch, first_message_number: int, to_wire: np.ndarray | None) -> np.ndarray:
     chunks = []
     for start in range(0, len(batch), _CHUNK_MESSAGES):
@@ -848,8 +854,8 @@ def write_file(
     (ASCII text, cardutil's default) or ``"cp500"`` (EBCDIC).
 
     Raises :class:`ClearingFileError` ``BAD_FIELD`` when the file would break
-    a limit of the format (more than 99,999,999 messages, an amount checksum
-    of 17 digits, a message above 6000 bytes).  Batch values were validated
+    a limit of the format (more than 99,999,999 messages, a message above
+    6000 bytes; the amount checksum wraps at 10^16).  Batch values were validated
     when the batch was built.
     """
     if encoding not in ENCODINGS:
@@ -860,9 +866,7 @@ def write_file(
     message_count = n_records + n_rejects + 2
     if message_count > MAX_MESSAGES:
         raise _bad_field(f"{message_count} messages do not fit DE 71 / PDS 0306 (at most {MAX_MESSAGES})")
-    amount_total = _amount_total(batch.amount_minor)
-    if amount_total > MAX_AMOUNT_TOTAL:
-        raise _bad_field(f"amount checksum {amount_total} does not fit PDS 0301 (16 digits)")
+    amount_total = _amount_checksum(_amount_total(batch.amount_minor))
     to_wire = _TO_CP500 if encoding == "cp500" else None
     control = np.array([MTI_FILE_CONTROL])
     head = _encode(
@@ -1453,7 +1457,7 @@ def _build(p: _Parsed) -> ClearingFile:
             "COUNT_MISMATCH", f"the trailer counts {trailer.message_count} messages, the file holds {p.n}", p.n - 1
         )
     with_amount = np.flatnonzero(p.present(4))  # the records, and any other message that carries DE 4
-    amount_total = _amount_total(_numbers(p, 4, with_amount, "amount"))
+    amount_total = _amount_checksum(_amount_total(_numbers(p, 4, with_amount, "amount")))
     if trailer.amount_total_minor != amount_total:
         raise ClearingFileError(
             "AMOUNT_MISMATCH",

@@ -621,6 +621,19 @@ class TestControlTotals:
         assert got.trailer.message_count == 14
         assert got.trailer.amount_total_minor == int(batch.amount_minor.sum())
 
+    def test_a_checksum_beyond_sixteen_digits_wraps(self):
+        # 20,001 records at the DE 4 maximum sum to about 2 * 10^16: PDS 0301 holds the sum mod 10^16.
+        big = random_batch(20_001)
+        big = attrs.evolve(big, amount_minor=np.full(len(big), 10**12 - 1, dtype=np.int64))
+        total = 20_001 * (10**12 - 1)
+        whole = ipm.write_file(HEADER, big)
+        got = ipm.read_file(whole)
+        assert got.trailer.amount_total_minor == total % 10**16 and total > 10**16
+        assert_same_records(got.batch, big)
+        wrong = replace_in_trailer(whole, b"0301016%016d" % (total % 10**16),
+                                   b"0301016%016d" % ((total + 1) % 10**16))
+        assert reason_of(wrong) == "AMOUNT_MISMATCH"
+
     def test_a_missing_trailer_pds_is_a_missing_field(self):
         whole = ipm.write_file(HEADER, random_batch(2))
         messages = messages_of(whole)
@@ -862,12 +875,13 @@ class TestBatchValidation:
 class TestWriterLimits:
     """The writer refuses a file that would break a limit of the format instead of writing it wrong."""
 
-    def test_an_amount_checksum_beyond_16_digits_is_refused(self):
+    def test_an_amount_checksum_beyond_16_digits_wraps(self):
+        # It used to be refused, which failed a valid run half-way (found by a review).
         n = 10_001
         columns = valid_columns(n)
         columns["amount_minor"] = np.full(n, ipm.MAX_AMOUNT_MINOR)
-        with pytest.raises(ClearingFileError, match="PDS 0301"):
-            ipm.write_file(HEADER, RecordBatch(**columns))
+        got = ipm.read_file(ipm.write_file(HEADER, RecordBatch(**columns)))
+        assert got.trailer.amount_total_minor == (n * ipm.MAX_AMOUNT_MINOR) % 10**16
 
     def test_a_checksum_of_exactly_16_digits_is_written(self):
         n = 10_000
