@@ -1644,6 +1644,6 @@ def format_inspect(report: InspectReport, n_first: int = 5) -> str:
     if report.ok:
         lines.append("validation: OK")
     else:
-        where = "" if report.record_index is None else f" (record {report.record_index})"
+        where = "" if report.record_index is None else f" (message {report.record_index + 1})"  # DE 71
         lines.append(f"validation: REJECTED {report.reason_code}: {_shown(report.reason or '')}{where}")
     return "\n".join(lines)
