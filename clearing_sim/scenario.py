@@ -33,6 +33,7 @@ from clearing_sim.errors import Problem, ScenarioError
 NETWORK_ID = "NETWORK"  # the scheme itself, a settlement participant that keeps scheme fees
 MAX_TRANSACTIONS_PER_DAY = 2_000_000_000
 MAX_DAYS = 366
+MAX_AMOUNT_MINOR = 10**12 - 1  # a clearing record's DE 4 is n12: no purchase can be larger
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 _MCC_RE = re.compile(r"^\d{4}$")
 _BIN_RE = re.compile(r"^\d{6}(\d{2})?$")
@@ -350,7 +351,7 @@ class Traffic:
     hourly_profile: tuple[float, ...] = (1.0,) * 24
     unknown_bin_rate: float = field(default=0.0, validator=_probability)
     amount_min_minor: int = field(default=1, validator=_positive)
-    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(10**12)])
+    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(MAX_AMOUNT_MINOR)])
 
     def __attrs_post_init__(self) -> None:
         if len(self.hourly_profile) != 24:

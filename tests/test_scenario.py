@@ -149,6 +149,16 @@ class TestTypesAndValues:
         line = next(ln for p, ln, _ in probs if p == path)
         assert line == line_of(text, new)
 
+    def test_amount_max_fits_de4(self) -> None:
+        # DE 4 of a clearing record is n12: a larger purchase could be authorised but
+        # never written to a clearing file, so the run would fail half-way.
+        text = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 1000000000000\n  unknown_bin_rate")
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("traffic.amount_max_minor", line_of(text, "amount_max_minor"))
+        assert "999,999,999,999" in msg
+        ok = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 999999999999\n  unknown_bin_rate")
+        assert parse_scenario(ok).traffic.amount_max_minor == 10**12 - 1
+
     def test_hourly_profile_length(self) -> None:
         text = SMALL_YAML.replace("  unknown_bin_rate", "  hourly_profile: [1, 2, 3]\n  unknown_bin_rate")
         assert problems_of(text)[0][:2] == ("traffic.hourly_profile", line_of(text, "hourly_profile"))
