@@ -16,12 +16,14 @@ import datetime as dt
 import io
 import math
 import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NewType
 
 import attrs
 import cattrs
+import cattrs.cols
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
@@ -741,6 +743,22 @@ def _strict_converter() -> cattrs.Converter:
         return v
 
     conv.register_structure_hook(bool, struct_bool)
+
+    def is_list_type(t: Any) -> bool:
+        return typing.get_origin(t) is tuple and typing.get_args(t)[1:] == (Ellipsis,)
+
+    def struct_list_factory(t: Any, c: cattrs.Converter):
+        # cattrs would iterate any value: text into its characters, a mapping into its keys.
+        base = cattrs.cols.homogenous_tuple_structure_factory(t, c)
+
+        def hook(v: Any, _: type) -> tuple:
+            if not isinstance(v, list):
+                raise TypeError(f"expected a list, got {_describe(v)}")
+            return base(v, _)
+
+        return hook
+
+    conv.register_structure_hook_factory(is_list_type, struct_list_factory)
     for value_type in (float, Distribution, InterchangeRate):
         conv.register_structure_hook_func(
             lambda t, vt=value_type: t == dict[str, vt], struct_mcc_map(value_type)

@@ -159,6 +159,21 @@ class TestTypesAndValues:
         ok = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 999999999999\n  unknown_bin_rate")
         assert parse_scenario(ok).traffic.amount_max_minor == 10**12 - 1
 
+    @pytest.mark.parametrize("old,new,path,got", [
+        ('submission_times: ["22:00"]', 'submission_times: "22:00"', "acquirers[0].submission_times", "str '22:00'"),
+        ('submission_times: ["22:00"]', 'submission_times: {"22:00": 1}', "acquirers[0].submission_times",
+         "a mapping"),
+        ('bins: ["400003"]', 'bins: "400003"', "issuers[1].bins", "str '400003'"),
+        ('windows: ["10:00"]', 'windows: ""', "settlement.windows", "str ''"),
+        ('windows: ["10:00"]', "windows: ~", "settlement.windows", "nothing (null)"),
+    ])
+    def test_text_or_mapping_for_a_list(self, old: str, new: str, path: str, got: str) -> None:
+        # Text was split into its characters ('2' is not a time of day) and a mapping
+        # taken for its keys (accepted silently).
+        text = SMALL_YAML.replace(old, new, 1)
+        ((p, line, msg),) = problems_of(text)
+        assert (p, line, msg) == (path, line_of(text, new), f"expected a list, got {got}")
+
     def test_hourly_profile_length(self) -> None:
         text = SMALL_YAML.replace("  unknown_bin_rate", "  hourly_profile: [1, 2, 3]\n  unknown_bin_rate")
         assert problems_of(text)[0][:2] == ("traffic.hourly_profile", line_of(text, "hourly_profile"))
