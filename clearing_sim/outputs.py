@@ -87,6 +87,29 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an `--out` that cannot be replaced by a new folder; raises InputError (exit 2).
+
+    The folder is built beside `out` and then renamed into its place, so `out` must
+    not be a file (it would be lost) nor the current folder or one that holds it
+    (it cannot be renamed away, and the user's files around them would go with it).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a folder")
+    here = Path.cwd().resolve()
+    target = out.resolve()
+    if target == here or target in here.parents:
+        raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+
+
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
                     open_log: Callable[[IO[str]], None],
                     progress: Callable[[], dict] | None = None,
@@ -102,11 +125,15 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     (`progress()`).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_out_folder(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
         open_log(log_fh)
         write_config(tmp, scenario, mode)

@@ -64,6 +64,34 @@ class TestRun:
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+class TestOutFolder:
+    """An --out that cannot become a run folder exits 2 before the run, and loses nothing."""
+
+    def test_out_is_a_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        f = tmp_path / "notes.txt"
+        f.write_text("keep me")
+        assert run_cli("run", small_file, "--out", f, "-q") == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+        assert f.read_text() == "keep me"
+
+    def test_out_below_a_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        (tmp_path / "notes.txt").write_text("keep me")
+        assert run_cli("run", small_file, "--out", tmp_path / "notes.txt" / "run", "-q") == 2
+        assert "is not a folder" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("out", [".", ".."])
+    def test_out_is_the_current_folder(self, small_file: Path, tmp_path: Path, monkeypatch, capsys,
+                                       out: str) -> None:
+        here = tmp_path / "work"
+        here.mkdir()
+        (here / "keep.txt").write_text("keep me")
+        monkeypatch.chdir(here)
+        assert run_cli("run", small_file, "--out", out, "-q") == 2
+        assert "is the current folder or holds it" in capsys.readouterr().err
+        assert sorted(p.name for p in here.iterdir()) == ["keep.txt"]
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 class TestFailedRun:
     """A run that breaks an invariant exits 1 and leaves config and error, no summary."""
 
