@@ -842,6 +842,9 @@ def format_path(path: Path_) -> str:
     return out
 
 
+MAX_YAML_VALUES = 1_000_000  # a scenario or sweep file holds a few thousand at most
+
+
 class _Source:
     """The parsed YAML as plain Python values, with the line of every path."""
 
@@ -864,10 +867,18 @@ class _Source:
             raise ScenarioError(source, [Problem("", f"YAML error: unsupported structure ({exc})")]) from None
         self.lines: dict[Path_, int] = {}
         self.problems: list[Problem] = []
+        self._values = 0
+        self._source = source
         self.data = self._plain(tree, ())
         self.source = source
 
     def _plain(self, node: Any, path: Path_) -> Any:
+        self._values += 1
+        if self._values > MAX_YAML_VALUES:
+            # Aliases of aliases (`&a [*b, *b, ...]`) expand exponentially: stop, don't hang.
+            raise ScenarioError(self._source, [Problem(format_path(path), f"YAML error: more than "
+                                                       f"{MAX_YAML_VALUES:,} values (aliases nested too deep?)",
+                                                       self.line_of(path))])
         tag = getattr(getattr(node, "tag", None), "value", None)
         if tag is not None and tag not in _PLAIN_TAGS:
             self.problems.append(Problem(format_path(path), f"unsupported YAML value (tag {tag})", self.line_of(path)))

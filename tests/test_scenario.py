@@ -244,6 +244,21 @@ class TestUnsafeAndBrokenYaml:
     def test_fuzzer_findings(self, text: str) -> None:
         assert problems_of(text)
 
+    def test_alias_bomb_is_refused_not_expanded(self, monkeypatch) -> None:
+        # Nested aliases (9 levels of 9) once expanded to 387 million values: the load hung.
+        import clearing_sim.scenario as scenario_mod
+
+        monkeypatch.setattr(scenario_mod, "MAX_YAML_VALUES", 10_000)
+        lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        lines += [f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, 9)]
+        ((_, _, msg),) = problems_of("\n".join(lines) + "\nname: x\n")
+        assert msg == "YAML error: more than 10,000 values (aliases nested too deep?)"
+
+    def test_aliases_still_work(self) -> None:
+        text = SMALL_YAML.replace('cutoffs: ["12:30", "23:45"]', 'cutoffs: &c ["12:30", "23:45"]')
+        s = parse_scenario(text + "disputes:\n  issuer_file_times: *c\n")
+        assert s.disputes.issuer_file_times == ("12:30", "23:45")
+
     @given(st.text(max_size=300))
     @settings(max_examples=150, deadline=None)
     def test_any_text_loads_or_is_a_scenario_error(self, text: str) -> None:
