@@ -1069,6 +1069,26 @@ def _switch_restart_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             first, second = sorted((p, c))
             yield (("network", "switch_restarts", second, "at"),
                    f"restarts while (or the instant) switch_restarts[{first}] is still down")
+    if not spans:
+        return
+    from clearing_sim.model.switch_restarts import MAX_REVERSAL_REPEATS  # imports this module: import late
+
+    # An acquirer repeats a reversal lost at the down switch every auth_timeout_ms until
+    # one gets through; restarts closer together than that chain into one span.
+    for n, acq in enumerate(s.acquirers):
+        repeat_s = acq.auth_timeout_ms / 1000.0
+        group_start, group_end, group_first = spans[0][0][0], spans[0][0][1], spans[0][1]
+        for (start, end), j in spans[1:] + [((math.inf, math.inf), -1)]:
+            if start - group_end < repeat_s:
+                group_end = max(group_end, end)
+                continue
+            if (group_end - group_start) / repeat_s + 1 >= MAX_REVERSAL_REPEATS:
+                yield (("acquirers", n, "auth_timeout_ms"),
+                       f"{acq.auth_timeout_ms:g} ms is too short for the switch being down "
+                       f"{group_end - group_start:g} s (switch_restarts[{group_first}]): a lost reversal would be "
+                       f"repeated more than {MAX_REVERSAL_REPEATS:,} times")
+                break
+            group_start, group_end, group_first = start, end, j
 
 
 def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
