@@ -722,6 +722,9 @@ def _strict_converter() -> cattrs.Converter:
                 if not isinstance(key, str) or not _MCC_RE.match(key):
                     problems.append(_FieldProblem("", f"{k!r} is not a 4-digit merchant category code", (k,)))
                     continue
+                if key in out:  # "5411" and 5411: one category written twice
+                    problems.append(_FieldProblem("", f"merchant category {key} is listed twice", (k,)))
+                    continue
                 try:
                     out[key] = conv.structure(item, value_type)
                 except Exception as exc:  # noqa: BLE001 - re-raised below with its key

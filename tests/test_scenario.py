@@ -149,6 +149,13 @@ class TestTypesAndValues:
         line = next(ln for p, ln, _ in probs if p == path)
         assert line == line_of(text, new)
 
+    def test_category_written_as_text_and_number(self) -> None:
+        # "5812" and 5812 are one category: the second silently replaced the first.
+        text = SMALL_YAML.replace('{"5812": 1.0}', '{"5812": 1.0, 5812: 3.0}')
+        ((path, line, msg),) = problems_of(text)
+        assert (line, msg) == (line_of(text, "5812: 3.0"), "merchant category 5812 is listed twice")
+        assert path.startswith("acquirers[1].category_mix")
+
     def test_amount_max_fits_de4(self) -> None:
         # DE 4 of a clearing record is n12: a larger purchase could be authorised but
         # never written to a clearing file, so the run would fail half-way.
