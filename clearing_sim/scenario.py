@@ -529,13 +529,26 @@ def _one_of(options: tuple[str, ...]):
     return check
 
 
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _is_date(text: str) -> bool:
+    """Whether `text` is a calendar date written YYYY-MM-DD (not the other ISO forms
+    Python accepts, `20261102` or `2026-W45-1`, which would slip past the duplicate checks)."""
+    if not _DATE_RE.match(text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _date_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
     seen: dict[str, int] = {}
     for i, text in enumerate(v):
-        try:
-            dt.date.fromisoformat(text)
-        except ValueError:
-            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,)) from None
+        if not _is_date(text):
+            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,))
         if text in seen:
             raise _FieldProblem(a.name, f"{text} is listed twice (first at [{seen[text]}])", (i,))
         seen[text] = i
@@ -652,10 +665,8 @@ class Run:
     start_date: str = "2026-11-02"
 
     def __attrs_post_init__(self) -> None:
-        try:
-            dt.date.fromisoformat(self.start_date)
-        except ValueError:
-            raise _FieldProblem("start_date", f"{self.start_date!r} is not a date in YYYY-MM-DD form") from None
+        if not _is_date(self.start_date):
+            raise _FieldProblem("start_date", f"{self.start_date!r} is not a date in YYYY-MM-DD form")
 
 
 @frozen

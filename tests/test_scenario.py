@@ -136,6 +136,8 @@ class TestTypesAndValues:
         ("mean: 40}", "mean: 40, sigma: 1}", "issuers[0].host.service_time_ms.sigma"),
         ("distribution: exponential", "distribution: weibull", "issuers[0].host.service_time_ms.distribution"),
         ('start_date: "2026-11-02"', 'start_date: "2026-13-02"', "run.start_date"),
+        ('start_date: "2026-11-02"', 'start_date: "20261102"', "run.start_date"),
+        ('start_date: "2026-11-02"', 'start_date: "2026-W45-1"', "run.start_date"),
         ("seed: 42", "seed: -1", "run.seed"),
         ("days: 1", "days: 0", "run.days"),
         ('"5812": 1.0}', '"58123": 1.0}', "acquirers[1].category_mix.58123"),
@@ -148,6 +150,12 @@ class TestTypesAndValues:
         assert path in [p for p, _, _ in probs], probs
         line = next(ln for p, ln, _ in probs if p == path)
         assert line == line_of(text, new)
+
+    def test_holiday_in_another_iso_form_is_refused(self) -> None:
+        # Python reads "20261107" as 2026-11-07, so it was both a holiday and a working day.
+        text = SMALL_YAML + '  calendar: {holidays: ["20261107"], working_days: ["2026-11-07"]}\n'
+        ((path, _, msg),) = problems_of(text)
+        assert (path, msg) == ("settlement.calendar.holidays[0]", "'20261107' is not a date in YYYY-MM-DD form")
 
     def test_category_written_as_text_and_number(self) -> None:
         # "5812" and 5812 are one category: the second silently replaced the first.
