@@ -37,9 +37,9 @@ MAX_TRANSACTIONS_PER_DAY = 2_000_000_000
 MAX_DAYS = 366
 MAX_AMOUNT_MINOR = 10**12 - 1  # a clearing record's DE 4 is n12: no purchase can be larger
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
-_MCC_RE = re.compile(r"^\d{4}$")
-_BIN_RE = re.compile(r"^\d{6}(\d{2})?$")
-_CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$")
+_MCC_RE = re.compile(r"^\d{4}$", re.ASCII)
+_BIN_RE = re.compile(r"^\d{6}(\d{2})?$", re.ASCII)
+_CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$", re.ASCII)  # \d: 0-9 only, not ４ or ٤
 _PRODUCT_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 
 # A card product's name (`classic`, `gold`): its own type, so that its mappings are not
@@ -529,7 +529,7 @@ def _one_of(options: tuple[str, ...]):
     return check
 
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 
 
 def _is_date(text: str) -> bool:

@@ -157,6 +157,17 @@ class TestTypesAndValues:
         ((path, _, msg),) = problems_of(text)
         assert (path, msg) == ("settlement.calendar.holidays[0]", "'20261107' is not a date in YYYY-MM-DD form")
 
+    @pytest.mark.parametrize("old,new,path", [
+        ('bins: ["400003"]', 'bins: ["４０００03"]', "issuers[1].bins[0]"),
+        ('"5812": 1.0}', '"٥٨١٢": 1.0}', "acquirers[1].category_mix.٥٨١٢"),
+        ('submission_times: ["22:00"]', 'submission_times: ["２２:00"]', "acquirers[0].submission_times[0]"),
+    ])
+    def test_digits_are_ascii(self, old: str, new: str, path: str) -> None:
+        # Python's \d matched fullwidth and Arabic-Indic digits, and int() read them, so
+        # "４０００03" routed as BIN 400003 alongside (and unchecked against) "400003".
+        probs = problems_of(SMALL_YAML.replace(old, new, 1))
+        assert path in [p for p, _, _ in probs], probs
+
     def test_category_written_as_text_and_number(self) -> None:
         # "5812" and 5812 are one category: the second silently replaced the first.
         text = SMALL_YAML.replace('{"5812": 1.0}', '{"5812": 1.0, 5812: 3.0}')
