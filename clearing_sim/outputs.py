@@ -30,10 +30,18 @@ TABLES = ("transactions", "clearing_records", "settlements")
 CLEARING_DIR = "clearing"  # with --clearing-files: clearing/in/ (files sent to the network), clearing/out/
 
 
+def folder_name(name: str, default: str) -> str:
+    """`name` as a folder name: unsafe characters as `_`, at most 200 bytes (file systems
+    allow 255, and the temporary sibling adds a dot, the seed and `.tmp-PID`)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or default
+    while len(safe.encode("utf-8")) > 200:
+        safe = safe[:-1]
+    return safe
+
+
 def default_out(scenario: Scenario, root: Path = Path("runs")) -> Path:
     """`runs/<scenario>-<seed>/`."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario.name) or "scenario"
-    return root / f"{safe}-{scenario.run.seed}"
+    return root / f"{folder_name(scenario.name, 'scenario')}-{scenario.run.seed}"
 
 
 def dumps_json(data: dict) -> str:
@@ -95,19 +103,22 @@ def check_out_folder(out: Path) -> None:
     (it cannot be renamed away, and the user's files around them would go with it).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a folder")
-    here = Path.cwd().resolve()
-    target = out.resolve()
-    if target == here or target in here.parents:
-        raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+    try:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out: {out} exists and is not a folder")
+        here = Path.cwd().resolve()
+        target = out.resolve()
+        if target == here or target in here.parents:
+            raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
+        parent = target.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
 
 
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],

@@ -473,8 +473,9 @@ def to_table(sweep: Sweep, results: Sequence[TaskResult]) -> Any:
 
 def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
     """`runs/<sweep name>/`."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sweep.name) or "sweep"
-    return root / safe
+    from clearing_sim.outputs import folder_name
+
+    return root / folder_name(sweep.name, "sweep")
 
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:

@@ -92,6 +92,22 @@ class TestOutFolder:
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+    @pytest.mark.parametrize("name", ["x" * 300, "银行" * 60])
+    def test_long_scenario_name_default_folder(self, tmp_path: Path, monkeypatch, name: str) -> None:
+        # runs/<name>-<seed> past 255 bytes failed: exit 2 blaming --out (run) or exit 1 (sweep).
+        monkeypatch.chdir(tmp_path)
+        f = tmp_path / "long.yaml"
+        f.write_text(SMALL_YAML.replace("name: small", f"name: {name}"), encoding="utf-8")
+        assert run_cli("run", f, "--seed", "5", "-q") == 0
+        (folder,) = (tmp_path / "runs").iterdir()
+        assert (folder / "summary.json").exists() and folder.name.endswith("-5")
+        assert len(folder.name.encode()) <= 220
+
+    def test_out_name_too_long(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        assert run_cli("run", small_file, "--out", tmp_path / ("z" * 300), "-q") == 2
+        assert "--out: cannot create" in capsys.readouterr().err
+
+
 class TestFailedRun:
     """A run that breaks an invariant exits 1 and leaves config and error, no summary."""
 

@@ -148,6 +148,10 @@ class TestBadSweepFiles:
         assert "is the current folder" in capsys.readouterr().err
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
+    def test_default_folder_of_a_long_name(self, tmp_path):
+        s = sw.load_sweep(write_sweep(tmp_path, SWEEP_YAML.replace("name: ", "name: " + "y" * 300, 1)))
+        assert len(sw.default_out(s).name.encode()) <= 200
+
     def test_load_sweep_problems(self, tmp_path):
         p = write_sweep(tmp_path, SWEEP_YAML.replace("settlement.windows:", "settlement.window:"))
         with pytest.raises(sw.SweepError) as info:
