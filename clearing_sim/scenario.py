@@ -407,7 +407,7 @@ class InterchangeRate:
     """Interchange paid by the acquirer to the issuer: `bps` of the amount plus `fixed_minor`."""
 
     bps: float = field(validator=[_finite, _non_negative, _at_most(10_000)])
-    fixed_minor: int = field(default=0, validator=_non_negative)
+    fixed_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_AMOUNT_MINOR)])
 
 
 @frozen

@@ -175,6 +175,15 @@ class TestTypesAndValues:
         assert (line, msg) == (line_of(text, "5812: 3.0"), "merchant category 5812 is listed twice")
         assert path.startswith("acquirers[1].category_mix")
 
+    @pytest.mark.parametrize("value", [10**12, 2**63 - 1, 10**30])
+    def test_interchange_fixed_part_bounded(self, value: int) -> None:
+        # Unbounded, a fixed part of 10**30 fen failed the run with an internal error
+        # (OverflowError converting to int64) and 2**63-1 overflowed the netting.
+        text = SMALL_YAML + f"fees:\n  interchange_default: {{bps: 45, fixed_minor: {value}}}\n"
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("fees.interchange_default.fixed_minor", line_of(text, "fixed_minor"))
+        assert msg.startswith("must be at most 999,999,999,999")
+
     def test_amount_max_fits_de4(self) -> None:
         # DE 4 of a clearing record is n12: a larger purchase could be authorised but
         # never written to a clearing file, so the run would fail half-way.
