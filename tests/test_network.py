@@ -100,3 +100,18 @@ class TestDeterminism:
     def test_unknown_mode(self, state) -> None:
         with pytest.raises(ValueError, match="unknown mode"):
             simulate(state.scenario, mode="turbo")
+
+
+def test_a_clearing_file_past_the_format_limits_is_an_internal_error(monkeypatch):
+    """A valid scenario whose file breaks a format limit is the run's failure (exit 1), not bad input.
+
+    Found with amounts near 999,999,999,999 fen: 15,000 of them in one file pass PDS 0301's
+    16 digits and the run stopped with exit 2, 'BAD_FIELD', leaving a failed run folder.
+    """
+    import clearing_sim.ipm as ipm
+    from clearing_sim.scenario import parse_scenario
+    from tests.conftest import SMALL_YAML
+
+    monkeypatch.setattr(ipm, "MAX_AMOUNT_TOTAL", 10_000)
+    with pytest.raises(InvariantError, match="cannot be written: .*PDS 0301"):
+        simulate(parse_scenario(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: 200")))
