@@ -106,7 +106,9 @@ def sweep(
     if n_workers < 1:
         raise InputError(f"--workers: must be at least 1, got {n_workers}")
     folder = out if out is not None else sw.default_out(s)
-    outputs.check_out(folder)  # before the sweep runs
+    from clearing_sim.outputs import check_out_folder
+
+    check_out_folder(folder)  # before the sweep runs, not after
     err_console.print(f"sweep {s.name}: {len(s.points)} point(s) x {s.replications} replication(s), "
                       f"root seed {s.root_seed}, "
                       + (f"Dask scheduler {scheduler}" if scheduler else f"{n_workers} local worker(s)"))
@@ -323,6 +325,7 @@ def run(
     sc = with_seed(api.load_scenario(scenario), seed)
     check_memory(sc)  # before the run folder exists: nothing is written for a run that cannot fit
     folder = out if out is not None else outputs.default_out(sc)
+    outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
     result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
     print_summary(result.summary, folder)

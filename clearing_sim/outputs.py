@@ -30,10 +30,18 @@ TABLES = ("transactions", "clearing_records", "settlements")
 CLEARING_DIR = "clearing"  # with --clearing-files: clearing/in/ (files sent to the network), clearing/out/
 
 
+def folder_name(name: str, default: str) -> str:
+    """`name` as a folder name: unsafe characters as `_`, at most 200 bytes (file systems
+    allow 255, and the temporary sibling adds a dot, the seed and `.tmp-PID`)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or default
+    while len(safe.encode("utf-8")) > 200:
+        safe = safe[:-1]
+    return safe
+
+
 def default_out(scenario: Scenario, root: Path = Path("runs")) -> Path:
     """`runs/<scenario>-<seed>/`."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in scenario.name) or "scenario"
-    return root / f"{safe}-{scenario.run.seed}"
+    return root / f"{folder_name(scenario.name, 'scenario')}-{scenario.run.seed}"
 
 
 def dumps_json(data: dict) -> str:
@@ -91,21 +99,36 @@ def write_result(folder: Path, result: Result) -> None:
 OUTPUT_MARKERS = ("config.yaml", "status.json", "summary.json", "sweep.json")
 
 
-def check_out(out: Path) -> None:
-    """Refuse an `--out` that exists and is not a folder, or is a folder of something else
-    (InputError, before anything is written).
+def check_out_folder(out: Path) -> None:
+    """Refuse an `--out` that cannot be replaced by a new folder; raises InputError (exit 2).
 
-    The output folder replaces `out` as a whole at the end, so only an empty folder or
-    one that clearing-sim wrote (it holds one of OUTPUT_MARKERS) may be replaced: a user's
-    folder of other files is never deleted.
+    The folder is built beside `out` and then renamed into its place, so `out` must
+    not be a file (it would be lost) nor the current folder or one that holds it
+    (it cannot be renamed away, and the user's files around them would go with it),
+    and an existing folder must be empty or one that clearing-sim wrote (it holds one of
+    OUTPUT_MARKERS): a user's folder of other files is never deleted.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
-        raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
-                         f"{', '.join(OUTPUT_MARKERS)}); it would be replaced as a whole, so choose "
-                         "another folder or empty this one")
+    try:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out: {out} exists and is not a folder")
+        here = Path.cwd().resolve()
+        target = out.resolve()
+        if target == here or target in here.parents:
+            raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
+        parent = target.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+        if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+            raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
+                             f"{', '.join(OUTPUT_MARKERS)}); it would be replaced as a whole, so choose "
+                             "another folder or empty this one")
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
 
 
 def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
@@ -123,12 +146,16 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     (`progress()`).
     """
     out = Path(out)
-    check_out(out)
+    check_out_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
         open_log(log_fh)
         write_config(tmp, scenario, mode)

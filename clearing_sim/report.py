@@ -112,7 +112,9 @@ def _colours(names: Sequence[str]) -> dict[str, Any]:
 
 
 def _legend(ax: Any, title: str) -> None:
-    """The legend outside the axes on the right, so it never hides data."""
+    """The legend outside the axes on the right, so it never hides data (none for an empty plot)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return  # a day without purchases: matplotlib would warn "No artists with labels" on stderr
     ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 

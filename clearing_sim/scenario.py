@@ -16,12 +16,14 @@ import datetime as dt
 import io
 import math
 import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NewType
 
 import attrs
 import cattrs
+import cattrs.cols
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
@@ -33,10 +35,11 @@ from clearing_sim.errors import Problem, ScenarioError
 NETWORK_ID = "NETWORK"  # the scheme itself, a settlement participant that keeps scheme fees
 MAX_TRANSACTIONS_PER_DAY = 2_000_000_000
 MAX_DAYS = 366
+MAX_AMOUNT_MINOR = 10**12 - 1  # a clearing record's DE 4 is n12: no purchase can be larger
 _ID_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
-_MCC_RE = re.compile(r"^\d{4}$")
-_BIN_RE = re.compile(r"^\d{6}(\d{2})?$")
-_CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$")
+_MCC_RE = re.compile(r"^\d{4}$", re.ASCII)
+_BIN_RE = re.compile(r"^\d{6}(\d{2})?$", re.ASCII)
+_CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$", re.ASCII)  # \d: 0-9 only, not ４ or ٤
 _PRODUCT_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 
 # A card product's name (`classic`, `gold`): its own type, so that its mappings are not
@@ -351,7 +354,7 @@ class Traffic:
     unknown_bin_rate: float = field(default=0.0, validator=_probability)
     amount_min_minor: int = field(default=1, validator=_positive)
     # at most 12 digits: a clearing record carries the amount in DE 4 (n12)
-    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(10**12 - 1)])
+    amount_max_minor: int = field(default=100_000_000, validator=[_positive, _at_most(MAX_AMOUNT_MINOR)])
 
     def __attrs_post_init__(self) -> None:
         if len(self.hourly_profile) != 24:
@@ -405,7 +408,7 @@ class InterchangeRate:
     """Interchange paid by the acquirer to the issuer: `bps` of the amount plus `fixed_minor`."""
 
     bps: float = field(validator=[_finite, _non_negative, _at_most(10_000)])
-    fixed_minor: int = field(default=0, validator=_non_negative)
+    fixed_minor: int = field(default=0, validator=[_non_negative, _at_most(MAX_AMOUNT_MINOR)])
 
 
 @frozen
@@ -527,13 +530,26 @@ def _one_of(options: tuple[str, ...]):
     return check
 
 
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+
+
+def _is_date(text: str) -> bool:
+    """Whether `text` is a calendar date written YYYY-MM-DD (not the other ISO forms
+    Python accepts, `20261102` or `2026-W45-1`, which would slip past the duplicate checks)."""
+    if not _DATE_RE.match(text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _date_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
     seen: dict[str, int] = {}
     for i, text in enumerate(v):
-        try:
-            dt.date.fromisoformat(text)
-        except ValueError:
-            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,)) from None
+        if not _is_date(text):
+            raise _FieldProblem(a.name, f"{text!r} is not a date in YYYY-MM-DD form", (i,))
         if text in seen:
             raise _FieldProblem(a.name, f"{text} is listed twice (first at [{seen[text]}])", (i,))
         seen[text] = i
@@ -650,10 +666,8 @@ class Run:
     start_date: str = "2026-11-02"
 
     def __attrs_post_init__(self) -> None:
-        try:
-            dt.date.fromisoformat(self.start_date)
-        except ValueError:
-            raise _FieldProblem("start_date", f"{self.start_date!r} is not a date in YYYY-MM-DD form") from None
+        if not _is_date(self.start_date):
+            raise _FieldProblem("start_date", f"{self.start_date!r} is not a date in YYYY-MM-DD form")
 
 
 @frozen
@@ -720,6 +734,9 @@ def _strict_converter() -> cattrs.Converter:
                 if not isinstance(key, str) or not _MCC_RE.match(key):
                     problems.append(_FieldProblem("", f"{k!r} is not a 4-digit merchant category code", (k,)))
                     continue
+                if key in out:  # "5411" and 5411: one category written twice
+                    problems.append(_FieldProblem("", f"merchant category {key} is listed twice", (k,)))
+                    continue
                 try:
                     out[key] = conv.structure(item, value_type)
                 except Exception as exc:  # noqa: BLE001 - re-raised below with its key
@@ -741,6 +758,22 @@ def _strict_converter() -> cattrs.Converter:
         return v
 
     conv.register_structure_hook(bool, struct_bool)
+
+    def is_list_type(t: Any) -> bool:
+        return typing.get_origin(t) is tuple and typing.get_args(t)[1:] == (Ellipsis,)
+
+    def struct_list_factory(t: Any, c: cattrs.Converter):
+        # cattrs would iterate any value: text into its characters, a mapping into its keys.
+        base = cattrs.cols.homogenous_tuple_structure_factory(t, c)
+
+        def hook(v: Any, _: type) -> tuple:
+            if not isinstance(v, list):
+                raise TypeError(f"expected a list, got {_describe(v)}")
+            return base(v, _)
+
+        return hook
+
+    conv.register_structure_hook_factory(is_list_type, struct_list_factory)
     for value_type in (float, Distribution, InterchangeRate):
         conv.register_structure_hook_func(
             lambda t, vt=value_type: t == dict[str, vt], struct_mcc_map(value_type)
@@ -824,6 +857,9 @@ def format_path(path: Path_) -> str:
     return out
 
 
+MAX_YAML_VALUES = 1_000_000  # a scenario or sweep file holds a few thousand at most
+
+
 class _Source:
     """The parsed YAML as plain Python values, with the line of every path."""
 
@@ -846,10 +882,18 @@ class _Source:
             raise ScenarioError(source, [Problem("", f"YAML error: unsupported structure ({exc})")]) from None
         self.lines: dict[Path_, int] = {}
         self.problems: list[Problem] = []
+        self._values = 0
+        self._source = source
         self.data = self._plain(tree, ())
         self.source = source
 
     def _plain(self, node: Any, path: Path_) -> Any:
+        self._values += 1
+        if self._values > MAX_YAML_VALUES:
+            # Aliases of aliases (`&a [*b, *b, ...]`) expand exponentially: stop, don't hang.
+            raise ScenarioError(self._source, [Problem(format_path(path), f"YAML error: more than "
+                                                       f"{MAX_YAML_VALUES:,} values (aliases nested too deep?)",
+                                                       self.line_of(path))])
         tag = getattr(getattr(node, "tag", None), "value", None)
         if tag is not None and tag not in _PLAIN_TAGS:
             self.problems.append(Problem(format_path(path), f"unsupported YAML value (tag {tag})", self.line_of(path)))
@@ -1040,6 +1084,26 @@ def _switch_restart_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             first, second = sorted((p, c))
             yield (("network", "switch_restarts", second, "at"),
                    f"restarts while (or the instant) switch_restarts[{first}] is still down")
+    if not spans:
+        return
+    from clearing_sim.model.switch_restarts import MAX_REVERSAL_REPEATS  # imports this module: import late
+
+    # An acquirer repeats a reversal lost at the down switch every auth_timeout_ms until
+    # one gets through; restarts closer together than that chain into one span.
+    for n, acq in enumerate(s.acquirers):
+        repeat_s = acq.auth_timeout_ms / 1000.0
+        group_start, group_end, group_first = spans[0][0][0], spans[0][0][1], spans[0][1]
+        for (start, end), j in spans[1:] + [((math.inf, math.inf), -1)]:
+            if start - group_end < repeat_s:
+                group_end = max(group_end, end)
+                continue
+            if (group_end - group_start) / repeat_s + 1 >= MAX_REVERSAL_REPEATS:
+                yield (("acquirers", n, "auth_timeout_ms"),
+                       f"{acq.auth_timeout_ms:g} ms is too short for the switch being down "
+                       f"{group_end - group_start:g} s (switch_restarts[{group_first}]): a lost reversal would be "
+                       f"repeated more than {MAX_REVERSAL_REPEATS:,} times")
+                break
+            group_start, group_end, group_first = start, end, j
 
 
 def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

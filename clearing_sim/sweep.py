@@ -473,21 +473,25 @@ def to_table(sweep: Sweep, results: Sequence[TaskResult]) -> Any:
 
 def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
     """`runs/<sweep name>/`."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sweep.name) or "sweep"
-    return root / safe
+    from clearing_sim.outputs import folder_name
+
+    return root / folder_name(sweep.name, "sweep")
 
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:
     """The sweep folder (sweep.json, sweep.parquet, the sweep file and its base), all or nothing."""
-    from clearing_sim.outputs import _move_into_place, check_out, dumps_json, write_table
+    from clearing_sim.outputs import _move_into_place, check_out_folder, dumps_json, write_table
 
     out = Path(out)
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_out_folder(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     try:
         shutil.copyfile(sweep.source, tmp / "sweep.yaml")
         (tmp / "base.yaml").write_text(

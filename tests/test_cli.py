@@ -81,15 +81,15 @@ class TestRun:
 
     @pytest.mark.parametrize("marker", ["config.yaml", "status.json", "summary.json", "sweep.json"])
     def test_what_clearing_sim_wrote_may_be_replaced(self, tmp_path: Path, marker: str) -> None:
-        from clearing_sim.outputs import check_out
+        from clearing_sim.outputs import check_out_folder
 
         out = tmp_path / "old"
         out.mkdir()
         (out / "notes.txt").write_text("x")
         with pytest.raises(InputError, match="did not write"):
-            check_out(out)
+            check_out_folder(out)
         (out / marker).write_text("{}")
-        check_out(out)  # no error: a run or sweep folder
+        check_out_folder(out)  # no error: a run or sweep folder
 
 
     def test_an_out_that_is_a_file_is_refused(self, small_file: Path, tmp_path: Path, capsys) -> None:
@@ -101,6 +101,50 @@ class TestRun:
         assert f"--out: {out} exists and is not a folder" in capsys.readouterr().err
         assert out.read_text() == "keep me"
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+class TestOutFolder:
+    """An --out that cannot become a run folder exits 2 before the run, and loses nothing."""
+
+    def test_out_is_a_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        f = tmp_path / "notes.txt"
+        f.write_text("keep me")
+        assert run_cli("run", small_file, "--out", f, "-q") == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+        assert f.read_text() == "keep me"
+
+    def test_out_below_a_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        (tmp_path / "notes.txt").write_text("keep me")
+        assert run_cli("run", small_file, "--out", tmp_path / "notes.txt" / "run", "-q") == 2
+        assert "is not a folder" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("out", [".", ".."])
+    def test_out_is_the_current_folder(self, small_file: Path, tmp_path: Path, monkeypatch, capsys,
+                                       out: str) -> None:
+        here = tmp_path / "work"
+        here.mkdir()
+        (here / "keep.txt").write_text("keep me")
+        monkeypatch.chdir(here)
+        assert run_cli("run", small_file, "--out", out, "-q") == 2
+        assert "is the current folder or holds it" in capsys.readouterr().err
+        assert sorted(p.name for p in here.iterdir()) == ["keep.txt"]
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+    @pytest.mark.parametrize("name", ["x" * 300, "银行" * 60])
+    def test_long_scenario_name_default_folder(self, tmp_path: Path, monkeypatch, name: str) -> None:
+        # runs/<name>-<seed> past 255 bytes failed: exit 2 blaming --out (run) or exit 1 (sweep).
+        monkeypatch.chdir(tmp_path)
+        f = tmp_path / "long.yaml"
+        f.write_text(SMALL_YAML.replace("name: small", f"name: {name}"), encoding="utf-8")
+        assert run_cli("run", f, "--seed", "5", "-q") == 0
+        (folder,) = (tmp_path / "runs").iterdir()
+        assert (folder / "summary.json").exists() and folder.name.endswith("-5")
+        assert len(folder.name.encode()) <= 220
+
+    def test_out_name_too_long(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        assert run_cli("run", small_file, "--out", tmp_path / ("z" * 300), "-q") == 2
+        assert "--out: cannot create" in capsys.readouterr().err
 
 
 class TestFailedRun:

@@ -102,6 +102,22 @@ class TestDeterminism:
             simulate(state.scenario, mode="turbo")
 
 
+def test_a_clearing_file_past_the_format_limits_is_an_internal_error(monkeypatch):
+    """A valid scenario whose file breaks a format limit is the run's failure (exit 1), not bad input.
+
+    Found with amounts near 999,999,999,999 fen: 15,000 of them in one file passed PDS 0301's
+    16 digits and the run stopped with exit 2, 'BAD_FIELD', leaving a failed run folder (that
+    checksum now wraps); a file of more messages than DE 71 can number still breaks a limit.
+    """
+    import clearing_sim.ipm as ipm
+    from clearing_sim.scenario import parse_scenario
+    from tests.conftest import SMALL_YAML
+
+    monkeypatch.setattr(ipm, "MAX_MESSAGES", 10)
+    with pytest.raises(InvariantError, match="cannot be written: .*PDS 0306"):
+        simulate(parse_scenario(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: 200")))
+
+
 class TestLateFilesInsideTheRun:
     """A file however late (injected or drawn) still clears and settles before the run ends."""
 

@@ -137,6 +137,18 @@ class TestMissingData:
         assert "No settlement windows" in html
 
 
+def test_day_without_purchases_warns_nothing():
+    """A run with no purchases gets its report without matplotlib's 'No artists with labels' warning."""
+    import warnings
+
+    result = clearing_sim.run(parse_scenario(SMALL_YAML.replace("transactions_per_day: 3000",
+                                                                "transactions_per_day: 0"), "empty.yaml"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        html = report.build_report(result.summary, result.transactions, result.settlements)
+    assert "<html" in html
+
+
 class TestRunFolder:
     """Every run folder gets report.html, written with the rest of the folder."""
 

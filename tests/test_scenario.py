@@ -136,6 +136,8 @@ class TestTypesAndValues:
         ("mean: 40}", "mean: 40, sigma: 1}", "issuers[0].host.service_time_ms.sigma"),
         ("distribution: exponential", "distribution: weibull", "issuers[0].host.service_time_ms.distribution"),
         ('start_date: "2026-11-02"', 'start_date: "2026-13-02"', "run.start_date"),
+        ('start_date: "2026-11-02"', 'start_date: "20261102"', "run.start_date"),
+        ('start_date: "2026-11-02"', 'start_date: "2026-W45-1"', "run.start_date"),
         ("seed: 42", "seed: -1", "run.seed"),
         ("days: 1", "days: 0", "run.days"),
         ('"5812": 1.0}', '"58123": 1.0}', "acquirers[1].category_mix.58123"),
@@ -149,15 +151,63 @@ class TestTypesAndValues:
         line = next(ln for p, ln, _ in probs if p == path)
         assert line == line_of(text, new)
 
-    def test_amounts_fit_the_twelve_digits_of_a_clearing_record(self) -> None:
-        # 10**12 used to validate and then stop the run mid-way: "BAD_FIELD: amount_minor (DE 4)
-        # 1000000000000 is outside [0, 999999999999]", naming no scenario key.
+    def test_holiday_in_another_iso_form_is_refused(self) -> None:
+        # Python reads "20261107" as 2026-11-07, so it was both a holiday and a working day.
+        text = SMALL_YAML + '  calendar: {holidays: ["20261107"], working_days: ["2026-11-07"]}\n'
+        ((path, _, msg),) = problems_of(text)
+        assert (path, msg) == ("settlement.calendar.holidays[0]", "'20261107' is not a date in YYYY-MM-DD form")
+
+    @pytest.mark.parametrize("old,new,path", [
+        ('bins: ["400003"]', 'bins: ["４０００03"]', "issuers[1].bins[0]"),
+        ('"5812": 1.0}', '"٥٨١٢": 1.0}', "acquirers[1].category_mix.٥٨١٢"),
+        ('submission_times: ["22:00"]', 'submission_times: ["２２:00"]', "acquirers[0].submission_times[0]"),
+    ])
+    def test_digits_are_ascii(self, old: str, new: str, path: str) -> None:
+        # Python's \d matched fullwidth and Arabic-Indic digits, and int() read them, so
+        # "４０００03" routed as BIN 400003 alongside (and unchecked against) "400003".
+        probs = problems_of(SMALL_YAML.replace(old, new, 1))
+        assert path in [p for p, _, _ in probs], probs
+
+    def test_category_written_as_text_and_number(self) -> None:
+        # "5812" and 5812 are one category: the second silently replaced the first.
+        text = SMALL_YAML.replace('{"5812": 1.0}', '{"5812": 1.0, 5812: 3.0}')
+        ((path, line, msg),) = problems_of(text)
+        assert (line, msg) == (line_of(text, "5812: 3.0"), "merchant category 5812 is listed twice")
+        assert path.startswith("acquirers[1].category_mix")
+
+    @pytest.mark.parametrize("value", [10**12, 2**63 - 1, 10**30])
+    def test_interchange_fixed_part_bounded(self, value: int) -> None:
+        # Unbounded, a fixed part of 10**30 fen failed the run with an internal error
+        # (OverflowError converting to int64) and 2**63-1 overflowed the netting.
+        text = SMALL_YAML + f"fees:\n  interchange_default: {{bps: 45, fixed_minor: {value}}}\n"
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("fees.interchange_default.fixed_minor", line_of(text, "fixed_minor"))
+        assert msg.startswith("must be at most 999,999,999,999")
+
+    def test_amount_max_fits_de4(self) -> None:
+        # DE 4 of a clearing record is n12: a larger purchase could be authorised but
+        # never written to a clearing file, so the run would fail half-way.
         text = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 1000000000000\n  unknown_bin_rate")
-        probs = problems_of(text)
-        assert [(p, ln) for p, ln, _ in probs] == [("traffic.amount_max_minor", line_of(text, "amount_max_minor"))]
-        assert "999,999,999,999" in probs[0][2]
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("traffic.amount_max_minor", line_of(text, "amount_max_minor"))
+        assert "999,999,999,999" in msg
         ok = SMALL_YAML.replace("  unknown_bin_rate", "  amount_max_minor: 999999999999\n  unknown_bin_rate")
         assert parse_scenario(ok).traffic.amount_max_minor == 10**12 - 1
+
+    @pytest.mark.parametrize("old,new,path,got", [
+        ('submission_times: ["22:00"]', 'submission_times: "22:00"', "acquirers[0].submission_times", "str '22:00'"),
+        ('submission_times: ["22:00"]', 'submission_times: {"22:00": 1}', "acquirers[0].submission_times",
+         "a mapping"),
+        ('bins: ["400003"]', 'bins: "400003"', "issuers[1].bins", "str '400003'"),
+        ('windows: ["10:00"]', 'windows: ""', "settlement.windows", "str ''"),
+        ('windows: ["10:00"]', "windows: ~", "settlement.windows", "nothing (null)"),
+    ])
+    def test_text_or_mapping_for_a_list(self, old: str, new: str, path: str, got: str) -> None:
+        # Text was split into its characters ('2' is not a time of day) and a mapping
+        # taken for its keys (accepted silently).
+        text = SMALL_YAML.replace(old, new, 1)
+        ((p, line, msg),) = problems_of(text)
+        assert (p, line, msg) == (path, line_of(text, new), f"expected a list, got {got}")
 
     def test_hourly_profile_length(self) -> None:
         text = SMALL_YAML.replace("  unknown_bin_rate", "  hourly_profile: [1, 2, 3]\n  unknown_bin_rate")
@@ -228,6 +278,21 @@ class TestUnsafeAndBrokenYaml:
     ])
     def test_fuzzer_findings(self, text: str) -> None:
         assert problems_of(text)
+
+    def test_alias_bomb_is_refused_not_expanded(self, monkeypatch) -> None:
+        # Nested aliases (9 levels of 9) once expanded to 387 million values: the load hung.
+        import clearing_sim.scenario as scenario_mod
+
+        monkeypatch.setattr(scenario_mod, "MAX_YAML_VALUES", 10_000)
+        lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        lines += [f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 9) + "]" for k in range(1, 9)]
+        ((_, _, msg),) = problems_of("\n".join(lines) + "\nname: x\n")
+        assert msg == "YAML error: more than 10,000 values (aliases nested too deep?)"
+
+    def test_aliases_still_work(self) -> None:
+        text = SMALL_YAML.replace('cutoffs: ["12:30", "23:45"]', 'cutoffs: &c ["12:30", "23:45"]')
+        s = parse_scenario(text + "disputes:\n  issuer_file_times: *c\n")
+        assert s.disputes.issuer_file_times == ("12:30", "23:45")
 
     @given(st.text(max_size=300))
     @settings(max_examples=150, deadline=None)

@@ -133,6 +133,25 @@ class TestBadSweepFiles:
         assert "grid.issuers[1].host.servers[1] (line 10)" in err
         assert "expected a whole number" in err
 
+    def test_out_is_a_file_refused_before_running(self, tmp_path, sweep_file, capsys, monkeypatch):
+        f = tmp_path / "notes.txt"
+        f.write_text("keep me")
+        monkeypatch.setattr(sw, "run_sweep", lambda *a, **k: pytest.fail("ran the sweep"))
+        assert main(["sweep", str(sweep_file), "--workers", "1", "--out", str(f)]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+        assert f.read_text() == "keep me"
+
+    def test_out_is_the_current_folder(self, tmp_path, sweep_file, capsys, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sw, "run_sweep", lambda *a, **k: pytest.fail("ran the sweep"))
+        assert main(["sweep", str(sweep_file), "--workers", "1", "--out", "."]) == 2
+        assert "is the current folder" in capsys.readouterr().err
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    def test_default_folder_of_a_long_name(self, tmp_path):
+        s = sw.load_sweep(write_sweep(tmp_path, SWEEP_YAML.replace("name: ", "name: " + "y" * 300, 1)))
+        assert len(sw.default_out(s).name.encode()) <= 200
+
     def test_load_sweep_problems(self, tmp_path):
         p = write_sweep(tmp_path, SWEEP_YAML.replace("settlement.windows:", "settlement.window:"))
         with pytest.raises(sw.SweepError) as info:

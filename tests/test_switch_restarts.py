@@ -42,6 +42,17 @@ BAD = {
                      "network.switch_restarts[1].at", "still down"),
     "listed out of order, overlapping": (with_restarts('{at: "13:00"}', '{at: "12:59", down_s: 61}'),
                                          "network.switch_restarts[1].at", "still down"),
+    # A lost 0400 is repeated every auth_timeout_ms: a day down at 1 ms would take 86 million
+    # repeats, and the run failed half-way (exit 1) at the 100,000-repeat loop bound.
+    "acquirer timeout too short for the downtime": (
+        with_restarts('{at: "00:00", down_s: 86400}').replace('submission_times: ["22:00"]',
+                                                             'submission_times: ["22:00"]\n    auth_timeout_ms: 1'),
+        "acquirers[0].auth_timeout_ms", "repeated more than 100,000 times"),
+    # Restarts closer together than the timeout chain: 2 x 43,199 s at 800 ms is 108,000 repeats.
+    "chained restarts": (
+        with_restarts('{at: "00:00", down_s: 43199.5}', '{at: "12:00", down_s: 43199}').replace(
+            'submission_times: ["22:00"]', 'submission_times: ["22:00"]\n    auth_timeout_ms: 800'),
+        "acquirers[0].auth_timeout_ms", "repeated more than 100,000 times"),
 }
 
 
@@ -75,6 +86,16 @@ class TestBadValues:
         err = capsys.readouterr().err
         assert path in err and "Traceback" not in err
         assert not (tmp_path / "run").exists()
+
+
+def test_timeout_short_but_within_the_repeat_bound_runs(tmp_path: Path):
+    """86,400 s down at 870 ms is 99,311 repeats: valid, and the run gets every reversal through."""
+    text = (with_restarts('{at: "00:00", down_s: 86400}')
+            .replace('submission_times: ["22:00"]', 'submission_times: ["22:00"]\n    auth_timeout_ms: 870')
+            .replace("transactions_per_day: 3000", "transactions_per_day: 100"))
+    f = tmp_path / "ok.yaml"
+    f.write_text(text, encoding="utf-8")
+    assert cli.main(["run", str(f), "--out", str(tmp_path / "run"), "-q"]) == 0
 
 
 class TestKey:

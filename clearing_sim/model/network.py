@@ -16,6 +16,7 @@ import numpy as np
 import simpy
 
 from clearing_sim.errors import InvariantError
+from clearing_sim.ipm import ClearingFileError
 from clearing_sim.model.acquirers import AcquirerSubmissions
 from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK, DetailedAuthorisation
 from clearing_sim.model.clearing import ClearingNetwork, check_clearing
@@ -119,7 +120,13 @@ def simulate(scenario: Scenario, mode: str = "detailed",
     clearing.on_file_rejected = {"acquirer": acquirers.file_rejected, "issuer": disputes.file_rejected}
     if progress is not None:
         env.process(_report_progress(env, progress, days * DAY_S))
-    env.run(until=days * DAY_S)
+    try:
+        env.run(until=days * DAY_S)
+    except ClearingFileError as exc:
+        # The scenario was valid: a file the simulator writes itself that breaks a limit of
+        # the format (say a day's amounts past PDS 0301's 16 digits) is its failure, not bad
+        # input (exit 1 with a failed run folder, not exit 2 that says nothing was written).
+        raise InvariantError(f"a clearing file of this run cannot be written: {exc}") from exc
     auth.finish()
 
     state = SimulationState(scenario, mode, txn, pan, auth.out, auth.queue_depth_max,
