@@ -272,6 +272,8 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: boo
             logger.info("run started", version=__version__, out=str(folder))
             result = api.run(sc, mode=mode, progress=progress, clearing_files=clearing_files)
             a = result.summary["authorisations"]
+            for fault in result.summary["clearing"].get("faults_not_applied", []):
+                logger.warning("fault not applied", **fault)
             logger.info("run finished", authorisations=a["count"], approved=a["approved"],
                         windows=len(result.summary["settlement"]["windows"]))
             return result
@@ -439,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()  # an argument error: the parser's own message, exit 2
             return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
         err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}"))
-        err_console.print("This is a bug in clearing-sim; the run folder's status.json has the traceback.")
+        err_console.print("This is a bug in clearing-sim (for `run`, the run folder's status.json "
+                          "has the traceback).")
         return EXIT_INTERNAL
     return rc if isinstance(rc, int) else 0
