@@ -81,6 +81,13 @@ def clearing_summary(state) -> dict:
              "files_rejected": c.files_rejected, "records_rejected": c.records_rejected}
             for c in cl.cycles
         ],
+        # An injected fault aimed at a submission with nothing to present sends no file.
+        "faults_not_applied": [
+            {"kind": fault.kind, "acquirer": fault.acquirer, "day": fault.day, "submission": fault.submission,
+             "reason": "the submission had no records, so no file was sent"}
+            for number, fault in enumerate(state.scenario.clearing.faults)
+            if number not in state.acquirers.faults_applied
+        ],
         "files_received": [
             {"name": f.name, "file_id": f.file_id, "sender": state.scenario.participant_ids[f.sender],
              "records": f.n_records, "cycle": cl.cycles[f.cycle].id, "status": f.status,

@@ -224,3 +224,24 @@ class TestSettlementDelay:
             if wid not in (self.DELAYED, self.NEXT):
                 assert late[wid]["t_settled_s"] == late[wid]["t_close_s"]
         assert_books_balance(results[1])
+
+
+@pytest.mark.parametrize("submission,applied", [(1, False), (2, True)])
+def test_a_fault_on_a_submission_without_a_file_is_reported(submission: int, applied: bool) -> None:
+    """A fault aimed at a submission with nothing to present used to vanish without a word."""
+    from tests.conftest import SMALL_YAML
+
+    text = SMALL_YAML.replace('submission_times: ["12:00", "23:00"]', 'submission_times: ["00:00", "23:00"]')
+    text = text.replace('  cutoffs: ["12:30", "23:45"]',
+                        '  cutoffs: ["12:30", "23:45"]\n'
+                        f'  faults: [{{kind: corrupt_trailer, acquirer: BANKC, day: 1, submission: {submission}}}]')
+    from clearing_sim.scenario import parse_scenario
+
+    result = clearing_sim.run(parse_scenario(text), mode="fast")
+    missed = result.summary["clearing"]["faults_not_applied"]
+    if applied:
+        assert missed == []
+        assert any(f["fault"] == "corrupt_trailer" for f in result.summary["clearing"]["files_received"])
+    else:
+        assert missed == [{"kind": "corrupt_trailer", "acquirer": "BANKC", "day": 1, "submission": 1,
+                           "reason": "the submission had no records, so no file was sent"}]

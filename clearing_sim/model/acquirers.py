@@ -126,6 +126,7 @@ class AcquirerSubmissions:
         self.factory = factory
         self.files: list[SubmittedFile] = []
         self.faults: dict[tuple[int, int, int], list[tuple[int, ClearingFault]]] = {}
+        self.faults_applied: set[int] = set()  # numbers of the scenario's faults a file carried
         by_institution = {a.institution: i for i, a in enumerate(scenario.acquirers)}
         for number, fault in enumerate(scenario.clearing.faults):
             key = (by_institution[fault.acquirer], fault.day - 1, fault.submission - 1)
@@ -188,6 +189,7 @@ class AcquirerSubmissions:
         sc = self.scenario
         now = self.env.now
         faults = self.faults.get((a, day, seq), [])
+        self.faults_applied.update(number for number, _ in faults)
         idx = [purchases, refunds, reps]
         kinds = [cd.KIND_FIRST_PRESENTMENT, cd.KIND_REFUND, cd.KIND_SECOND_PRESENTMENT]
         if self.factory is None:
