@@ -127,3 +127,43 @@ class TestStreamContract:
         assert np.array_equal(gids, np.arange(len(t)))
         # Only what is still in a queue, a timer or a link stays live: far less than the day.
         assert live_max < len(t) // 4
+
+
+ZERO_LATENCY_TIE_YAML = """\
+name: zero_latency_tie
+run: {days: 1, seed: 1}
+institutions: [{id: BANKA}, {id: BANKB}, {id: BANKC}]
+issuers:
+  - {institution: BANKA, bins: ["400001"], share: 0.5, cards: 500, host: {servers: 2}}
+  - institution: BANKB
+    bins: ["400003"]
+    share: 0.5
+    cards: 500
+    host:
+      servers: 2
+      degraded: [{start: "18:00", end: "18:30", servers: 0}]
+acquirers:
+  - {institution: BANKA, share: 0.5, merchants: 10, category_mix: {"5411": 1.0}, auth_timeout_ms: 2500}
+  - {institution: BANKC, share: 0.5, merchants: 10, category_mix: {"5411": 1.0}, auth_timeout_ms: 2500}
+traffic:
+  transactions_per_day: 3000
+  amount_minor: {"5411": {distribution: constant, value: 1000}}
+network:
+  latency_ms: {distribution: constant, value: 0}
+  switch_timeout_ms: 2500
+"""
+
+
+def test_a_stand_in_answering_exactly_at_the_acquirers_timeout_is_in_time_in_both_modes() -> None:
+    # Zero-latency hops and acquirer timeout == switch timeout: every stand-in answer
+    # reaches the acquirer exactly at its deadline, which is in time. Detailed mode's
+    # acquirer timer used to wake first at that instant and reverse it (and then fail
+    # its own reversal check); fast mode never reversed it.
+    from clearing_sim.model.network import simulate
+    from clearing_sim.scenario import parse_scenario
+
+    sc = parse_scenario(ZERO_LATENCY_TIE_YAML, "zero_latency_tie.yaml")
+    d, f = simulate(sc, "detailed"), simulate(sc, "fast")
+    assert f.outcomes["stand_in"].sum() > 10
+    assert not d.outcomes["reversed"].any()
+    assert_same_outcomes(d.outcomes, f.outcomes)
