@@ -33,11 +33,14 @@ its outcome columns, once nothing about it can change; what stays behind is what
 still in a queue, awaiting a timer, or has a message in flight.
 
 Every time is computed with the same floating-point operations, on the same values,
-as in detailed mode, so the outcomes are equal, not merely close. Exact ties between
-events of different kinds at one instant (which need equal sums of continuous draws)
-are ordered as the module docstring of `authorisation` states: availability changes
-first, then completions, then arrivals; at the issuer, decisions before applied
-messages. Must never draw random numbers or decide anything about clearing.
+as in detailed mode, so the outcomes are equal, not merely close. Exact ties at one
+instant are ordered: availability changes first, then completions, then arrivals; at
+the issuer, decisions before applied messages; reversals with equal deadlines by
+transaction id. Ties between different transactions need equal sums of continuous
+draws, which arrivals drawn by `traffic` never give; where they happen anyway (arrays
+built by hand), detailed mode follows SimPy's scheduling order and the two modes can
+differ (see the module docstring of `authorisation`). Must never draw random numbers
+or decide anything about clearing.
 """
 
 from __future__ import annotations
