@@ -174,6 +174,17 @@ class Distribution:
         if self.distribution == "lognormal" and self.median == 0:
             raise _FieldProblem("median", "must be greater than 0")
 
+    def far_tail(self) -> float:
+        """A value the distribution exceeds about once in 10^6 draws (its largest for bounded kinds)."""
+        d = self.distribution
+        if d == "constant":
+            return float(self.value)  # type: ignore[arg-type]
+        if d == "uniform":
+            return float(self.high)  # type: ignore[arg-type]
+        if d == "exponential":
+            return float(self.mean) * math.log(1e6)  # type: ignore[arg-type]
+        return float(self.median) * math.exp(float(self.sigma) * 4.753)  # type: ignore[arg-type]  # z of 1e-6
+
     @property
     def mean_value(self) -> float:
         """The distribution's mean, in its own unit."""
@@ -995,10 +1006,21 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
+# A message's hop or a host's service longer than this would put events past the run's end.
+MAX_MESSAGE_TIME_MS = 3_600_000
+
+
 def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     """Checks that span fields: references, uniqueness, overlaps."""
     if not s.name.strip():
         yield ("name",), "must not be empty"
+    timed = [(("network", "latency_ms"), s.network.latency_ms)]
+    timed += [(("issuers", n, "host", "service_time_ms"), i.host.service_time_ms) for n, i in enumerate(s.issuers)]
+    for path, dist in timed:
+        tail = dist.far_tail()
+        if tail > MAX_MESSAGE_TIME_MS:
+            yield path, (f"draws beyond an hour ({tail:,.0f} ms about once in 10^6 draws); per-message "
+                         f"times must stay within {MAX_MESSAGE_TIME_MS:,} ms so every event falls inside the run")
     ids = [i.id for i in s.institutions]
     if not ids:
         yield ("institutions",), "needs at least one institution"
