@@ -175,7 +175,8 @@ class Distribution:
             raise _FieldProblem("median", "must be greater than 0")
 
     def far_tail(self) -> float:
-        """A value the distribution exceeds about once in 10^6 draws (its largest for bounded kinds)."""
+        """A value the distribution exceeds about once in 10^6 draws (its largest for bounded
+        kinds; infinity where that overflows a float)."""
         d = self.distribution
         if d == "constant":
             return float(self.value)  # type: ignore[arg-type]
@@ -183,7 +184,16 @@ class Distribution:
             return float(self.high)  # type: ignore[arg-type]
         if d == "exponential":
             return float(self.mean) * math.log(1e6)  # type: ignore[arg-type]
-        return float(self.median) * math.exp(float(self.sigma) * 4.753)  # type: ignore[arg-type]  # z of 1e-6
+        z = 4.753  # the standard normal's one-in-a-million upper tail
+        log_tail = math.log(float(self.median)) + float(self.sigma) * z  # type: ignore[arg-type]
+        return math.exp(log_tail) if log_tail < 700.0 else math.inf
+
+    def tail_parameter(self, limit: float) -> str:
+        """The parameter to blame when `far_tail()` passes `limit`."""
+        d = self.distribution
+        if d == "lognormal":
+            return "median" if float(self.median) > limit else "sigma"  # type: ignore[arg-type]
+        return {"constant": "value", "uniform": "high", "exponential": "mean"}[d]
 
     @property
     def mean_value(self) -> float:
@@ -1019,8 +1029,11 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     for path, dist in timed:
         tail = dist.far_tail()
         if tail > MAX_MESSAGE_TIME_MS:
-            yield path, (f"draws beyond an hour ({tail:,.0f} ms about once in 10^6 draws); per-message "
-                         f"times must stay within {MAX_MESSAGE_TIME_MS:,} ms so every event falls inside the run")
+            param = dist.tail_parameter(MAX_MESSAGE_TIME_MS)
+            shown = "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}"
+            yield (*path, param), (f"draws beyond an hour ({shown} ms about once in 10^6 draws); per-message "
+                                   f"times must stay within {MAX_MESSAGE_TIME_MS:,} ms so every event falls "
+                                   "inside the run")
     ids = [i.id for i in s.institutions]
     if not ids:
         yield ("institutions",), "needs at least one institution"

@@ -422,22 +422,24 @@ class TestPerMessageTimesStayInsideTheRun:
     run failed with an internal error (events after the end of the run), in both modes.
     """
 
-    @pytest.mark.parametrize("dist", [
-        "{distribution: lognormal, median: 1000, sigma: 5}",
-        "{distribution: exponential, mean: 1.0e300}",
-        "{distribution: constant, value: 3600001}",
-        "{distribution: uniform, low: 0, high: 7200000}",
+    @pytest.mark.parametrize("dist,param", [
+        ("{distribution: lognormal, median: 1000, sigma: 5}", "sigma"),
+        ("{distribution: lognormal, median: 45, sigma: 1.0e30}", "sigma"),  # overflowed once: exit 1
+        ("{distribution: lognormal, median: 1.0e30, sigma: 0.5}", "median"),
+        ("{distribution: exponential, mean: 1.0e300}", "mean"),
+        ("{distribution: constant, value: 3600001}", "value"),
+        ("{distribution: uniform, low: 0, high: 7200000}", "high"),
     ])
-    def test_service_time_refused(self, dist: str) -> None:
+    def test_service_time_refused(self, dist: str, param: str) -> None:
         text = SMALL_YAML.replace("service_time_ms: {distribution: constant, value: 30}", f"service_time_ms: {dist}")
         ((path, line, msg),) = problems_of(text)
-        assert (path, line) == ("issuers[1].host.service_time_ms", line_of(text, dist))
+        assert (path, line) == (f"issuers[1].host.service_time_ms.{param}", line_of(text, dist))
         assert "beyond an hour" in msg
 
     def test_latency_refused(self) -> None:
         text = SMALL_YAML + "network:\n  latency_ms: {distribution: lognormal, median: 1000, sigma: 5}\n"
         ((path, line, msg),) = problems_of(text)
-        assert (path, line) == ("network.latency_ms", line_of(text, "latency_ms"))
+        assert (path, line) == ("network.latency_ms.sigma", line_of(text, "latency_ms"))
 
     @pytest.mark.parametrize("dist", [
         "{distribution: constant, value: 3600000}",
