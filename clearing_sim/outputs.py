@@ -146,16 +146,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     (`progress()`).
     """
     out = Path(out)
-    check_out_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    except OSError as exc:
-        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
+    tmp = temporary_folder(out)
     with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
         open_log(log_fh)
         write_config(tmp, scenario, mode)
@@ -186,6 +177,21 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
             raise
     _move_into_place(tmp, out)
     return result
+
+
+def temporary_folder(out: Path) -> Path:
+    """Check `out` (`check_out_folder`) and create the empty hidden sibling that the
+    outputs are written to before `_move_into_place`; raises InputError."""
+    check_out_folder(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
+    return tmp
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 import shutil
 import types
 import typing
@@ -480,18 +479,10 @@ def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:
     """The sweep folder (sweep.json, sweep.parquet, the sweep file and its base), all or nothing."""
-    from clearing_sim.outputs import _move_into_place, check_out_folder, dumps_json, write_table
+    from clearing_sim.outputs import _move_into_place, dumps_json, temporary_folder, write_table
 
     out = Path(out)
-    check_out_folder(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    except OSError as exc:
-        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
+    tmp = temporary_folder(out)
     try:
         shutil.copyfile(sweep.source, tmp / "sweep.yaml")
         (tmp / "base.yaml").write_text(
