@@ -857,6 +857,10 @@ def _walk_errors(exc: BaseException, path: Path_) -> Iterator[tuple[Path_, str]]
             yield path, "required key is missing"
         elif "expected" in msg:
             yield path, msg
+        elif (m := re.fullmatch(r"argument of type '(\w+)' is not iterable", msg)):
+            got = {"NoneType": "nothing (null)", "int": "a number", "float": "a number",
+                   "bool": "true or false"}.get(m.group(1), m.group(1))
+            yield path, f"expected a mapping of keys to values, got {got}"
         else:
             yield path, f"wrong type ({msg})"
     elif isinstance(exc, AttributeError):

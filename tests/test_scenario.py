@@ -449,3 +449,16 @@ class TestPerMessageTimesStayInsideTheRun:
     def test_slow_but_bounded_times_are_fine(self, dist: str) -> None:
         text = SMALL_YAML.replace("service_time_ms: {distribution: constant, value: 30}", f"service_time_ms: {dist}")
         parse_scenario(text)
+
+
+class TestMappingExpected:
+    """A section given a scalar or null says a mapping was expected (it used to print a TypeError)."""
+
+    @pytest.mark.parametrize("value,got", [("~", "nothing (null)"), ("5", "a number"), ("2.5", "a number"),
+                                           ("true", "true or false")])
+    def test_section_given_a_scalar(self, value: str, got: str) -> None:
+        text = SMALL_YAML.replace("settlement:\n  windows:", "settlement_old:\n  windows:", 1)
+        text = text.replace("settlement_old:", f"settlement: {value}\nsettlement_old:", 1)
+        probs = problems_of(text)
+        assert ("settlement", line_of(text, f"settlement: {value}"),
+                f"expected a mapping of keys to values, got {got}") in probs
