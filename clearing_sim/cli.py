@@ -383,17 +383,21 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
 @app.command()
 def inspect(
     clearing_file: Annotated[Path, typer.Argument(help="A clearing file (IPM-style, VBS or 1014-blocked).")],
-    records: Annotated[int, typer.Option(help="How many of the first records to show.")] = 5,
+    records: Annotated[int, typer.Option(help="How many of the first records to show (0 to 100).")] = 5,
 ) -> None:
     """Show a clearing file's header, counts, totals, first records and validation (exit 2 if rejected)."""
     from clearing_sim import ipm
 
+    if not 0 <= records <= ipm.INSPECT_RECORDS_KEPT:
+        raise InputError(f"--records: must be 0 to {ipm.INSPECT_RECORDS_KEPT}, got {records}")
+    if not str(clearing_file).strip() or str(clearing_file) == ".":
+        raise InputError("inspect: name a clearing file")
     try:
         data = clearing_file.read_bytes()
     except OSError as exc:
         raise InputError(f"{clearing_file}: cannot read the file: {exc.strerror or exc}") from None
     report = ipm.inspect_file(data)
-    out_console.print(Text(f"{clearing_file}\n" + ipm.format_inspect(report, n_first=max(records, 0))))
+    out_console.print(Text(f"{clearing_file}\n" + ipm.format_inspect(report, n_first=records)))
     if not report.ok:
         number = ipm.REASON_CODES[report.reason_code][0]
         where = "" if report.record_index is None else f" at message {report.record_index + 1}"

@@ -171,3 +171,23 @@ class TestInspectDamagedFiles:
         bad = whole[: start + at] + f"{total:016d}".encode() + whole[start + at + 16 :]
         rc, err = inspect_exit(bad, tmp_path, capsys)
         assert rc == 2 and "AMOUNT_MISMATCH" in err
+
+
+class TestInspectArguments:
+    """`inspect` refuses what it cannot honour instead of quietly doing something else."""
+
+    @pytest.mark.parametrize("n", [-1, 101, 500])
+    def test_records_outside_0_to_100(self, tmp_path, capsys, n: int) -> None:
+        from clearing_sim.cli import main
+
+        f = tmp_path / "x.ipm"
+        f.write_bytes(b"")
+        assert main(["inspect", str(f), "--records", str(n)]) == 2
+        assert "--records: must be 0 to 100" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("path", ["", " ", "."])
+    def test_no_file_named(self, capsys, path: str) -> None:
+        from clearing_sim.cli import main
+
+        assert main(["inspect", path]) == 2
+        assert "name a clearing file" in capsys.readouterr().err
