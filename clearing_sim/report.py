@@ -209,6 +209,24 @@ def plot_transactions_per_hour(fig: Any, tx: Any, summary: dict) -> str:
             "split by the acquirer of the merchant.")
 
 
+def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray]], edges: np.ndarray, colours: dict) -> None:
+    """One step line per non-empty series: the share (%) of its values in each bin."""
+    for name, v in series:
+        if len(v) == 0:
+            continue
+        counts, _ = np.histogram(v, bins=edges)
+        ax.stairs(100.0 * counts / len(v), edges, label=f"{name} ({len(v):,})",
+                  color=colours.get(name, "0.4"), linewidth=1.4)
+
+
+def _mark_percentiles(ax: Any, values: np.ndarray, unit: str) -> None:
+    """Dashed lines at the p50 and p99 of all `values`, labelled in `unit`."""
+    for q, v in zip(("p50", "p99"), np.percentile(values, [50, 99])):
+        ax.axvline(v, color="0.3", linestyle="--", linewidth=0.8)
+        ax.annotate(f"all {q} {v:.1f} {unit}", (v, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(3, -10), textcoords="offset points", fontsize=8, color="0.25")
+
+
 def plot_latency(fig: Any, tx: Any, summary: dict) -> str:
     lat = _need(_float_col(tx, "latency_ms"), "latency_ms")
     iss = _need(_coded(tx, "issuer"), "issuer")
@@ -223,18 +241,8 @@ def plot_latency(fig: Any, tx: Any, summary: dict) -> str:
     groups = [(name, codes == k) for k, name in enumerate(names)]
     if (codes < 0).any():
         groups.append(("unknown BIN (switch)", codes < 0))
-    for name, sel in groups:
-        v = lat[sel & ok]
-        if len(v) == 0:
-            continue
-        counts, _ = np.histogram(np.minimum(v, edges[-1]), bins=edges)
-        ax.stairs(100.0 * counts / len(v), edges, label=f"{name} ({len(v):,})",
-                  color=colours.get(name, "0.4"), linewidth=1.4)
-    p50, p99 = np.percentile(lat[ok], [50, 99])
-    for q, v in (("p50", p50), ("p99", p99)):
-        ax.axvline(v, color="0.3", linestyle="--", linewidth=0.8)
-        ax.annotate(f"all {q} {v:.1f} ms", (v, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -10), textcoords="offset points", fontsize=8, color="0.25")
+    _share_stairs(ax, [(name, np.minimum(lat[sel & ok], edges[-1])) for name, sel in groups], edges, colours)
+    _mark_percentiles(ax, lat[ok], "ms")
     ax.set_xlabel("authorisation latency, 0100 sent to 0110 received by the acquirer (ms)")
     ax.set_ylabel("share of the issuer's authorisations (%)")
     ax.set_title("Authorisation latency distribution, by issuer")
@@ -284,18 +292,8 @@ def plot_settlement_lag(fig: Any, tx: Any, summary: dict) -> str:
     edges = np.linspace(0.0, max(hi, 1.0), min(int(max(hi, 1.0)) * 2, 120) + 1)
     ax = fig.add_subplot()
     colours = _colours(summary.get("participants") or names)
-    for k, name in enumerate(names):
-        v = lag[(codes == k) & ok]
-        if len(v) == 0:
-            continue
-        counts, _ = np.histogram(v, bins=edges)
-        ax.stairs(100.0 * counts / len(v), edges, label=f"{name} ({len(v):,})",
-                  color=colours.get(name), linewidth=1.4)
-    p50, p99 = np.percentile(lag[ok], [50, 99])
-    for q, v in (("p50", p50), ("p99", p99)):
-        ax.axvline(v, color="0.3", linestyle="--", linewidth=0.8)
-        ax.annotate(f"all {q} {v:.1f} h", (v, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -10), textcoords="offset points", fontsize=8, color="0.25")
+    _share_stairs(ax, [(name, lag[(codes == k) & ok]) for k, name in enumerate(names)], edges, colours)
+    _mark_percentiles(ax, lag[ok], "h")
     ax.set_xlabel("settlement lag, authorisation response to settlement of its window (hours)")
     ax.set_ylabel("share of the acquirer's settled purchases (%)")
     ax.set_title("Settlement lag distribution, by acquirer")

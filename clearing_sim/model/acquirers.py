@@ -14,7 +14,6 @@ records of a file the network rejected as a whole. Every draw comes from
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -82,11 +81,7 @@ def file_id(scenario: Scenario, acquirer: int, day: int, seq: int) -> str:
 
 def acquirer_header(scenario: Scenario, acquirer: int, day: int, seq: int) -> ipm.FileHeader:
     party = scenario.institution_index(scenario.acquirers[acquirer].institution)
-    return ipm.FileHeader(
-        sender_id=int(cd.processor_id(party)), receiver_id=cd.NETWORK_PROCESSOR_ID,
-        business_date=dt.date.fromisoformat(scenario.run.start_date) + dt.timedelta(days=day),
-        file_sequence=seq + 1, file_type=cd.FILE_TYPE_ACQUIRER,
-    )
+    return cd.sender_header(party, scenario.run.start_date, day, seq, cd.FILE_TYPE_ACQUIRER)
 
 
 def fault_key(scenario: Scenario, number: int) -> int:
@@ -227,13 +222,12 @@ class AcquirerSubmissions:
                     cols["amount_minor"][rows] = 2 * cols["amount_minor"][rows] + 1
         header = acquirer_header(sc, a, day, seq)
         blocked = sc.clearing.blocked_files
-        batch = ipm.RecordBatch(**cols)
-        data = None
+        data = batch = None
         if self.write_bytes or damage:
-            data = ipm.write_file(header, batch, blocked=blocked)
-            batch = None
+            data = ipm.write_file(header, ipm.RecordBatch(**cols), blocked=blocked)
         else:  # numbered as the reader numbers them: the header is message 1
-            batch = attrs.evolve(batch, message_number=np.arange(2, len(batch) + 2, dtype=np.int64))
+            n = len(cols["amount_minor"])
+            batch = ipm.RecordBatch(**cols, message_number=np.arange(2, n + 2, dtype=np.int64))
         for how in damage:
             data = cd.damage_file(data, header.file_id, blocked, how)
         party = sc.institution_index(sc.acquirers[a].institution)

@@ -68,6 +68,16 @@ def processor_id(participant: int | np.ndarray) -> np.ndarray:
     return np.asarray(participant, dtype=np.int64) + 1
 
 
+def sender_header(participant: int, start_date: str, day: int, seq: int, file_type: int) -> ipm.FileHeader:
+    """The header of submission `seq` (0-based) on run `day` (0-based) of a participant's
+    files to the network (FILE_TYPE_ACQUIRER or FILE_TYPE_ISSUER)."""
+    return ipm.FileHeader(
+        sender_id=int(processor_id(participant)), receiver_id=NETWORK_PROCESSOR_ID,
+        business_date=dt.date.fromisoformat(start_date) + dt.timedelta(days=day),
+        file_sequence=seq + 1, file_type=file_type,
+    )
+
+
 def digit_matrix(values: np.ndarray, width: int) -> np.ndarray:
     """Non-negative int64 values below 10**width -> (n, width) uint8 ASCII digits, zero-padded."""
     v = np.asarray(values, dtype=np.int64)

@@ -10,7 +10,6 @@ written with `clearing_sim.ipm`). Second presentments are the acquirers' (see
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,11 +28,7 @@ if TYPE_CHECKING:
 
 def issuer_header(scenario: Scenario, issuer: int, day: int, seq: int) -> ipm.FileHeader:
     party = scenario.institution_index(scenario.issuers[issuer].institution)
-    return ipm.FileHeader(
-        sender_id=int(cd.processor_id(party)), receiver_id=cd.NETWORK_PROCESSOR_ID,
-        business_date=dt.date.fromisoformat(scenario.run.start_date) + dt.timedelta(days=day),
-        file_sequence=seq + 1, file_type=cd.FILE_TYPE_ISSUER,
-    )
+    return cd.sender_header(party, scenario.run.start_date, day, seq, cd.FILE_TYPE_ISSUER)
 
 
 class IssuerDisputes:

@@ -56,10 +56,7 @@ from clearing_sim.model.authorisation import (
     ADVICE,
     APPROVED,
     HOST_ANSWERED,
-    HOST_DROPPED,
     HOST_LATE,
-    HOST_LOST_IN_SERVICE,
-    HOST_LOST_WAITING,
     ISSUER_UNAVAILABLE,
     OUTCOME_COLUMNS,
     REVERSAL,
@@ -68,11 +65,11 @@ from clearing_sim.model.authorisation import (
     final_states,
     plan_authorisations,
 )
-from clearing_sim.model.traffic import DAY_S
+from clearing_sim.model.traffic import DAY_S, card_credit_limits
 from clearing_sim.scenario import Scenario
 
 _INF = math.inf
-_LOST_AT_HOST = (HOST_DROPPED, HOST_LOST_WAITING, HOST_LOST_IN_SERVICE)
+_CHECK_CARDS = 1 << 20  # cards whose ledger is checked at a time at the end of a run
 
 # Draws and plan values an issuer's table keeps per live authorisation.
 _INPUT = {
@@ -157,6 +154,7 @@ class _IssuerStream:
                  n_days: int):
         iss = scenario.issuers[index]
         self.index = index
+        self.scenario = scenario
         self.table = _Table(_table_dtypes())
         self.pending = np.empty(0, dtype=np.int64)  # gids not yet at the host
         timeline = availability.timeline()
@@ -185,7 +183,6 @@ class _IssuerStream:
         self.otb = np.zeros(iss.cards, dtype=np.int64)
         self.touched = np.zeros(iss.cards, dtype=np.bool_)
         self.held_minor = np.zeros(iss.cards, dtype=np.int64)
-        self.limit = np.zeros(iss.cards, dtype=np.int64)
 
     @property
     def queue_depth_max(self) -> int:
@@ -385,8 +382,6 @@ class _IssuerStream:
         out["final_state"][:] = final_states(out)
         held = tb["held"][final]
         np.add.at(self.held_minor, tb["card"][final][held], tb["amount"][final][held])
-        cards = tb["card"][final]
-        self.limit[cards] = tb["limit"][final]
         done = {"gid": tb["gid"][final], "held": held} | out
         self.table.keep(~final)
         # The host's heap and waiting line hold rows of the table: renumber them.
@@ -402,9 +397,12 @@ class _IssuerStream:
         if len(self.table) or len(self.msg.q["t"]) or len(self.msg.a["t"]):
             raise InvariantError(f"fast mode: issuer {self.index} ended the run with "
                                  f"{len(self.table)} authorisation(s) unfinished")
-        t = self.touched
-        if not np.array_equal(self.otb[t], self.limit[t] - self.held_minor[t]):
-            raise InvariantError("card(s) whose open-to-buy is not their limit minus what they hold")
+        cards = np.flatnonzero(self.touched)
+        for lo in range(0, len(cards), _CHECK_CARDS):  # limits are a function of (issuer, card): recompute
+            c = cards[lo:lo + _CHECK_CARDS]
+            limit = card_credit_limits(self.scenario, np.full(len(c), self.index, dtype=np.int16), c)
+            if not np.array_equal(self.otb[c], limit - self.held_minor[c]):
+                raise InvariantError("card(s) whose open-to-buy is not their limit minus what they hold")
 
 
 class AuthorisationStream:
