@@ -44,29 +44,17 @@ def clearing_summary(state) -> dict:
     files = cl.files
     senders = [state.acquirers] + ([state.disputes] if getattr(state, "disputes", None) is not None else [])
     in_transit = [f for s in senders for f in s.files if f.cycle < 0]
-    file_reasons = np.array([REASONS.index(f.reject_reason) for f in files if f.status == "rejected"], dtype=np.int64)
     by_kind = {}
     for k, name in enumerate(cd.KIND_NAMES):
         sel = kind == k
         by_kind[name] = {"presented": int(sel.sum()), "cleared": int((sel & cleared).sum()),
                          "rejected": int((sel & rejected).sum()),
                          "amount_cleared_minor": int(r["amount_minor"][sel & cleared].sum())}
-    fees = fee_figures(cl)
-    windows = state.settlement.windows
-    return {
-        "files": len(files),
-        "files_rejected": int(sum(f.status == "rejected" for f in files)),
+    counts = {
         "records_presented": int(len(r["record_id"])),
         "records_cleared": int(cleared.sum()),
         "records_rejected": int(rejected.sum()),
-        "chargebacks": by_kind["first_chargeback"]["cleared"],
-        "refunds": by_kind["refund"]["cleared"],
-        "second_presentments": by_kind["second_presentment"]["cleared"],
         "rejects_by_reason": _count_by(REASONS, r["reason"].astype(np.int64)),
-        "files_rejected_by_reason": _count_by(REASONS, file_reasons),
-        "reject_messages": {"1644/691": int(cl.reject_messages[ipm.FUNC_MESSAGE_EXCEPTION]),
-                            "1644/699": int(cl.reject_messages[ipm.FUNC_FILE_REJECT])},
-        "files_not_cleared_by_end": len(in_transit),
         "records_by_kind": by_kind,
         "amount_presented_minor": int(r["amount_minor"].sum()),
         "amount_cleared_minor": int(r["amount_minor"][cleared].sum()),
@@ -74,23 +62,57 @@ def clearing_summary(state) -> dict:
         "interchange_minor": int(r["interchange_minor"][cleared].sum()),
         "scheme_fees_minor": int(r["scheme_fee_issuer_minor"][cleared].sum()
                                  + r["scheme_fee_acquirer_minor"][cleared].sum()),
+    }
+    return clearing_block(state.scenario, files, cl.cycles, [w.id for w in state.settlement.windows], counts,
+                          fee_figures(cl), cl.reject_messages, len(in_transit), state.acquirers.faults_applied)
+
+
+def clearing_block(scenario, files, cycles, window_ids: list[str], counts: dict, fees: dict, reject_messages: dict,
+                   n_in_transit: int, faults_applied: set[int]) -> dict:
+    """`summary.json`'s `clearing` from its parts: the files that reached a cycle (in order of
+    arrival), the cycles, the record counts and amounts (`counts`, the keys `clearing_summary`
+    fills), the fee figures (`fee_figures`), the 1644 reject messages sent, the files still in
+    transit at the end and the numbers of the scenario's faults that a file carried."""
+    by_kind = counts["records_by_kind"]
+    file_reasons = np.array([REASONS.index(f.reject_reason) for f in files if f.status == "rejected"], dtype=np.int64)
+    ids = scenario.participant_ids
+    return {
+        "files": len(files),
+        "files_rejected": int(sum(f.status == "rejected" for f in files)),
+        "records_presented": counts["records_presented"],
+        "records_cleared": counts["records_cleared"],
+        "records_rejected": counts["records_rejected"],
+        "chargebacks": by_kind["first_chargeback"]["cleared"],
+        "refunds": by_kind["refund"]["cleared"],
+        "second_presentments": by_kind["second_presentment"]["cleared"],
+        "rejects_by_reason": counts["rejects_by_reason"],
+        "files_rejected_by_reason": _count_by(REASONS, file_reasons),
+        "reject_messages": {"1644/691": int(reject_messages[ipm.FUNC_MESSAGE_EXCEPTION]),
+                            "1644/699": int(reject_messages[ipm.FUNC_FILE_REJECT])},
+        "files_not_cleared_by_end": n_in_transit,
+        "records_by_kind": by_kind,
+        "amount_presented_minor": counts["amount_presented_minor"],
+        "amount_cleared_minor": counts["amount_cleared_minor"],
+        "amount_rejected_minor": counts["amount_rejected_minor"],
+        "interchange_minor": counts["interchange_minor"],
+        "scheme_fees_minor": counts["scheme_fees_minor"],
         "fees": {**fees, "rounding": ROUNDING_RULE},
         "cycles": [
             {"id": c.id, "files": c.files, "records": c.records, "amount_minor": c.amount_minor,
-             "window": windows[c.window].id if c.window >= 0 else None,
+             "window": window_ids[c.window] if c.window >= 0 else None,
              "files_rejected": c.files_rejected, "records_rejected": c.records_rejected}
-            for c in cl.cycles
+            for c in cycles
         ],
         # An injected fault aimed at a submission with nothing to present sends no file.
         "faults_not_applied": [
             {"kind": fault.kind, "acquirer": fault.acquirer, "day": fault.day, "submission": fault.submission,
              "reason": "the submission had no records, so no file was sent"}
-            for number, fault in enumerate(state.scenario.clearing.faults)
-            if number not in state.acquirers.faults_applied
+            for number, fault in enumerate(scenario.clearing.faults)
+            if number not in faults_applied
         ],
         "files_received": [
-            {"name": f.name, "file_id": f.file_id, "sender": state.scenario.participant_ids[f.sender],
-             "records": f.n_records, "cycle": cl.cycles[f.cycle].id, "status": f.status,
+            {"name": f.name, "file_id": f.file_id, "sender": ids[f.sender],
+             "records": f.n_records, "cycle": cycles[f.cycle].id, "status": f.status,
              "reason": f.reject_reason or None, "fault": f.fault or None}
             for f in files
         ],
@@ -114,32 +136,56 @@ def clearing_records_table(state) -> pa.Table:
     """One row per record the network received: cleared, or rejected with its reason."""
     cl = state.clearing
     r = cl.records()
-    sc = state.scenario
     txn_idx = r["txn_index"].astype(np.int64)
+    names = RecordNames(state.scenario, cl.files, [c.id for c in cl.cycles], [w.id for w in state.settlement.windows])
+    return record_rows(names, r, state.txn["txn_id"][txn_idx], state.txn["acquirer"][txn_idx],
+                       state.outcomes["routed_issuer"][txn_idx])
+
+
+class RecordNames:
+    """The names the clearing records' dictionary columns index into, fixed for a whole run."""
+
+    def __init__(self, scenario, files, cycles: list[str], windows: list[str]):
+        self.file_ids = [f.file_id for f in files]
+        self.file_names = [f.name for f in files]
+        self.acquirers = [a.institution for a in scenario.acquirers]
+        self.issuers = [i.institution for i in scenario.issuers]
+        self.participants = list(scenario.participant_ids)
+        self.products = list(product_names(scenario))
+        self.cycles = cycles
+        self.windows = windows
+
+
+_MTI = np.array([_MTI_FUNCTION[k][0] for k in range(4)], dtype=np.int16)
+_FUNCTION = np.array([_MTI_FUNCTION[k][1] for k in range(4)], dtype=np.int16)
+
+
+def record_rows(names: RecordNames, r: dict[str, np.ndarray], txn_id: np.ndarray, acquirer: np.ndarray,
+                issuer: np.ndarray) -> pa.Table:
+    """`clearing_records` rows (a whole run's, or a streamed run's file at a time): the network's
+    record columns `r` (`ClearingNetwork.records()`) and each record's purchase id, acquirer and
+    routed issuer (indices into the scenario's lists)."""
     kind = r["kind"].astype(np.int64)
-    mti = np.array([_MTI_FUNCTION[k][0] for k in range(4)], dtype=np.int16)[kind]
-    function_code = np.array([_MTI_FUNCTION[k][1] for k in range(4)], dtype=np.int16)[kind]
-    ids = list(sc.participant_ids)
     return pa.table({
         "record_id": r["record_id"],
-        "txn_id": state.txn["txn_id"][txn_idx],
-        "file_id": dict_array([f.file_id for f in cl.files], r["file"]),
-        "file_name": dict_array([f.name for f in cl.files], r["file"]),
+        "txn_id": txn_id,
+        "file_id": dict_array(names.file_ids, r["file"]),
+        "file_name": dict_array(names.file_names, r["file"]),
         "message_number": r["message_number"],
-        "acquirer": dict_array([a.institution for a in sc.acquirers], state.txn["acquirer"][txn_idx]),
-        "issuer": dict_array([i.institution for i in sc.issuers], state.outcomes["routed_issuer"][txn_idx]),
-        "sender": dict_array(ids, r["sender"]),
-        "receiver": dict_array(ids, r["receiver"]),
-        "mti": pa.array(mti),
-        "function_code": pa.array(function_code),
+        "acquirer": dict_array(names.acquirers, acquirer),
+        "issuer": dict_array(names.issuers, issuer),
+        "sender": dict_array(names.participants, r["sender"]),
+        "receiver": dict_array(names.participants, r["receiver"]),
+        "mti": pa.array(_MTI[kind]),
+        "function_code": pa.array(_FUNCTION[kind]),
         "kind": dict_array(list(cd.KIND_NAMES), kind),
         "status": dict_array(list(STATUS_NAMES), r["status"]),
         "reject_reason": dict_array(list(REASONS), r["reason"]),
         "arn": pa.array(r["arn"]).cast(pa.string()),
         "mcc": r["mcc"],
-        "card_product": dict_array(list(product_names(sc)), r["product"]),
-        "cycle": dict_array([c.id for c in cl.cycles], r["cycle"]),
-        "settlement_window": dict_array([w.id for w in state.settlement.windows], r["window"]),
+        "card_product": dict_array(names.products, r["product"]),
+        "cycle": dict_array(names.cycles, r["cycle"]),
+        "settlement_window": dict_array(names.windows, r["window"]),
         "amount_minor": r["amount_minor"],
         "interchange_minor": r["interchange_minor"],
         "scheme_fee_issuer_minor": r["scheme_fee_issuer_minor"],

@@ -217,21 +217,26 @@ def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
 
 def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
     """The dict written as `summary.json` (keys listed in DESIGN.md, and more)."""
-    sc = state.scenario
-    latency = _latency_ms(state)
-    amount = state.txn["amount_minor"]
-    auth = authorisation_summary(state, latency)
+    auth = authorisation_summary(state, _latency_ms(state))
+    settled = lag_h[~np.isnan(lag_h)]
+    lag = {"transactions_settled": int(len(settled)), "lag_hours": percentiles(settled, (50, 90, 99))}
+    return assemble_summary(state.scenario, state.mode, state.horizon_days, auth, clearing_summary(state),
+                            state.settlement.windows, [c.id for c in state.clearing.cycles], lag,
+                            settlement_figures.settlement_extras(state))
 
-    clearing = clearing_summary(state)
 
+def assemble_summary(sc, mode: str, horizon_days: int, auth: dict, clearing: dict, settlement_windows,
+                     cycle_ids: list[str], lag: dict, extras: dict) -> dict:
+    """`summary.json` from its parts: the authorisation and clearing blocks, the windows, the
+    settlement lag figures (`transactions_settled`, `lag_hours`) and `settlement_extras`."""
     ids = sc.participant_ids
     windows = []
-    for w in state.settlement.windows:
+    for w in settlement_windows:
         pos = w.positions_minor if w.positions_minor is not None else np.zeros(len(ids), np.int64)
         windows.append({
             "id": w.id,
             "status": w.state.value,
-            "cycles": [state.clearing.cycles[c].id for c in w.cycles],
+            "cycles": [cycle_ids[c] for c in w.cycles],
             "gross_minor": int(w.gross_minor),
             "net_minor": int(-pos[pos < 0].sum()),
             "positions_minor": {pid: int(p) for pid, p in zip(ids, pos)},
@@ -241,23 +246,22 @@ def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
             ],
         })
         windows[-1].update(settlement_figures.window_extras(w, ids))
-    settled = lag_h[~np.isnan(lag_h)]
     return {
         "scenario": sc.name,
         "seed": sc.run.seed,
-        "mode": state.mode,
+        "mode": mode,
         "version": __version__,
         "start_date": sc.run.start_date,
         "days": sc.run.days,
-        "simulated_days": state.horizon_days,
+        "simulated_days": horizon_days,
         "participants": list(ids),
         "authorisations": auth,
         "clearing": clearing,
         "settlement": {
             "windows": windows,
-            "transactions_settled": int(len(settled)),
-            "lag_hours": percentiles(settled, (50, 90, 99)),
-            **settlement_figures.settlement_extras(state),
+            "transactions_settled": lag["transactions_settled"],
+            "lag_hours": lag["lag_hours"],
+            **extras,
         },
     }
 
@@ -270,37 +274,58 @@ def _dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
 
 def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
     """One row per purchase: who, when, how much, the outcome and where it cleared and settled."""
-    sc = state.scenario
-    t = state.txn
-    o = state.outcomes
-    code = o["response_code"]
-    codes = [_code(c) for c in range(100)]
-    issuer_names = [i.institution for i in sc.issuers]
-    file_of_txn = state.clearing.txn_file  # the file whose first presentment of it cleared
-    file_ids = [f.file_id for f in state.clearing.files]
-    cycle_ids = [c.id for c in state.clearing.cycles]
-    window_ids = [w.id for w in state.settlement.windows]
-    win = state.clearing.txn_window
     settle_status, settled_at = settlement_figures.txn_settlement(state)
+    names = TableNames.of(state.scenario, [f.file_id for f in state.clearing.files],
+                          [c.id for c in state.clearing.cycles], [w.id for w in state.settlement.windows])
+    return transaction_rows(names, state.txn, state.outcomes, state.pan, state.clearing.txn_file,
+                            state.clearing.txn_cycle, state.clearing.txn_window, settle_status, settled_at, lag_h)
+
+
+@attrs.frozen
+class TableNames:
+    """The names that the tables' dictionary columns index into, fixed for a whole run."""
+
+    acquirers: list[str]
+    issuers: list[str]
+    files: list[str]  # file ids in order of arrival (a file sent twice repeats its id)
+    cycles: list[str]
+    windows: list[str]
+
+    @classmethod
+    def of(cls, scenario, files: list[str], cycles: list[str], windows: list[str]) -> TableNames:
+        return cls([a.institution for a in scenario.acquirers], [i.institution for i in scenario.issuers],
+                   files, cycles, windows)
+
+
+_CODES = [_code(c) for c in range(100)]
+
+
+def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, np.ndarray], pan: np.ndarray,
+                     txn_file: np.ndarray, txn_cycle: np.ndarray, txn_window: np.ndarray,
+                     settle_status: np.ndarray, settled_at: np.ndarray, lag_h: np.ndarray) -> pa.Table:
+    """`transactions` rows of some purchases (a whole run, or a streamed run's chunk): their
+    traffic columns `t`, outcome columns `o`, PANs, the file (index into `names.files`), cycle
+    and window their first presentment cleared in (-1: none), and how and when they settled."""
+    code = o["response_code"]
     return pa.table({
         "txn_id": t["txn_id"],
         "day": t["day"].astype(np.int16) + 1,
         "t_arrival_s": t["t_arrival_s"],
-        "acquirer": _dict_array([a.institution for a in sc.acquirers], t["acquirer"]),
+        "acquirer": _dict_array(names.acquirers, t["acquirer"]),
         "merchant": t["merchant"],
         "mcc": t["mcc"],
-        "issuer": _dict_array(issuer_names, o["routed_issuer"]),
-        "bin": (state.pan // 10**10).astype(np.int32),
+        "issuer": _dict_array(names.issuers, o["routed_issuer"]),
+        "bin": (pan // 10**10).astype(np.int32),
         "card": t["card"],
         "amount_minor": t["amount_minor"],
-        "response_code": _dict_array(codes, code),
+        "response_code": _dict_array(_CODES, code),
         "approved": code == APPROVED,
         "t_response_s": o["t_response_s"],
-        "latency_ms": _latency_ms(state),
+        "latency_ms": (o["t_response_s"] - t["t_arrival_s"]) * 1000.0,
         "host_wait_ms": (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0,
-        "clearing_file": clearing_dict_array(file_ids, file_of_txn),  # a file sent twice repeats its id
-        "clearing_cycle": _dict_array(cycle_ids, state.clearing.txn_cycle),
-        "settlement_window": _dict_array(window_ids, win),
+        "clearing_file": clearing_dict_array(names.files, txn_file),  # a file sent twice repeats its id
+        "clearing_cycle": _dict_array(names.cycles, txn_cycle),
+        "settlement_window": _dict_array(names.windows, txn_window),
         "t_settled_s": settled_at,
         "settlement_lag_h": lag_h,
         "settlement_status": _dict_array(list(settlement_figures.STATUSES), settle_status),

@@ -97,7 +97,7 @@ def window_extras(w: SettlementWindow, ids: tuple[str, ...]) -> dict:
             for d in (res.defaults if res is not None else ())
         ],
         "cascade_rounds": max((d.round for d in res.defaults), default=0) if res is not None else 0,
-        "unwound": {"records": int(len(w.unwound_record_ids)), "transfers": int(w.unwound_transfers),
+        "unwound": {"records": w.records_unwound, "transfers": int(w.unwound_transfers),
                     "gross_minor": int(w.unwound_minor)},
         "shortfall_minor": int(res.shortfall_minor) if res is not None else 0,
         "funding": {"paid_in_minor": int(w.paid_in_minor), "paid_out_minor": int(w.paid_out_minor)},
@@ -153,6 +153,17 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
 
 def settlement_extras(state) -> dict:
     """Run-level settlement figures for `summary.json["settlement"]`."""
+    status, t_settled = txn_settlement(state)
+    approved = state.outcomes["response_code"] == APPROVED
+    exp = exposure(state.outcomes["t_response_s"][approved], t_settled[approved],
+                   state.txn["amount_minor"][approved], state.horizon_days * DAY_S)
+    by_status = {s: int((status[approved] == i).sum()) for i, s in enumerate(STATUSES)}
+    return run_figures(state, exp, by_status)
+
+
+def run_figures(state, exp: dict, by_status: dict[str, int]) -> dict:
+    """`settlement_extras` given the per-purchase figures (exposure, approved purchases by status):
+    everything else comes from `state.scenario` and `state.settlement` alone."""
     sc = state.scenario
     ids = sc.participant_ids
     windows = state.settlement.windows
@@ -161,10 +172,6 @@ def settlement_extras(state) -> dict:
                             for w in windows], dtype=np.int64).reshape(len(windows), n)
     peak = np.maximum(-obligations, 0).max(axis=0) if len(windows) else np.zeros(n, np.int64)
     peak_window = obligations.argmin(axis=0) if len(windows) else np.zeros(n, np.int64)
-    status, t_settled = txn_settlement(state)
-    approved = state.outcomes["response_code"] == APPROVED
-    exp = exposure(state.outcomes["t_response_s"][approved], t_settled[approved],
-                   state.txn["amount_minor"][approved], state.horizon_days * DAY_S)
     gross = sum(w.gross_settled_minor for w in windows)
     net = sum(int(-w.positions_minor[w.positions_minor < 0].sum()) for w in windows if w.positions_minor is not None)
     defaulted = sorted({ids[d.participant] for w in windows if w.resolution for d in w.resolution.defaults},
@@ -184,8 +191,8 @@ def settlement_extras(state) -> dict:
                                   for pid, k, p in zip(ids, peak_window, peak)},
         "exposure": exp,
         "defaulted_participants": defaulted,
-        "records_unwound": int(sum(len(w.unwound_record_ids) for w in windows)),
-        "transactions_by_settlement_status": {s: int((status[approved] == i).sum()) for i, s in enumerate(STATUSES)},
+        "records_unwound": int(sum(w.records_unwound for w in windows)),
+        "transactions_by_settlement_status": by_status,
         "final_balances_minor": {pid: (int(b) if lim else None)
                                  for pid, b, lim in zip(ids, bank.balance, bank.limited)},
         "bank_delays": bank_delay_figures(state),
@@ -248,7 +255,7 @@ def settlements_table(state) -> pa.Table:
             cols["default_round"].append(round_of.get(i))
             cols["guarantee_fund_draw_minor"].append(int(res.fund_draw[i]) if res else 0)
             cols["loss_share_minor"].append(int(res.loss_share[i]) if res else 0)
-            cols["unwound_records"].append(int(len(w.unwound_record_ids)))
+            cols["unwound_records"].append(w.records_unwound)
     i64, f64, s = pa.int64(), pa.float64(), pa.string()
     schema = pa.schema([
         ("window_id", s), ("window_index", pa.int32()), ("business_date", s), ("status", s),

@@ -568,13 +568,18 @@ def fee_figures(clearing: ClearingNetwork) -> dict:
     acq, iss = _acquirer_issuer(r, cleared)
     n = clearing.network_party + 1
     ic = r["interchange_minor"][cleared]
-    paid = _sum_by(acq, ic, n)
-    received = _sum_by(iss, ic, n)
-    fee_iss = _sum_by(iss, r["scheme_fee_issuer_minor"][cleared], n)
-    fee_acq = _sum_by(acq, r["scheme_fee_acquirer_minor"][cleared], n)
-    ids = clearing.scenario.participant_ids
-    acquirers = sorted({a.institution for a in clearing.scenario.acquirers}, key=ids.index)
-    issuers = sorted({i.institution for i in clearing.scenario.issuers}, key=ids.index)
+    return fee_figures_of(clearing.scenario, _sum_by(acq, ic, n), _sum_by(iss, ic, n),
+                          _sum_by(iss, r["scheme_fee_issuer_minor"][cleared], n),
+                          _sum_by(acq, r["scheme_fee_acquirer_minor"][cleared], n))
+
+
+def fee_figures_of(scenario: Scenario, paid: np.ndarray, received: np.ndarray, fee_iss: np.ndarray,
+                   fee_acq: np.ndarray) -> dict:
+    """`fee_figures` from per-participant totals (fen): interchange paid (as acquirer) and
+    received (as issuer), scheme fees paid as issuer and as acquirer."""
+    ids = scenario.participant_ids
+    acquirers = sorted({a.institution for a in scenario.acquirers}, key=ids.index)
+    issuers = sorted({i.institution for i in scenario.issuers}, key=ids.index)
     return {
         "interchange_paid_minor": {p: int(paid[ids.index(p)]) for p in acquirers},
         "interchange_received_minor": {p: int(received[ids.index(p)]) for p in issuers},

@@ -101,6 +101,11 @@ class SettlementWindow:
     # Obligations while OPEN: chunks of columns, concatenated at close.
     _chunks: list[tuple[np.ndarray, ...]] = attrs.Factory(list)
     _next_synthetic_record: int = -1
+    # Rows that stand for several transfers (a streamed run posts sums per counterparty
+    # pair): how many transfers each row of each chunk is (None: one), and how many
+    # records each summed record id is.
+    _transfer_counts: list[np.ndarray | None] = attrs.Factory(list)
+    _record_counts: dict[int, int] = attrs.Factory(dict)
     # Figures, set at close and settlement.
     n_transfers: int = 0
     gross_minor: int = 0                              # sum of |amount| of every transfer
@@ -146,11 +151,16 @@ class SettlementWindow:
 
     # --- obligations -------------------------------------------------------------
 
-    def add_obligations(self, kind, record_id, payer, payee, amount) -> None:
+    def add_obligations(self, kind, record_id, payer, payee, amount, transfers=None, records=None) -> None:
         """Add transfers to an OPEN window: `payer[k]` owes `payee[k]` `amount[k]` fen for record `record_id[k]`.
 
         `kind` is an ObligationKind (or an array of them, one per transfer); all
-        transfers with the same record id are unwound together. Raises
+        transfers with the same record id are unwound together. A row may stand for
+        the sum of several transfers of one kind between the same two parties (all
+        of one sign, so gross sums stay exact): `transfers[k]` says how many, and
+        `records` maps each such summed record id to the number of records it sums;
+        the window's counts (transfers, records unwound) then count what was summed.
+        Raises
         WindowStateError if the window is not OPEN and ValueError for arrays of
         different lengths, non-integer amounts or participant ids out of range.
         """
@@ -174,6 +184,13 @@ class SettlementWindow:
                 raise ValueError(f"{name} holds an id outside [0, {self.n_participants})")
         if int(kinds.min()) < 0 or int(kinds.max()) >= len(ObligationKind):
             raise ValueError("kind holds a value that is not an ObligationKind")
+        if transfers is not None:
+            transfers = np.array(np.broadcast_to(np.asarray(transfers, dtype=np.int64), (n,)))
+            if int(transfers.min()) < 1:
+                raise ValueError("a row stands for at least one transfer")
+        if records is not None:
+            self._record_counts.update({int(k): int(v) for k, v in records.items()})
+        self._transfer_counts.append(transfers)
         # Copies: a caller that reuses its arrays must not change an open window behind its back.
         self._chunks.append((np.array(payer), np.array(payee), np.array(amount), np.array(record), np.array(kinds)))
 
@@ -200,13 +217,33 @@ class SettlementWindow:
                                  np.empty(0, np.int8))
         return self._columns
 
+    def _transfer_weights(self) -> np.ndarray | None:
+        """How many transfers each row of `columns()` stands for; None when every row is one."""
+        if all(c is None for c in self._transfer_counts):
+            return None
+        lengths = [len(chunk[2]) for chunk in self._chunks]
+        return np.concatenate([c if c is not None else np.ones(m, np.int64)
+                               for c, m in zip(self._transfer_counts, lengths)])
+
+    @property
+    def records_unwound(self) -> int:
+        """How many records the default rule took out of this window."""
+        return self._count_records(self.unwound_record_ids)
+
+    def _count_records(self, ids: np.ndarray) -> int:
+        """The number of records behind record ids (a summed id counts what it sums)."""
+        get = self._record_counts.get
+        return int(sum(get(int(i), 1) for i in np.asarray(ids).tolist())) if self._record_counts else len(ids)
+
     # --- close, settle, abort ---------------------------------------------------
 
     def close(self, t_s: float) -> None:
         """OPEN -> CLOSED -> PENDING_SETTLEMENT: net every transfer, per kind in one pass, and check zero-sum."""
         self.move(WindowState.CLOSED, t_s, "window time reached")
         payer, payee, amount, record, kind = self.columns()
+        weights = self._transfer_weights()
         self._chunks = []
+        self._transfer_counts = []
         n_kinds = len(ObligationKind)
         by_kind = netting.multilateral_positions_by_key(payer, payee, amount, kind, n_kinds, self.n_participants)
         positions = by_kind.sum(axis=0, dtype=np.int64)
@@ -219,7 +256,7 @@ class SettlementWindow:
         self.kinds_present = tuple(int(k) for k in np.flatnonzero(counts))
         self.positions_by_kind_minor = by_kind
         self.obligations_minor = positions
-        self.n_transfers = int(len(amount))
+        self.n_transfers = int(len(amount)) if weights is None else int(weights.sum())
         self.gross_minor = int(np.abs(amount).sum(dtype=np.int64))
         # Gross paid and received per participant, exactly: net every transfer against
         # one extra, silent counterparty (index n), so each side is seen on its own.
@@ -241,12 +278,15 @@ class SettlementWindow:
         capacity = bank.capacity()
         kw = dict(fund=bank.fund, loss_key=loss_key, weights=bank.weights, obligations=self.obligations_minor)
         res = rules.resolve(rule, payer, payee, amount, record, n, capacity, **kw)
-        self.cover_1 = rules.cover_one(rule, payer, payee, amount, record, n, capacity, **kw)
+        self.cover_1 = rules.cover_one(rule, payer, payee, amount, record, n, capacity,
+                                       count_records=self._count_records, **kw)
         self.resolution = res
         self.capacity_minor = capacity
         self.balance_before_minor = bank.balance.copy()
         names = ids or tuple(str(i) for i in range(n))
         if res.keep is not None:
+            if self._record_counts:
+                raise InvariantError(f"window {self.id}: summed obligations cannot be unwound record by record")
             dropped = ~res.keep
             self.unwound_record_ids = res.unwound_records
             self.unwound_transfers = int(dropped.sum())
