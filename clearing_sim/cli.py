@@ -261,16 +261,24 @@ def _terminate_as_interrupt() -> None:
 
 def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False,
                    clearing_files: bool = False):
-    from clearing_sim import api, log, outputs
+    from clearing_sim import api, log, outputs, streamed
+    from clearing_sim.results import Result
+
+    stream = streamed.streams(sc, mode, keep_files=clearing_files or trace_messages)
 
     def open_log(fh):
         log.configure(fh, console=not quiet)
 
     with _Progress(_show_progress() and not quiet) as progress:
-        def simulate():
+        def simulate(tmp: Path):
             logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
             logger.info("run started", version=__version__, out=str(folder))
-            result = api.run(sc, mode=mode, progress=progress, clearing_files=clearing_files)
+            if stream:
+                logger.info("streamed run: tables written by row groups as the day goes")
+                result = Result(streamed.run_streamed(sc, tmp, mode, progress=progress), None, None, None,
+                                written=True)
+            else:
+                result = api.run(sc, mode=mode, progress=progress, clearing_files=clearing_files)
             a = result.summary["authorisations"]
             for fault in result.summary["clearing"].get("faults_not_applied", []):
                 logger.warning("fault not applied", **fault)
@@ -325,7 +333,10 @@ def run(
     if mode not in MODES:
         raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
     sc = with_seed(api.load_scenario(scenario), seed)
-    check_memory(sc)  # before the run folder exists: nothing is written for a run that cannot fit
+    from clearing_sim import streamed
+
+    # Before the run folder exists: nothing is written for a run that cannot fit.
+    check_memory(sc, streamed=streamed.streams(sc, mode, keep_files=clearing_files or trace_messages))
     folder = out if out is not None else outputs.default_out(sc)
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")

@@ -71,9 +71,14 @@ def read_config_header(path: Path) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def write_table_options() -> dict:
+    """The Parquet writer options of every table (`pyarrow.parquet.write_table`, `ParquetWriter`)."""
+    return {"compression": "zstd", "write_statistics": True, "use_dictionary": True}
+
+
 def write_table(path: Path, table: pa.Table) -> None:
     """Parquet with fixed writer options, so the bytes depend only on the data."""
-    pq.write_table(table, path, compression="zstd", write_statistics=True, use_dictionary=True)
+    pq.write_table(table, path, **write_table_options())
 
 
 def write_clearing_files(folder: Path, result: Result) -> None:
@@ -85,6 +90,9 @@ def write_clearing_files(folder: Path, result: Result) -> None:
 
 
 def write_result(folder: Path, result: Result) -> None:
+    if result.written:  # a streamed run wrote its tables and report as it went
+        (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
+        return
     for name in TABLES:
         write_table(folder / f"{name}.parquet", getattr(result, name))
     write_clearing_files(folder, result)
@@ -131,12 +139,14 @@ def check_out_folder(out: Path) -> None:
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
 
 
-def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[], Result],
+def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable[[Path], Result],
                     open_log: Callable[[IO[str]], None],
                     progress: Callable[[], dict] | None = None,
                     write_extras: Callable[[Path, Result], None] | None = None) -> Result:
-    """Run `simulate` with its outputs going to a temporary folder moved to `out` at the end.
+    """Run `simulate(folder)` with its outputs going to a temporary folder moved to `out` at the end.
 
+    `simulate` gets that temporary folder, for a run that writes its tables as it goes
+    (`Result.written`).
     The temporary folder is a sibling of `out` (same file system, so the final move
     is a rename). `write_extras(folder, result)`, when given, writes optional outputs
     (the message trace, ...) into the temporary folder before the tables and summary.
@@ -151,7 +161,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         open_log(log_fh)
         write_config(tmp, scenario, mode)
         try:
-            result = simulate()
+            result = simulate(tmp)
             if write_extras is not None:
                 write_extras(tmp, result)
             write_result(tmp, result)

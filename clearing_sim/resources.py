@@ -11,6 +11,7 @@ into a clear error naming the key, before anything is written. Must never simula
 from __future__ import annotations
 
 import os
+import shutil
 
 from clearing_sim.errors import InputError
 from clearing_sim.scenario import Scenario
@@ -19,6 +20,11 @@ BYTES_PER_TRANSACTION = 800  # peak resident bytes per purchase (measured: ~700-
 BASE_BYTES = 400 * 2**20  # the interpreter, numpy, pyarrow, SimPy, numba
 USABLE_FRACTION = 0.8
 ENV_SKIP = "CLEARING_SIM_SKIP_MEMORY_CHECK"
+# A streamed fast-mode run (clearing_sim.streamed) keeps per-card state, a few blocks of
+# purchases and one row group, whatever the day's volume. Measured on national_day.yaml.
+STREAM_BASE_BYTES = 1536 * 2**20
+STREAM_BYTES_PER_CARD = 24
+STREAM_DISK_BYTES_PER_TRANSACTION = 400
 
 
 def available_bytes() -> int | None:
@@ -36,21 +42,44 @@ def available_bytes() -> int | None:
         return None
 
 
-def estimated_peak_bytes(scenario: Scenario) -> int:
-    """Estimated peak resident memory of a run of `scenario`, bytes."""
+def estimated_peak_bytes(scenario: Scenario, streamed: bool = False) -> int:
+    """Estimated peak resident memory of a run of `scenario`, bytes (`streamed`: a streamed
+    fast-mode run, `clearing_sim.streamed`, whose memory grows with the cards, not the day)."""
+    if streamed:
+        cards = sum(i.cards for i in scenario.issuers)
+        return STREAM_BASE_BYTES + cards * STREAM_BYTES_PER_CARD
     transactions = scenario.traffic.transactions_per_day * scenario.run.days
     return BASE_BYTES + transactions * BYTES_PER_TRANSACTION
 
 
-def check_memory(scenario: Scenario) -> None:
-    """Raise InputError (exit 2) naming the volume key if the run cannot fit in memory."""
+def estimated_disk_bytes(scenario: Scenario) -> int:
+    """Disk a streamed run needs beside its run folder: scratch files and the tables."""
+    return scenario.traffic.transactions_per_day * scenario.run.days * STREAM_DISK_BYTES_PER_TRANSACTION
+
+
+def check_memory(scenario: Scenario, streamed: bool = False) -> None:
+    """Raise InputError (exit 2) naming the volume key if the run cannot fit in memory
+    (or, `streamed`, its scratch files and tables on the disk of the current folder)."""
     if os.environ.get(ENV_SKIP):
         return
+    gib = 2**30
+    if streamed:
+        free = shutil.disk_usage(".").free
+        disk = estimated_disk_bytes(scenario)
+        if disk > free:
+            raise InputError(
+                f"run refused before it started: traffic.transactions_per_day: a streamed run of "
+                f"{scenario.traffic.transactions_per_day:,} purchases a day for {scenario.run.days} day(s) needs about "
+                f"{disk / gib:.1f} GiB of disk for its scratch files and tables; {free / gib:.1f} GiB are free here")
     available = available_bytes()
-    need = estimated_peak_bytes(scenario)
+    need = estimated_peak_bytes(scenario, streamed)
     if available is None or need <= USABLE_FRACTION * available:
         return
-    gib = 2**30
+    if streamed:
+        raise InputError(
+            f"run refused before it started: issuers[].cards: a streamed run of {sum(i.cards for i in scenario.issuers):,} "
+            f"cards needs about {need / gib:.1f} GiB of memory (open-to-buy per card); this machine has "
+            f"{available / gib:.1f} GiB available. Lower the cards, or set {ENV_SKIP}=1 to try anyway")
     raise InputError(
         f"run refused before it started: traffic.transactions_per_day: "
         f"{scenario.traffic.transactions_per_day:,} purchases a day for {scenario.run.days} day(s) need about "

@@ -54,6 +54,9 @@ class Result:
         return build_message_log(self.simulation)
     # (path under the run folder's clearing/, bytes) of every clearing file, when the run keeps them.
     clearing_files: tuple[tuple[str, bytes], ...] = attrs.field(default=(), eq=False, repr=False)
+    # True when the tables and the report are already in the run folder (a streamed run,
+    # `clearing_sim.streamed`): the result then carries the summary alone.
+    written: bool = attrs.field(default=False, eq=False)
 
 
 def _r(x: float) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numba
 import numpy as np
 
 from clearing_sim import ipm
@@ -167,12 +168,37 @@ def make_arn(acquirer_pid: np.ndarray, dates: np.ndarray, sequence: np.ndarray) 
         raise ValueError("ARN sequence numbers must be 0 to 10**11 - 1")
     n = len(seq)
     mat = np.empty((n, 23), np.uint8)
-    mat[:, 0] = ord("7")
-    mat[:, 1:7] = digit_matrix(np.asarray(acquirer_pid, dtype=np.int64) % 10**6, 6)
-    mat[:, 7:11] = digit_matrix(yddd(dates), 4)
-    mat[:, 11:22] = digit_matrix(seq, 11)
-    mat[:, 22] = 48 + _luhn(mat[:, :22])
+    pid = np.broadcast_to(np.asarray(acquirer_pid, dtype=np.int64) % 10**6, (n,))
+    _arn_digits(np.ascontiguousarray(pid), np.ascontiguousarray(yddd(dates), dtype=np.int64), seq, mat)
     return as_bytes_column(mat)
+
+
+@numba.njit(cache=True)
+def _arn_digits(pid, date, seq, out):  # pragma: no cover - compiled
+    """Fill each row of `out` (n x 23 ASCII) with the ARN's digits and its Luhn check digit."""
+    for i in range(len(seq)):
+        out[i, 0] = 55  # "7"
+        v = pid[i]
+        for j in range(6, 0, -1):
+            out[i, j] = 48 + v % 10
+            v //= 10
+        v = date[i]
+        for j in range(10, 6, -1):
+            out[i, j] = 48 + v % 10
+            v //= 10
+        v = seq[i]
+        for j in range(21, 10, -1):
+            out[i, j] = 48 + v % 10
+            v //= 10
+        total = 0
+        for j in range(22):  # the rightmost payload digit (j = 21) is doubled, and every second one left of it
+            d = out[i, j] - 48
+            if (21 - j) % 2 == 0:
+                d *= 2
+                if d > 9:
+                    d -= 9
+            total += d
+        out[i, 22] = 48 + (10 - total % 10) % 10
 
 
 def arn_is_valid(arn: np.ndarray) -> np.ndarray:

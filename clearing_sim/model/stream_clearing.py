@@ -52,8 +52,8 @@ SPILL_DTYPE = np.dtype([
 # Per (submission, issuer): sums and counts; the three transfers of a record, each split by sign
 # so that a sum of |amount| (a window's gross) stays exact.
 RECORDS, AMOUNT, INTERCHANGE = 0, 1, 2
-_SIGNED = 3  # then, per transfer kind t in 0..2: [sum >= 0, count >= 0, sum < 0, count < 0] at 3 + 4t
-_N_SUMS = _SIGNED + 12
+SIGNED = 3  # then, per transfer kind t in 0..2: [sum >= 0, count >= 0, sum < 0, count < 0] at 3 + 4t
+_N_SUMS = SIGNED + 12
 _TRANSFER_KINDS = (ObligationKind.PRESENTMENT, ObligationKind.SCHEME_FEE_ISSUER, ObligationKind.SCHEME_FEE_ACQUIRER)
 
 
@@ -87,7 +87,7 @@ def _accumulate(key, amount, interchange, fee_iss, fee_acq, out):  # pragma: no 
                 v = fee_iss[i]
             else:
                 v = fee_acq[i]
-            j = _SIGNED + 4 * t + (0 if v >= 0 else 2)
+            j = SIGNED + 4 * t + (0 if v >= 0 else 2)
             out[k, j] += v
             out[k, j + 1] += 1
 
@@ -314,8 +314,8 @@ def _post(window, by_pair: np.ndarray, cycle: int, network: int) -> None:
         payer = iss if t in (0, 1) else acq
         payee = acq if t == 0 else np.full(len(iss), network)
         for sign in (0, 2):
-            total = by_pair[iss, acq, _SIGNED + 4 * t + sign]
-            count = by_pair[iss, acq, _SIGNED + 4 * t + sign + 1]
+            total = by_pair[iss, acq, SIGNED + 4 * t + sign]
+            count = by_pair[iss, acq, SIGNED + 4 * t + sign + 1]
             keep = count > 0
             kinds.append(np.full(int(keep.sum()), kind, dtype=np.int8))
             records.append(record[keep])

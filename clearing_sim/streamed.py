@@ -1,0 +1,379 @@
+"""A fast-mode run streamed through bounded memory, written straight into its run folder.
+
+Owns: when a run streams (`streams`), and the streamed run itself (`run_streamed`):
+1. The forward pass: traffic block by block (`traffic.iter_blocks`), PANs and routing,
+   authorisations (`AuthorisationStream`); purchases come out final, are put back in
+   id order a block at a time, and each block goes to presentment
+   (`stream_clearing.Presentments`), the authorisation figures
+   (`stream_figures.AuthorisationFigures`) and a scratch file of its columns.
+2. The control plane (`stream_clearing.run_clearing`): files, cycles and settlement
+   windows.
+3. Second passes that write `transactions.parquet` (the scratch rows joined with
+   file -> cycle -> window -> settlement; the settlement figures per purchase,
+   `stream_settlement.SettlementTxnFigures`, on the way), `clearing_records.parquet`
+   (file by file, from the presentment spills) and `settlements.parquet`, by row
+   groups of `ROW_GROUP` rows, then `report.html` from those files.
+Memory stays near that of the authorisation stream (its per-card open-to-buy) plus a
+block or a row group; what grows with the day goes to scratch files beside the run
+folder, removed at the end. The tables and `summary.json` equal a whole-day run's
+(`tests/test_streamed.py`). Must never keep a per-purchase array of the whole day.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clearing_sim import ipm, settlement_figures
+from clearing_sim.clearing_results import RecordNames, clearing_block, record_rows
+from clearing_sim.errors import InvariantError
+from clearing_sim.model import clearing_data as cd
+from clearing_sim.model.authorisation import APPROVED, OUTCOME_COLUMNS, ROUTE_IN_BANK
+from clearing_sim.model.clearing import STATUS_CLEARED, fee_figures_of
+from clearing_sim.model.fast_authorisation import AuthorisationStream
+from clearing_sim.model.network import horizon_days
+from clearing_sim.model.routing import BinTable
+from clearing_sim.model.settlement import WindowState
+from clearing_sim.model.stream_clearing import (
+    AMOUNT,
+    INTERCHANGE,
+    RECORDS,
+    SIGNED,
+    Presentments,
+    StreamedClearing,
+    record_arns,
+    run_clearing,
+    why_not_streamable,
+)
+from clearing_sim.model.traffic import DAY_S, build_catalogue, iter_blocks
+from clearing_sim.outputs import write_table, write_table_options
+from clearing_sim.results import TableNames, _dict_array, assemble_summary, transaction_rows
+from clearing_sim.scenario import Scenario
+from clearing_sim.stream_figures import AuthorisationFigures
+from clearing_sim.stream_settlement import SettlementTxnFigures
+
+# A run of at least this many purchases streams in fast mode (when its scenario can);
+# smaller runs keep the day in memory. Fixed, not measured on the machine, so that the
+# same scenario always takes the same path.
+STREAM_MIN_TRANSACTIONS = 5_000_000
+ROW_GROUP = 1 << 20  # rows per Parquet row group (pyarrow's default)
+_TXN_COLUMNS = ("txn_id", "day", "t_arrival_s", "acquirer", "issuer", "merchant", "mcc", "card", "amount_minor",
+                "credit_limit_minor")
+
+
+def streams(scenario: Scenario, mode: str, *, keep_files: bool = False, force: bool = False) -> bool:
+    """Whether a run of `scenario` in `mode` streams (`force`: whatever its size)."""
+    if mode != "fast" or keep_files:
+        return False
+    if not force and scenario.traffic.transactions_per_day * scenario.run.days < STREAM_MIN_TRANSACTIONS:
+        return False
+    return why_not_streamable(scenario, horizon_days(scenario)) is None
+
+
+class _Reorder:
+    """Final purchases put back in id order, a whole block at a time."""
+
+    def __init__(self):
+        self.blocks: list[dict] = []
+
+    def add_block(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
+        n = len(txn["txn_id"])
+        out = {c: np.empty(n, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
+        first = int(txn["txn_id"][0]) if n else 0
+        self.blocks.append({"txn": txn, "pan": pan, "out": out, "first": first, "done": np.zeros(n, bool), "left": n})
+
+    def take(self, done: dict[str, np.ndarray]) -> None:
+        gid = done["gid"]
+        for b in self.blocks:
+            n = len(b["done"])
+            sel = np.flatnonzero((gid >= b["first"]) & (gid < b["first"] + n))
+            if len(sel) == 0:
+                continue
+            at = gid[sel] - b["first"]
+            if b["done"][at].any():
+                raise InvariantError("streamed run: an authorisation became final twice")
+            b["done"][at] = True
+            b["left"] -= len(at)
+            for c in OUTCOME_COLUMNS:
+                b["out"][c][at] = done[c][sel]
+
+    def ready(self):
+        while self.blocks and self.blocks[0]["left"] == 0:
+            yield self.blocks.pop(0)
+
+
+class _ParquetOut:
+    """A Parquet file written by row groups of ROW_GROUP rows, with `outputs.write_table`'s options."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.parts.append(table)
+        self.rows += table.num_rows
+        while self.rows >= ROW_GROUP:
+            self._flush(ROW_GROUP)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.parts)
+        head, rest = table.slice(0, rows).combine_chunks(), table.slice(rows)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, head.schema, **write_table_options())
+        self.writer.write_table(head, row_group_size=ROW_GROUP)
+        self.parts = [rest] if rest.num_rows else []
+        self.rows = rest.num_rows
+
+    def close(self, empty: pa.Table) -> None:
+        """Write what is left; a file with no rows at all gets `empty`'s schema and no row."""
+        if self.rows:
+            self._flush(self.rows)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, empty.schema, **write_table_options())
+            self.writer.write_table(empty)
+        self.writer.close()
+
+
+def run_streamed(scenario: Scenario, folder: Path, mode: str = "fast",
+                 progress: Callable[[float, float], None] | None = None) -> dict:
+    """Run `scenario` streamed, writing the tables and the report into `folder`; return the summary.
+
+    Raises InvariantError if the books do not balance. Scratch files go to a hidden
+    folder inside `folder`, removed before returning (or raising).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=folder))
+    try:
+        return _run(scenario, folder, scratch, mode, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict:
+    days = horizon_days(sc)
+    horizon_s = days * DAY_S
+    presentments = Presentments(sc, days, scratch / "presentments")
+    rows_path = scratch / "rows.arrow"
+    figures, queue_depth_max = _forward(sc, horizon_s, presentments, rows_path, scratch / "authorisations", progress)
+    # The authorisation state (open-to-buy per card, ...) is gone by now: only a group's values at a time.
+    auth = figures.result(queue_depth_max)
+    del figures
+    clearing = run_clearing(sc, presentments, days)
+    state = types.SimpleNamespace(scenario=sc, settlement=clearing.settlement)
+    clearing.settlement.check_invariants()
+    for w in clearing.settlement.windows:
+        if w.state not in (WindowState.SETTLED, WindowState.ABORTED):
+            raise InvariantError(f"window {w.id} ended the run {w.state.value}")
+    windows = clearing.settlement.windows
+    w_code = np.array([settlement_figures.SETTLED if w.state is WindowState.SETTLED else
+                       settlement_figures.ABORTED if w.state is WindowState.ABORTED else
+                       settlement_figures.UNSETTLED for w in windows] + [settlement_figures.UNSETTLED], dtype=np.int8)
+    w_time = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan for w in windows] + [np.nan])
+
+    settle = SettlementTxnFigures(horizon_s, scratch / "settlement")
+    names = TableNames.of(sc, [f.file_id for f in clearing.files if f.cycle >= 0],
+                          [c.id for c in clearing.cycles], [w.id for w in windows])
+    _write_transactions(folder / "transactions.parquet", rows_path, clearing, names, w_code, w_time, settle)
+    _write_records(folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
+    write_table(folder / "settlements.parquet", settlement_figures.settlements_table(state))
+    txn_figures = settle.result()
+    summary = assemble_summary(
+        sc, mode, days, auth, _clearing_summary(sc, presentments, clearing), windows,
+        [c.id for c in clearing.cycles],
+        {"transactions_settled": txn_figures["transactions_settled"], "lag_hours": txn_figures["lag_hours"]},
+        settlement_figures.run_figures(state, txn_figures["exposure"], txn_figures["transactions_by_settlement_status"]))
+    from clearing_sim.report import build_report_from_parquet  # matplotlib only when writing
+
+    html = build_report_from_parquet(summary, folder / "transactions.parquet", folder / "settlements.parquet")
+    (folder / "report.html").write_text(html, encoding="utf-8")
+    return summary
+
+
+def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_path: Path, figures_dir: Path,
+             progress) -> tuple[AuthorisationFigures, list[int]]:
+    """The forward pass: every purchase drawn, authorised, presented and written to the scratch rows."""
+    bins = BinTable(sc)
+    stream = AuthorisationStream(sc, horizon_s)
+    figures = AuthorisationFigures(sc, figures_dir)
+    reorder = _Reorder()
+    sink = pa.OSFile(str(rows_path), "wb")
+    writer = None
+    books = {"approved": 0, "reversed": 0, "presented": 0}  # fen, switched purchases
+
+    def emit() -> None:
+        nonlocal writer
+        for b in reorder.ready():
+            txn, out = b["txn"], b["out"]
+            slot = presentments.add(txn, out)
+            figures.add(txn, out)
+            switched_approved = (out["response_code"] == APPROVED) & (out["route"] != ROUTE_IN_BANK)
+            amount = txn["amount_minor"]
+            books["approved"] += int(amount[switched_approved].sum())
+            books["reversed"] += int(amount[switched_approved & out["reversed"]].sum())
+            books["presented"] += int(amount[slot >= 0].sum())
+            cols = {k: txn[k] for k in _TXN_COLUMNS} | {"pan": b["pan"], "slot": slot} | out
+            batch = pa.record_batch(cols)
+            if writer is None:
+                writer = pa.ipc.new_file(sink, batch.schema,
+                                         options=pa.ipc.IpcWriteOptions(compression="lz4"))
+            writer.write_batch(batch)
+
+    def feed(block: dict[str, np.ndarray], W: float) -> None:
+        first = int(block["txn_id"][0])
+        routed = bins.route(block["pan"])
+        if not np.array_equal(routed, block["issuer"]):
+            raise InvariantError("a card's PAN routes to another issuer than the one that issued it")
+        for done in stream.feed(block, routed, W, first_gid=first):
+            reorder.take(done)
+        emit()
+
+    pending = None
+    for block in iter_blocks(sc, build_catalogue(sc)):
+        if len(block["txn_id"]) == 0:
+            continue
+        block["pan"] = bins.pans(block["issuer"], block["card"])
+        reorder.add_block({k: v for k, v in block.items() if k != "pan"}, block["pan"])
+        if pending is not None:
+            feed(pending, float(block["t_arrival_s"][0]))
+            if progress is not None:
+                progress(float(block["t_arrival_s"][0]), horizon_s)
+        pending = block
+    if pending is not None:
+        feed(pending, np.inf)
+    if reorder.blocks:
+        raise InvariantError(f"streamed run: {sum(b['left'] for b in reorder.blocks)} authorisation(s) never "
+                             "became final")
+    stream.finish()
+    if books["approved"] - books["reversed"] != books["presented"]:
+        raise InvariantError(f"approved {books['approved']} minus reversed {books['reversed']} fen is not the "
+                             f"{books['presented']} fen handed to clearing")
+    if writer is not None:
+        writer.close()
+    sink.close()
+    for j, s in enumerate(stream.issuers or []):
+        for part in s.saf_log:
+            figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"])
+    auth = figures.result(stream.queue_depth_max)
+    return figures, stream.queue_depth_max
+
+
+def _write_transactions(path: Path, rows_path: Path, clearing: StreamedClearing, names: TableNames,
+                        w_code: np.ndarray, w_time: np.ndarray, settle: SettlementTxnFigures) -> None:
+    """`transactions.parquet` from the scratch rows, with where each purchase cleared and settled."""
+    out = _ParquetOut(path)
+    batches = _scratch_batches(rows_path)
+    for cols in batches:
+        slot = cols["slot"]
+        has = slot >= 0
+        at = np.maximum(slot, 0)
+        file_no = np.where(has, clearing.slot_file[at], -1)
+        cycle = np.where(has, clearing.slot_cycle[at], -1)
+        window = np.where(has, clearing.slot_window[at], -1)
+        status = w_code[window]  # -1: the last entry, unsettled
+        settled_at = w_time[window]
+        lag_h = (settled_at - cols["t_response_s"]) / 3600.0
+        settle.add(cols["t_response_s"], cols["amount_minor"], cols["response_code"] == APPROVED, settled_at, status)
+        out.add(transaction_rows(names, cols, cols, cols["pan"], file_no, cycle, window, status, settled_at, lag_h))
+    out.close(_empty_transactions(names))
+
+
+def _scratch_batches(path: Path):
+    """The scratch rows of the forward pass, a block at a time, as numpy columns."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    # Plain reads, not a memory map: a map's pages would count as resident memory until it closes.
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            yield {name: col.to_numpy(zero_copy_only=False) for name, col in zip(batch.schema.names, batch.columns)}
+
+
+def _empty_transactions(names: TableNames) -> pa.Table:
+    from clearing_sim.model.traffic import COLUMNS
+
+    t = {k: np.empty(0, dtype=d) for k, d in COLUMNS.items()}
+    o = {c: np.empty(0, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
+    e = np.empty(0, dtype=np.int64)
+    return transaction_rows(names, t, o, e, e, e, e, np.empty(0, np.int8), np.empty(0), np.empty(0))
+
+
+def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearing: StreamedClearing,
+                   w_code: np.ndarray) -> None:
+    received = [f for f in clearing.files if f.cycle >= 0]
+    names = RecordNames(sc, received, [c.id for c in clearing.cycles], [w.id for w in clearing.settlement.windows])
+    issuer_party = presentments.issuer_party
+    out = _ParquetOut(path)
+    next_id = 0
+    statuses = list(settlement_figures.STATUSES)
+    for f in received:
+        rec = presentments.records(f.slot)
+        n = len(rec)
+        if n != f.n_records:
+            raise InvariantError(f"file {f.file_id}: {n} records spilled, {f.n_records} counted")
+        window = int(clearing.slot_window[f.slot])
+        r = {
+            "record_id": np.arange(next_id, next_id + n, dtype=np.int64),
+            "file": np.full(n, f.number), "message_number": np.arange(2, n + 2, dtype=np.int64),
+            "sender": np.full(n, f.sender), "receiver": issuer_party[rec["issuer"].astype(np.int64)],
+            "kind": np.full(n, cd.KIND_FIRST_PRESENTMENT, dtype=np.int8),
+            "status": np.full(n, STATUS_CLEARED, dtype=np.int8), "reason": np.full(n, -1, dtype=np.int16),
+            "arn": record_arns(sc, f.index, rec), "mcc": rec["mcc"], "product": rec["product"],
+            "cycle": np.full(n, f.cycle), "window": np.full(n, window),
+            "amount_minor": rec["amount_minor"], "interchange_minor": rec["interchange_minor"],
+            "scheme_fee_issuer_minor": rec["scheme_fee_issuer_minor"],
+            "scheme_fee_acquirer_minor": rec["scheme_fee_acquirer_minor"],
+        }
+        next_id += n
+        table = record_rows(names, r, rec["txn_id"], np.full(n, f.index), rec["issuer"])
+        status = np.full(n, w_code[window], dtype=np.int64)
+        out.add(table.append_column("settlement_status", _dict_array(statuses, status)))
+    e = np.empty(0, dtype=np.int64)
+    r = {k: e for k in ("record_id", "file", "message_number", "sender", "receiver", "kind", "status", "reason",
+                        "mcc", "product", "cycle", "window", "amount_minor", "interchange_minor",
+                        "scheme_fee_issuer_minor", "scheme_fee_acquirer_minor")}
+    r["arn"] = np.empty(0, dtype="S23")
+    out.close(record_rows(names, r, e, e, e).append_column("settlement_status", _dict_array(statuses, e)))
+
+
+def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: StreamedClearing) -> dict:
+    """`summary.json`'s `clearing` of a streamed run: every record of a received file cleared."""
+    received = [f for f in clearing.files if f.cycle >= 0]
+    sums = presentments.per_submission()
+    slots = np.array([f.slot for f in received], dtype=np.int64)
+    part = sums[slots] if len(slots) else np.zeros((0,) + sums.shape[1:], np.int64)
+    n_parties = len(sc.participant_ids)
+    records = int(part[:, :, RECORDS].sum())
+    amount = int(part[:, :, AMOUNT].sum())
+    ic = part[:, :, INTERCHANGE]  # (file, issuer party)
+    acq_party = np.array([f.sender for f in received], dtype=np.int64)
+    paid = np.zeros(n_parties, np.int64)
+    np.add.at(paid, acq_party, ic.sum(axis=1))
+    received_ic = ic.sum(axis=0)
+    # Scheme fees by payer: issuers pay theirs (sum >= 0 and < 0 parts), acquirers theirs.
+    fee_iss = part[:, :, SIGNED + 4].sum(axis=0) + part[:, :, SIGNED + 6].sum(axis=0)
+    fee_acq_per_file = (part[:, :, SIGNED + 8] + part[:, :, SIGNED + 10]).sum(axis=1)
+    fee_acq = np.zeros(n_parties, np.int64)
+    np.add.at(fee_acq, acq_party, fee_acq_per_file)
+    zero = {"presented": 0, "cleared": 0, "rejected": 0, "amount_cleared_minor": 0}
+    by_kind = {name: dict(zero) for name in cd.KIND_NAMES}
+    by_kind["first_presentment"] = {"presented": records, "cleared": records, "rejected": 0,
+                                    "amount_cleared_minor": amount}
+    counts = {
+        "records_presented": records, "records_cleared": records, "records_rejected": 0, "rejects_by_reason": {},
+        "records_by_kind": by_kind, "amount_presented_minor": amount, "amount_cleared_minor": amount,
+        "amount_rejected_minor": 0, "interchange_minor": int(ic.sum()),
+        "scheme_fees_minor": int(fee_iss.sum() + fee_acq.sum()),
+    }
+    fees = fee_figures_of(sc, paid, received_ic, fee_iss, fee_acq)
+    rejects = {ipm.FUNC_MESSAGE_EXCEPTION: 0, ipm.FUNC_FILE_REJECT: 0}
+    return clearing_block(sc, received, clearing.cycles, [w.id for w in clearing.settlement.windows], counts, fees,
+                          rejects, len(clearing.in_transit), set())
