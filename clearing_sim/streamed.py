@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +110,26 @@ class _Reorder:
             yield self.blocks.pop(0)
 
 
+class _Background(threading.Thread):
+    """A function run in a thread; `join()` re-raises what it raised."""
+
+    def __init__(self, fn, *args):
+        super().__init__(daemon=True)
+        self.fn, self.args, self.error = fn, args, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
 class _ParquetOut:
     """A Parquet file written by row groups of ROW_GROUP rows, with `outputs.write_table`'s options."""
 
@@ -181,8 +202,12 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     settle = SettlementTxnFigures(horizon_s, scratch / "settlement")
     names = TableNames.of(sc, [f.file_id for f in clearing.files if f.cycle >= 0],
                           [c.id for c in clearing.cycles], [w.id for w in windows])
-    _write_transactions(folder / "transactions.parquet", rows_path, clearing, names, w_code, w_time, settle)
-    _write_records(folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
+    # The two tables at once: Parquet's encoding and compression let go of the GIL, and there are cores.
+    records = _Background(_write_records, folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
+    try:
+        _write_transactions(folder / "transactions.parquet", rows_path, clearing, names, w_code, w_time, settle)
+    finally:  # never leave the thread writing into a folder that a failure is about to clean up
+        records.join()
     write_table(folder / "settlements.parquet", settlement_figures.settlements_table(state))
     txn_figures = settle.result()
     summary = assemble_summary(

@@ -173,7 +173,7 @@ def make_arn(acquirer_pid: np.ndarray, dates: np.ndarray, sequence: np.ndarray) 
     return as_bytes_column(mat)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _arn_digits(pid, date, seq, out):  # pragma: no cover - compiled
     """Fill each row of `out` (n x 23 ASCII) with the ARN's digits and its Luhn check digit."""
     for i in range(len(seq)):
