@@ -124,8 +124,14 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
 
     Each amount counts from `t_in_s` (its approval) until `t_out_s` (its settlement;
     NaN: never within the run). At equal times settlements are counted before
-    approvals. Amounts are fen; the mean is a float of fen.
+    approvals. Amounts are fen; the mean is a float of fen: the area under the level
+    up to `t_end_s` (each amount times the time it counts before the end), summed
+    exactly and divided by `t_end_s` with one rounding, so it does not depend on the
+    order of the events (`stream_settlement.SettlementTxnFigures` gives the same bits).
     """
+    # Imported here: stream_settlement imports this module (STATUSES).
+    from clearing_sim.stream_settlement import amount_time_integral, time_weighted_mean_minor
+
     settled = ~np.isnan(t_out_s)
     times = np.concatenate([t_in_s, t_out_s[settled]])
     delta = np.concatenate([amount_minor, -amount_minor[settled]]).astype(np.int64)
@@ -138,14 +144,14 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
         return {"peak_minor": 0, "t_peak_s": None, "time_weighted_mean_minor": 0.0, "unsettled_at_end_minor": 0,
                 "hourly_minor": [0] * hours}
     k = int(np.argmax(level))
-    span = np.diff(np.append(np.minimum(times, t_end_s), t_end_s))
-    mean = float(np.dot(level.astype(np.float64), span)) / t_end_s if t_end_s > 0 else 0.0
+    area = (amount_time_integral(amount_minor, t_in_s, t_end_s)
+            - amount_time_integral(amount_minor[settled], t_out_s[settled], t_end_s))
     at = np.searchsorted(times, ends, side="right") - 1
     hourly = np.where(at >= 0, level[np.maximum(at, 0)], 0)
     return {
         "peak_minor": int(max(level[k], 0)),
-        "t_peak_s": round(float(times[k]), 3),
-        "time_weighted_mean_minor": round(mean, 3),
+        "t_peak_s": round(float(times[k]), 3) + 0.0,  # + 0.0: -0.0 and 0.0 are one time, written "0.0"
+        "time_weighted_mean_minor": time_weighted_mean_minor(area, t_end_s),
         "unsettled_at_end_minor": int(level[-1]),
         "hourly_minor": [int(x) for x in hourly],
     }
