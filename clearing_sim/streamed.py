@@ -199,7 +199,8 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
                        settlement_figures.UNSETTLED for w in windows] + [settlement_figures.UNSETTLED], dtype=np.int8)
     w_time = np.array([w.t_settled_s if w.t_settled_s is not None else np.nan for w in windows] + [np.nan])
 
-    settle = SettlementTxnFigures(horizon_s, scratch / "settlement")
+    settle = SettlementTxnFigures(horizon_s, scratch / "settlement",
+                                  settlement_times_s=[w.t_settled_s for w in windows if w.t_settled_s is not None])
     names = TableNames.of(sc, [f.file_id for f in clearing.files if f.cycle >= 0],
                           [c.id for c in clearing.cycles], [w.id for w in windows])
     # The two tables at once: Parquet's encoding and compression let go of the GIL, and there are cores.
