@@ -18,20 +18,15 @@ from clearing_sim.messages import MessageLog, build_message_log
 from clearing_sim.model.authorisation import (
     APPROVED,
     FINAL_STATES,
-    HOST_NOT_SENT,
     HOST_OUTCOMES,
-    RESPONSE_CODES,
-    ROUTE_IN_BANK,
     ROUTES,
 )
-from clearing_sim.model.switch import ADVICE
 from clearing_sim.clearing_results import dict_array as clearing_dict_array
 from clearing_sim.clearing_results import clearing_records_table, clearing_summary
-from clearing_sim.model.authorisation import APPROVED, RESPONSE_CODES
-from clearing_sim.model.switch_restarts import SwitchRestarts
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
+from clearing_sim.stream_figures import AuthorisationFigures, percentiles
 
 _DECIMALS = 3
 
@@ -61,19 +56,6 @@ class Result:
 
 def _r(x: float) -> float:
     return round(float(x), _DECIMALS)
-
-
-def percentiles(values: np.ndarray, qs: tuple[int, ...]) -> dict[str, float | None]:
-    """`{"p50": ..., "max": ...}` of the values (None when there are none)."""
-    out: dict[str, float | None] = {}
-    if len(values) == 0:
-        out.update({f"p{q}": None for q in qs})
-        out["max"] = None
-        return out
-    pv = np.percentile(values, qs)
-    out.update({f"p{q}": _r(v) for q, v in zip(qs, pv)})
-    out["max"] = _r(values.max())
-    return out
 
 
 def _code(c: int) -> str:
@@ -106,51 +88,6 @@ def _lag_hours(state: SimulationState) -> np.ndarray:
     return (t - state.outcomes["t_response_s"]) / 3600.0
 
 
-def _auth_block(code: np.ndarray, latency: np.ndarray, amount: np.ndarray, o: dict[str, np.ndarray],
-                saf: dict[str, np.ndarray]) -> dict:
-    """Counts, values and latency of a selection of switched authorisations (all arrays already selected).
-
-    `approved` counts every `00` answer, stand-in approvals and answers later reversed
-    included; `approved_minor - reversed_approved_minor` is what acquirers could present.
-    `advices` counts 0120s (one per stand-in approval), `reversals` 0400s.
-    """
-    approved = code == APPROVED
-    stand_in = o["stand_in"]
-    rev = o["reversed"]
-    stand_in_approved = stand_in & approved
-    host = o["host_outcome"]
-    first = saf["attempt"] == 0
-    is_advice = saf["kind"] == ADVICE
-    return {
-        "count": int(len(code)),
-        "approved": int(approved.sum()),
-        "declined": int((~approved).sum()),
-        "stand_in": int(stand_in_approved.sum()),
-        "advices": int((first & is_advice).sum()),
-        "reversals": int(rev.sum()),
-        "approved_minor": int(amount[approved].sum()),
-        "stand_in_minor": int(amount[stand_in_approved].sum()),
-        "stand_in_declined": int((stand_in & ~approved).sum()),
-        "reversed_approved": int((rev & approved).sum()),
-        "reversed_approved_minor": int(amount[rev & approved].sum()),
-        "switch_timeouts": int((stand_in & (host != HOST_NOT_SENT)).sum()),
-        "advice_repeats": int((~first & is_advice).sum()),
-        "reversal_advices": int((first & ~is_advice).sum()),
-        "reversal_advice_repeats": int((~first & ~is_advice).sum()),
-        # Lost by a switch restart (clearing_sim.model.switch_restarts): no answer, reversed.
-        "lost_in_switch": int(o["lost_in_switch"].sum()),
-        "lost_in_switch_minor": int(amount[o["lost_in_switch"]].sum()),
-        "by_response_code": {_code(c): int((code == c).sum()) for c in RESPONSE_CODES if (code == c).any()},
-        "by_final_state": {name: int((o["final_state"] == s).sum())
-                           for s, name in enumerate(FINAL_STATES) if (o["final_state"] == s).any()},
-        "latency_ms": percentiles(latency, (50, 95, 99)),
-    }
-
-
-def _select(o: dict[str, np.ndarray], sel: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[sel] for k, v in o.items()}
-
-
 def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
     """The store-and-forward attempts of the run as arrays (empty if there is no log)."""
     log = state.authorisation.saf.log if state.authorisation is not None else {}
@@ -161,61 +98,18 @@ def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
     }
 
 
-def _reversal_repeats(state: SimulationState) -> np.ndarray:
-    """Per transaction: how many times its acquirer repeated the 0400 (a down switch lost it)."""
-    o = state.outcomes
-    out = np.zeros(len(o["reversed"]), dtype=np.int64)
-    restarts = SwitchRestarts(state.scenario)
-    rev = np.flatnonzero(o["reversed"])
-    if restarts and len(rev):
-        txn = state.txn
-        timeout_s = np.array([a.auth_timeout_ms / 1000.0 for a in state.scenario.acquirers])[
-            txn["acquirer"][rev].astype(np.int64)]
-        _, out[rev] = restarts.reversal_arrival(txn["t_arrival_s"][rev] + timeout_s,
-                                                txn["hop_rev_acq_switch_s"][rev], timeout_s)
-    return out
-
-
 def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
-    """`summary.json`'s `authorisations`: the switched ones overall and per issuer, and the in-bank ones."""
-    o = state.outcomes
-    code = o["response_code"]
-    amount = state.txn["amount_minor"]
-    route = o["route"]
-    routed = o["routed_issuer"]
+    """`summary.json`'s `authorisations`: the switched ones overall and per issuer, and the in-bank ones.
+
+    One `add` of the whole day to `stream_figures.AuthorisationFigures`, the accumulator
+    the streamed run feeds chunk by chunk, so both give the same figures by construction.
+    `latency` is `_latency_ms(state)`.
+    """
+    figures = AuthorisationFigures(state.scenario, spill_dir=None)
+    figures.add(state.txn, state.outcomes, latency=latency)
     saf = _saf_log(state)
-    saf_issuer = routed[saf["txn"]] if len(saf["txn"]) else np.empty(0, dtype=np.int16)
-    switched = route != ROUTE_IN_BANK
-    auth = _auth_block(code[switched], latency[switched], amount[switched], _select(o, switched), saf)
-    wait_ms = (o["t_host_start_s"] - o["t_host_in_s"]) * 1000.0
-    reversal_repeats = _reversal_repeats(state)
-    per_issuer = {}
-    for k, iss in enumerate(state.scenario.issuers):
-        sel = switched & (routed == k)
-        block = _auth_block(code[sel], latency[sel], amount[sel], _select(o, sel),
-                            {key: v[saf_issuer == k] for key, v in saf.items()})
-        served = (routed == k) & ~np.isnan(wait_ms)
-        w = wait_ms[served]
-        block["host_wait_ms_mean"] = _r(w.mean()) if len(w) else None
-        block["host_wait_ms"] = percentiles(w, (50, 99))
-        block["queue_depth_max"] = int(state.queue_depth_max[k])
-        host = o["host_outcome"][routed == k]
-        block["host"] = {name: int((host == h).sum()) for h, name in enumerate(HOST_OUTCOMES)}
-        block["reversal_repeats"] = int(reversal_repeats[sel].sum())
-        per_issuer[iss.institution] = block
-    auth["per_issuer"] = per_issuer
-    auth["reversal_repeats"] = int(reversal_repeats.sum())  # 0401s: 0400s sent again after a down switch
-    bank = route == ROUTE_IN_BANK
-    bank_code = code[bank]
-    auth["in_bank"] = {
-        "count": int(bank.sum()),
-        "approved": int((bank_code == APPROVED).sum()),
-        "declined": int((bank_code != APPROVED).sum()),
-        "approved_minor": int(amount[bank][bank_code == APPROVED].sum()),
-        "by_response_code": {_code(c): int((bank_code == c).sum()) for c in RESPONSE_CODES if (bank_code == c).any()},
-        "latency_ms": percentiles(latency[bank], (50, 95, 99)),
-    }
-    return auth
+    figures.add_saf(state.outcomes["routed_issuer"][saf["txn"]], saf["kind"], saf["attempt"])
+    return figures.result(state.queue_depth_max)
 
 
 def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
