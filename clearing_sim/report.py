@@ -988,6 +988,7 @@ def build_report_from_parquet(summary: dict, transactions_path: Path | str | Non
 
 
 def _build(summary: dict, transactions: Batches | None, settlements: Batches | None) -> str:
+    """The page for both `build_report` and `build_report_from_parquet` (None: no such table)."""
     tables = {"transactions": transactions, "settlements": settlements}
     name = summary.get("scenario", "run")
 

@@ -284,7 +284,9 @@ def _purchases(draw) -> pa.Table:
         t_in = [v if np.isfinite(v) else 100.0 for v in t_in]
     t_out = draw(st.lists(st.one_of(st.just(np.nan), st.sampled_from([122400.0, 208800.0, 90000.5]), times),
                           min_size=n, max_size=n))
-    amount = draw(st.lists(st.one_of(st.integers(-5, 1000), st.just(0), st.integers(0, 10**15)), min_size=n, max_size=n))
+    # Amounts up to 10^15: sums past 2^53 take _int_sums' exact int64 path.
+    amount = draw(st.lists(st.one_of(st.integers(-5, 1000), st.just(0), st.integers(0, 10**15)),
+                           min_size=n, max_size=n))
     approved = draw(st.lists(st.booleans(), min_size=n, max_size=n))
     issuer = draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n))
     idx = pa.array(issuer, pa.int32(), mask=np.array(issuer, dtype=int) < 0)
@@ -349,6 +351,21 @@ class TestExposure:
         i = int(np.argmax(level))
         assert (exp.peak_time, exp.peak_level) == (times[i], level[i])
         assert 0 < exp.held_times < 500
+
+    @pytest.mark.parametrize("t_in, amount, want", [
+        ([1.0, np.nan], [5, 0], (1.0, 5)),  # a tie: the first time at the peak, not the NaN after it
+        ([1.0, np.nan], [5, 2], (np.nan, 7)),  # NaN sorts last, a step of its own
+        ([np.nan, np.nan], [3, -1], (np.nan, 3)),
+    ])
+    def test_response_time_nan(self, t_in, amount, want):
+        n = len(t_in)
+        table = pa.table({"t_response_s": pa.array(t_in, pa.float64()), "t_settled_s": np.full(n, np.nan),
+                          "amount_minor": pa.array(amount, pa.int64()), "approved": np.ones(n, bool)})
+        times, level = metrics.exposure_curve(np.array(t_in), np.full(n, np.nan), np.array(amount), np.ones(n, bool))
+        i = int(np.argmax(level))
+        assert _same_float(times[i], want[0]) and level[i] == want[1]
+        exp = report._Exposure(report.Batches.of_table(table, batch_rows=1), None)
+        assert _same_float(exp.peak_time, want[0]) and exp.peak_level == want[1]
 
     def test_int_sums_exact_beyond_float(self):
         """Sums past 2^53 stay exact (float64 bincount would round them)."""
