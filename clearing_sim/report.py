@@ -8,6 +8,16 @@ of `default-src 'none'` says so to the browser), and the same run gives the same
 bytes (matplotlib's Agg-free SVG backend with a fixed hash salt per figure, text kept
 as text, no dates). Must never run the model; a table column or summary key that a
 run does not have leaves its plot or cell out ("-"), it never fails the run.
+
+Also owns reading the tables for the plots in bounded memory: every plot reads its
+columns batch by batch (`Batches`: an in-memory table's slices, or a Parquet file's
+rows `BATCH_ROWS` at a time) and keeps only what it draws: counts per bin, exact
+int64 sums per time, and exact order statistics (`_OrderStatistics`) for the
+percentiles and bin edges. One code path for both sources, so a run's report is the
+same bytes from its in-memory tables and from its Parquet files, and the same as
+the whole-column numpy computation it replaces (np.histogram counts, np.percentile's
+linear interpolation, `metrics.exposure_curve` and `metrics.sample_step`). Must never
+hold a whole column of the transactions table.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,50 +128,293 @@ def _legend(ax: Any, title: str) -> None:
     ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
-# --- tables as arrays --------------------------------------------------------------------
+# --- tables read batch by batch ----------------------------------------------------------
+
+# Rows per batch a plot reads at a time (from a Parquet file, or sliced from an
+# in-memory table): a quarter of a streamed run's row group of about 10^6 rows. With
+# 2^18 rows a pass over five columns holds about 50 MB of numpy temporaries; larger
+# batches were slower (caches) as well as bigger, smaller ones slower (per-batch work).
+BATCH_ROWS = 1 << 18
 
 
-def _col(table: Any, name: str) -> np.ndarray | None:
-    if table is None or name not in table.column_names:
-        return None
-    col = table.column(name)
+class Batches:
+    """One table as record batches in row order, read again for every pass a plot makes.
+
+    The plots never hold a whole column: they add up counts and sums batch by batch
+    (`_Names`, `_Shares`, `_OrderStatistics`, `_Exposure`), so what they draw does not
+    depend on where the batches split the rows. `of_table` slices an in-memory pyarrow
+    table, `of_parquet` reads a Parquet file; both read only the columns a pass asks for.
+    """
+
+    def __init__(self, schema: Any, read: Callable[[list[str]], Iterable[Any]],
+                 dictionaries: Callable[[str], list[Any]] | None = None) -> None:
+        self.schema = schema
+        self._read = read
+        self._dictionaries = dictionaries or (lambda name: [])
+
+    @classmethod
+    def of_table(cls, table: Any, batch_rows: int | None = None) -> Batches:
+        """The batches of an in-memory pyarrow table: zero-copy slices of at most
+        `batch_rows` (default `BATCH_ROWS`) rows."""
+        import pyarrow as pa
+
+        def read(columns: list[str]) -> Iterable[Any]:
+            return table.select(columns).to_batches(max_chunksize=batch_rows or BATCH_ROWS)
+
+        def dictionaries(name: str) -> list[Any]:
+            # Every chunk's dictionary, empty chunks too: pyarrow's unify_dictionaries of
+            # the whole column sees them all, while to_batches() skips empty chunks.
+            col = table.column(name)
+            return [c.dictionary for c in col.chunks] if pa.types.is_dictionary(col.type) else []
+
+        return cls(table.schema, read, dictionaries)
+
+    @classmethod
+    def of_parquet(cls, path: Path | str, batch_rows: int | None = None) -> Batches:
+        """The batches of a Parquet file, `batch_rows` (default `BATCH_ROWS`) rows at a
+        time; raises OSError if unreadable, pyarrow's ArrowInvalid if not Parquet.
+
+        Memory: about one batch of each column a pass reads, whatever the file's size
+        (measured: pyarrow's pool peaks at the same size for 2 and for 20 row groups).
+        """
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+
+        def read(columns: list[str]) -> Iterator[Any]:
+            # pre_buffer would read every row group's column chunks ahead: memory growing with the file.
+            with pq.ParquetFile(path, pre_buffer=False) as f:
+                yield from f.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=columns)
+
+        return cls(pq.read_schema(path), read)
+
+    def has(self, name: str) -> bool:
+        return name in self.schema.names
+
+    def is_dictionary(self, name: str) -> bool:
+        import pyarrow as pa
+
+        return pa.types.is_dictionary(self.schema.field(name).type)
+
+    def dictionaries(self, name: str) -> list[Any]:
+        """Dictionaries of the column known before reading it (an in-memory table's chunks)."""
+        return self._dictionaries(name)
+
+    def batches(self, columns: Sequence[str]) -> Iterable[Any]:
+        """Record batches of these columns, in row order."""
+        return self._read(list(columns))
+
+
+def _need_columns(table: Batches | None, names: Sequence[str], plain: Sequence[str] = ()) -> Batches:
+    """`table`, or _Missing naming the first of `names` it lacks; a `plain` column must not be
+    dictionary-encoded (its values are read as numbers)."""
+    for name in names:
+        if table is None or not table.has(name) or (name in plain and table.is_dictionary(name)):
+            raise _Missing(name)
+    assert table is not None
+    return table
+
+
+def _floats(batch: Any, name: str) -> np.ndarray:
+    """A column of a batch as float64, NaN for null."""
     import pyarrow as pa
 
-    if pa.types.is_dictionary(col.type):
-        return None
+    col = batch.column(name).cast(pa.float64())
+    return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
+        np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
+
+
+def _values(batch: Any, name: str) -> np.ndarray:
+    """A column of a batch as numpy values (objects, with None, when it has nulls)."""
+    col = batch.column(name)
     return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
         np.asarray(col.to_pylist(), dtype=object)
 
 
+class _Names:
+    """Codes of a dictionary (or string) column, batch by batch, and the names they stand for.
+
+    A code is -1 for null. The names come in the order pyarrow's `unify_dictionaries`
+    gives the whole column: the dictionaries given first (an in-memory table's chunks),
+    then each batch's dictionary, each adding its new values in its order. A string
+    column is dictionary-encoded batch by batch, so its names come in the order they
+    first appear, as `pyarrow.compute.dictionary_encode` of the whole column gives them.
+    """
+
+    def __init__(self, dictionaries: Iterable[Any] = ()) -> None:
+        self.names: list[str] = []
+        self._code: dict[Any, int] = {}
+        for d in dictionaries:
+            self._remap(d)
+
+    def _remap(self, dictionary: Any) -> np.ndarray:
+        out = np.empty(len(dictionary), np.int64)
+        for i, v in enumerate(dictionary.to_pylist()):
+            code = self._code.get(v)
+            if code is None:
+                code = self._code[v] = len(self.names)
+                self.names.append(str(v))
+            out[i] = code
+        return out
+
+    def codes(self, array: Any) -> np.ndarray:
+        """The codes (int64, -1 for null) of one batch's column."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(array)
+        remap = self._remap(array.dictionary)
+        idx = array.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(remap) == 0:
+            return idx  # every value is null
+        return np.where(idx >= 0, remap[idx], -1)
+
+
 def _coded(table: Any, name: str) -> tuple[np.ndarray, list[str]] | None:
-    """A dictionary (or string) column as (codes with -1 for null, names)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    """A dictionary (or string) column of an in-memory table as (codes with -1 for null, names)."""
     if table is None or name not in table.column_names:
         return None
-    col = table.column(name)
-    if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
-    # Chunks (e.g. Parquet row groups) may each have their own dictionary: unify them.
-    col = pa.table({name: col}).unify_dictionaries().column(0)
-    chunks = col.chunks
-    if not chunks:
-        return np.empty(0, np.int64), []
-    dictionary = chunks[0].dictionary.to_pylist()
-    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-                            for c in chunks])
-    return codes, [str(d) for d in dictionary]
+    source = Batches.of_table(table)
+    names = _Names(source.dictionaries(name))
+    parts = [names.codes(b.column(name)) for b in source.batches([name])]
+    return (np.concatenate(parts) if parts else np.empty(0, np.int64)), names.names
 
 
-def _float_col(table: Any, name: str) -> np.ndarray | None:
-    import pyarrow as pa
+# --- exact order statistics over batches -----------------------------------------------------
 
-    if table is None or name not in table.column_names:
-        return None
-    col = table.column(name).cast(pa.float64())
-    return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
-        np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
+_MASK64 = (1 << 64) - 1
+_SIGN64 = 1 << 63
+_BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
+_COLLECT_MAX = 1 << 18  # values of one rank's bucket read into memory to sort
+
+
+def _sort_keys(x: np.ndarray) -> np.ndarray:
+    """uint64 keys in the order of the float64 values `x` (no NaN): flip negatives, set the sign bit of the rest."""
+    u = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    return np.where((u >> np.uint64(63)) != 0, ~u, u | np.uint64(_SIGN64))
+
+
+def _key_value(key: int) -> np.float64:
+    """The float64 whose sort key is `key` (inverse of `_sort_keys`)."""
+    bits = key ^ _SIGN64 if key & _SIGN64 else ~key & _MASK64
+    return np.array([bits], dtype=np.uint64).view(np.float64)[0]
+
+
+class _OrderStatistics:
+    """Exact values at given ranks (and numpy's percentiles) of a float column read in batches.
+
+    `read()` yields the values batch by batch (float64, no NaN), as often as asked. The
+    first pass counts the values and histograms the top `_BUCKET_BITS` bits of their
+    order-preserving integer keys; each later pass narrows every wanted rank's key
+    range by `_BUCKET_BITS` bits until at most `_COLLECT_MAX` values remain in it, which
+    one more pass reads and sorts. Memory: the counters, and those few values per rank.
+    """
+
+    def __init__(self, read: Callable[[], Iterable[np.ndarray]]) -> None:
+        self._read = read
+        self.count = 0
+        top = np.zeros(1 << _BUCKET_BITS, np.int64)
+        for x in read():
+            self.count += len(x)
+            top += np.bincount((_sort_keys(x) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64),
+                               minlength=1 << _BUCKET_BITS)
+        self._top = top
+        self._known: dict[int, np.float64] = {}
+
+    def values_at(self, ranks: Iterable[int]) -> dict[int, np.float64]:
+        """The value at each 0-based rank of the sorted values; raises IndexError outside 0..count-1."""
+        ranks = [int(r) for r in ranks]
+        wanted = sorted(set(ranks) - set(self._known))
+        if any(r < 0 or r >= self.count for r in wanted):
+            raise IndexError(f"rank outside 0..{self.count - 1}")
+        # Each open rank: [lo, hi] key range holding it, its rank among the values in
+        # that range, and how many values the range holds.
+        cum = np.cumsum(self._top)
+        shift = 64 - _BUCKET_BITS
+        open_: dict[int, list[int]] = {}
+        for r in wanted:
+            b = int(np.searchsorted(cum, r, side="right"))
+            below = int(cum[b - 1]) if b else 0
+            open_[r] = [b << shift, ((b + 1) << shift) - 1, r - below, int(self._top[b])]
+        for _ in range(64 // _BUCKET_BITS + 2):  # each pass settles _BUCKET_BITS more bits
+            for r, (lo, hi, _, _) in list(open_.items()):
+                if lo == hi:  # one key left: every value in the range is this one
+                    self._known[r] = _key_value(lo)
+                    del open_[r]
+            if not open_:
+                break
+            ranges = sorted({(lo, hi, n) for lo, hi, _, n in open_.values()})
+            collected: dict[tuple[int, int], list[np.ndarray]] = {(lo, hi): [] for lo, hi, _ in ranges}
+            counted: dict[tuple[int, int], np.ndarray] = {}
+            steps = {(lo, hi): max(0, (hi - lo).bit_length() - _BUCKET_BITS) for lo, hi, _ in ranges}
+            for x in self._read():
+                keys = _sort_keys(x)
+                for lo, hi, n in ranges:
+                    sel = keys[(keys >= np.uint64(lo)) & (keys <= np.uint64(hi))]
+                    if n <= _COLLECT_MAX:
+                        collected[(lo, hi)].append(sel)
+                        continue
+                    s = steps[(lo, hi)]
+                    c = np.bincount(((sel - np.uint64(lo)) >> np.uint64(s)).astype(np.int64),
+                                    minlength=((hi - lo) >> s) + 1)
+                    counted[(lo, hi)] = counted[(lo, hi)] + c if (lo, hi) in counted else c
+            for r, (lo, hi, k, n) in list(open_.items()):
+                if n <= _COLLECT_MAX:
+                    keys = np.sort(np.concatenate(collected[(lo, hi)]))
+                    self._known[r] = _key_value(int(keys[k]))
+                    del open_[r]
+                    continue
+                s = steps[(lo, hi)]
+                counts = counted.get((lo, hi), np.zeros(((hi - lo) >> s) + 1, np.int64))
+                cum = np.cumsum(counts)
+                b = int(np.searchsorted(cum, k, side="right"))
+                below = int(cum[b - 1]) if b else 0
+                open_[r] = [lo + (b << s), min(hi, lo + ((b + 1) << s) - 1), k - below, int(counts[b])]
+        assert not open_, "order statistics did not converge"
+        return {r: self._known[r] for r in ranks}
+
+    def max(self) -> np.float64:
+        return self.values_at([self.count - 1])[self.count - 1]
+
+    def percentiles(self, qs: Sequence[float]) -> list[np.float64]:
+        """`np.percentile(values, q)` (method "linear") for each q, to the last bit."""
+        plans = [_percentile_plan(self.count, q) for q in qs]
+        at = self.values_at([i for p in plans for i in p[:2]])
+        return [_lerp(at[i], at[j], gamma) for i, j, gamma in plans]
+
+
+def _percentile_plan(n: int, q: float) -> tuple[int, int, np.float64]:
+    """Ranks below and above numpy's virtual index for percentile `q` of `n` values, and the weight.
+
+    The steps of numpy's `_quantile` for method "linear": virtual index (n-1)*q/100,
+    floor and floor+1, both the last rank when the index reaches it, the weight
+    measured from the (possibly replaced) lower rank.
+    """
+    virtual = (n - 1) * np.true_divide(np.float64(q), 100)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    if virtual >= n - 1:
+        prev = nxt = np.float64(-1)
+    prev_i, next_i = np.intp(prev), np.intp(nxt)
+    gamma = np.float64(virtual - prev_i)
+    return int(prev_i) % n, int(next_i) % n, gamma
+
+
+def _lerp(a: np.float64, b: np.float64, t: np.float64) -> np.float64:
+    """numpy's `_lerp`: a + (b-a)*t, or b - (b-a)*(1-t) when t >= 0.5 (symmetric rounding)."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def _float_column(table: Batches, name: str) -> Callable[[], Iterator[np.ndarray]]:
+    """A reader of one float column's non-NaN values, batch by batch."""
+    def read() -> Iterator[np.ndarray]:
+        for b in table.batches([name]):
+            x = _floats(b, name)
+            yield x[~np.isnan(x)]
+
+    return read
 
 
 # --- the plots ---------------------------------------------------------------------------
@@ -169,12 +422,6 @@ def _float_col(table: Any, name: str) -> np.ndarray | None:
 
 class _Missing(Exception):
     """A plot cannot be drawn from this run's tables (a column is missing)."""
-
-
-def _need(x: Any, what: str) -> Any:
-    if x is None:
-        raise _Missing(what)
-    return x
 
 
 def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
@@ -187,17 +434,36 @@ def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
     ax.set_xlabel(f"simulated time (hours since 00:00{where}, day 1)")
 
 
-def plot_transactions_per_hour(fig: Any, tx: Any, summary: dict) -> str:
-    t = _need(_float_col(tx, "t_arrival_s"), "t_arrival_s")
-    acq = _need(_coded(tx, "acquirer"), "acquirer")
-    codes, names = acq
-    days = max(1, int(summary.get("days") or 1), int(np.ceil(t.max() / DAY_S)) if len(t) else 1)
+def _grow(counts: list[np.ndarray], n: int, size: int) -> None:
+    while len(counts) < n:
+        counts.append(np.zeros(size, np.int64))
+
+
+def plot_transactions_per_hour(fig: Any, tx: Batches | None, summary: dict) -> str:
+    tx = _need_columns(tx, ("t_arrival_s", "acquirer"))
+    n = 0
+    maxima = []
+    for b in tx.batches(["t_arrival_s"]):
+        t = _floats(b, "t_arrival_s")
+        n += len(t)
+        if len(t):
+            maxima.append(t.max())
+    days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
     edges = np.arange(0, days * 24 + 1) * HOUR_S
+    acq = _Names(tx.dictionaries("acquirer"))
+    per_acquirer: list[np.ndarray] = []
+    for b in tx.batches(["t_arrival_s", "acquirer"]):
+        t = _floats(b, "t_arrival_s")
+        codes = acq.codes(b.column("acquirer"))
+        _grow(per_acquirer, len(acq.names), len(edges) - 1)
+        for k in range(len(acq.names)):
+            per_acquirer[k] += np.histogram(t[codes == k], bins=edges)[0]
+    names = acq.names
+    _grow(per_acquirer, len(names), len(edges) - 1)
     ax = fig.add_subplot()
     colours = _colours(summary.get("participants") or names)
     bottom = np.zeros(len(edges) - 1)
-    for k, name in enumerate(names):
-        counts, _ = np.histogram(t[codes == k], bins=edges)
+    for name, counts in zip(names, per_acquirer):
         ax.bar(edges[:-1] / HOUR_S + 0.5, counts, width=0.9, bottom=bottom, label=name,
                color=colours.get(name), linewidth=0)
         bottom += counts
@@ -205,44 +471,90 @@ def plot_transactions_per_hour(fig: Any, tx: Any, summary: dict) -> str:
     ax.set_ylabel("purchases per hour")
     ax.set_title("Purchases per hour, by acquirer")
     _legend(ax, "acquirer")
-    return (f"{len(t):,} purchases over {days} day(s); each bar is one hour of arrivals, "
+    return (f"{n:,} purchases over {days} day(s); each bar is one hour of arrivals, "
             "split by the acquirer of the merchant.")
 
 
-def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray]], edges: np.ndarray, colours: dict) -> None:
-    """One step line per non-empty series: the share (%) of its values in each bin."""
-    for name, v in series:
-        if len(v) == 0:
+class _Shares:
+    """Histograms (counts per bin, and how many values) of one value per row, by a row's group.
+
+    `add` takes one batch: row i counts for group `codes[i]` (0..groups-1, and -1 for
+    the `other` group when asked for) when `ok[i]`; with `clip`, values above the last
+    edge count in the last bin. Counts are exact integers (np.histogram's, added up), so
+    the shares drawn from them do not depend on how the rows were split into batches.
+    """
+
+    def __init__(self, edges: np.ndarray, clip: bool) -> None:
+        self.edges = edges
+        self.clip = clip
+        self.counts: list[np.ndarray] = []
+        self.sizes: list[int] = []
+        self.other = np.zeros(len(edges) - 1, np.int64)
+        self.other_size = 0
+
+    def _hist(self, v: np.ndarray) -> np.ndarray:
+        if self.clip:
+            v = np.minimum(v, self.edges[-1])
+        return np.histogram(v, bins=self.edges)[0]
+
+    def add(self, values: np.ndarray, codes: np.ndarray, ok: np.ndarray, groups: int, other: bool) -> None:
+        _grow(self.counts, groups, len(self.edges) - 1)
+        self.sizes += [0] * (groups - len(self.sizes))
+        for k in range(groups):
+            v = values[(codes == k) & ok]
+            self.counts[k] += self._hist(v)
+            self.sizes[k] += len(v)
+        if other:
+            v = values[(codes < 0) & ok]
+            self.other += self._hist(v)
+            self.other_size += len(v)
+
+    def series(self, names: Sequence[str]) -> list[tuple[str, np.ndarray, int]]:
+        _grow(self.counts, len(names), len(self.edges) - 1)
+        self.sizes += [0] * (len(names) - len(self.sizes))
+        return [(name, self.counts[k], self.sizes[k]) for k, name in enumerate(names)]
+
+
+def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray, int]], edges: np.ndarray, colours: dict) -> None:
+    """One step line per non-empty series (name, counts per bin, values): the share (%) in each bin."""
+    for name, counts, n in series:
+        if n == 0:
             continue
-        counts, _ = np.histogram(v, bins=edges)
-        ax.stairs(100.0 * counts / len(v), edges, label=f"{name} ({len(v):,})",
+        ax.stairs(100.0 * counts / n, edges, label=f"{name} ({n:,})",
                   color=colours.get(name, "0.4"), linewidth=1.4)
 
 
-def _mark_percentiles(ax: Any, values: np.ndarray, unit: str) -> None:
-    """Dashed lines at the p50 and p99 of all `values`, labelled in `unit`."""
-    for q, v in zip(("p50", "p99"), np.percentile(values, [50, 99])):
+def _mark_percentiles(ax: Any, marks: Sequence[np.float64], unit: str) -> None:
+    """Dashed lines at the p50 and p99 (`marks`) of all values, labelled in `unit`."""
+    for q, v in zip(("p50", "p99"), marks):
         ax.axvline(v, color="0.3", linestyle="--", linewidth=0.8)
         ax.annotate(f"all {q} {v:.1f} {unit}", (v, 1.0), xycoords=("data", "axes fraction"),
                     xytext=(3, -10), textcoords="offset points", fontsize=8, color="0.25")
 
 
-def plot_latency(fig: Any, tx: Any, summary: dict) -> str:
-    lat = _need(_float_col(tx, "latency_ms"), "latency_ms")
-    iss = _need(_coded(tx, "issuer"), "issuer")
-    codes, names = iss
-    ok = ~np.isnan(lat)
-    if not ok.any():
+def plot_latency(fig: Any, tx: Batches | None, summary: dict) -> str:
+    tx = _need_columns(tx, ("latency_ms", "issuer"))
+    stats = _OrderStatistics(_float_column(tx, "latency_ms"))
+    if stats.count == 0:
         raise _Missing("latency_ms (no values)")
-    hi = float(np.percentile(lat[ok], 99.9))
+    hi_q, p50, p99 = stats.percentiles([99.9, 50, 99])
+    hi = float(hi_q)
     edges = np.linspace(0.0, max(hi, 1.0), 61)
+    iss = _Names(tx.dictionaries("issuer"))
+    shares = _Shares(edges, clip=True)
+    unknown = False
+    for b in tx.batches(["latency_ms", "issuer"]):
+        lat = _floats(b, "latency_ms")
+        codes = iss.codes(b.column("issuer"))
+        unknown = unknown or bool((codes < 0).any())
+        shares.add(lat, codes, ~np.isnan(lat), len(iss.names), other=True)
+    series = shares.series(iss.names)
+    if unknown:
+        series.append(("unknown BIN (switch)", shares.other, shares.other_size))
     ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or names)
-    groups = [(name, codes == k) for k, name in enumerate(names)]
-    if (codes < 0).any():
-        groups.append(("unknown BIN (switch)", codes < 0))
-    _share_stairs(ax, [(name, np.minimum(lat[sel & ok], edges[-1])) for name, sel in groups], edges, colours)
-    _mark_percentiles(ax, lat[ok], "ms")
+    colours = _colours(summary.get("participants") or iss.names)
+    _share_stairs(ax, series, edges, colours)
+    _mark_percentiles(ax, [p50, p99], "ms")
     ax.set_xlabel("authorisation latency, 0100 sent to 0110 received by the acquirer (ms)")
     ax.set_ylabel("share of the issuer's authorisations (%)")
     ax.set_title("Authorisation latency distribution, by issuer")
@@ -251,15 +563,25 @@ def plot_latency(fig: Any, tx: Any, summary: dict) -> str:
             f"above the overall 99.9th percentile ({hi:.1f} ms).")
 
 
-def plot_outcomes(fig: Any, tx: Any, summary: dict) -> str:
-    iss = _need(_coded(tx, "issuer"), "issuer")
-    rc = _need(_coded(tx, "response_code"), "response_code")
-    icodes, inames = iss
-    rcodes, rnames = rc
-    groups = [(n, icodes == k) for k, n in enumerate(inames)]
-    if (icodes < 0).any():
-        groups.append(("unknown BIN", icodes < 0))
-    present = sorted({rnames[c] for c in np.unique(rcodes) if c >= 0})
+def plot_outcomes(fig: Any, tx: Batches | None, summary: dict) -> str:
+    tx = _need_columns(tx, ("issuer", "response_code"))
+    iss = _Names(tx.dictionaries("issuer"))
+    rc = _Names(tx.dictionaries("response_code"))
+    counts: dict[tuple[int, int], int] = {}  # (issuer code, response code's code) -> authorisations
+    unknown = False
+    for b in tx.batches(["issuer", "response_code"]):
+        icodes = iss.codes(b.column("issuer"))
+        rcodes = rc.codes(b.column("response_code"))
+        unknown = unknown or bool((icodes < 0).any())
+        width = len(rc.names) + 1  # codes -1.. of this batch, shifted to 0..
+        pair = np.bincount((icodes + 1) * width + (rcodes + 1), minlength=(len(iss.names) + 1) * width)
+        for key in np.flatnonzero(pair).tolist():
+            i, r = divmod(key, width)
+            counts[(i - 1, r - 1)] = counts.get((i - 1, r - 1), 0) + int(pair[key])
+    groups = [(n, k) for k, n in enumerate(iss.names)]
+    if unknown:
+        groups.append(("unknown BIN", -1))
+    present = sorted({rc.names[r] for _, r in counts if r >= 0})
     labels = {"00": "00 approved", "05": "05 do not honour", "14": "14 invalid card",
               "51": "51 insufficient funds", "91": "91 issuer unavailable"}
     ax = fig.add_subplot()
@@ -268,11 +590,11 @@ def plot_outcomes(fig: Any, tx: Any, summary: dict) -> str:
 
     cmap = matplotlib.colormaps["Set2"]
     for j, code in enumerate(present):
-        k = rnames.index(code)
-        counts = np.array([(rcodes[sel] == k).sum() for _, sel in groups], dtype=float)
-        ax.barh([g for g, _ in groups], counts, left=left, label=labels.get(code, code),
+        k = rc.names.index(code)
+        row = np.array([counts.get((g, k), 0) for _, g in groups], dtype=float)
+        ax.barh([g for g, _ in groups], row, left=left, label=labels.get(code, code),
                 color=cmap(j % cmap.N))
-        left += counts
+        left += row
     ax.invert_yaxis()
     ax.set_xlabel("authorisations (count)")
     ax.set_ylabel("issuer")
@@ -281,41 +603,55 @@ def plot_outcomes(fig: Any, tx: Any, summary: dict) -> str:
     return "Each bar is one issuer's authorisations split by ISO 8583 response code (field 39)."
 
 
-def plot_settlement_lag(fig: Any, tx: Any, summary: dict) -> str:
-    lag = _need(_float_col(tx, "settlement_lag_h"), "settlement_lag_h")
-    acq = _need(_coded(tx, "acquirer"), "acquirer")
-    codes, names = acq
-    ok = ~np.isnan(lag)
-    if not ok.any():
+def plot_settlement_lag(fig: Any, tx: Batches | None, summary: dict) -> str:
+    tx = _need_columns(tx, ("settlement_lag_h", "acquirer"))
+    stats = _OrderStatistics(_float_column(tx, "settlement_lag_h"))
+    if stats.count == 0:
         raise _Missing("settlement_lag_h (nothing settled)")
-    hi = float(np.ceil(lag[ok].max()))
+    hi = float(np.ceil(stats.max()))
     edges = np.linspace(0.0, max(hi, 1.0), min(int(max(hi, 1.0)) * 2, 120) + 1)
+    p50, p99 = stats.percentiles([50, 99])
+    acq = _Names(tx.dictionaries("acquirer"))
+    shares = _Shares(edges, clip=False)
+    rows = 0
+    for b in tx.batches(["settlement_lag_h", "acquirer"]):
+        lag = _floats(b, "settlement_lag_h")
+        codes = acq.codes(b.column("acquirer"))
+        rows += len(lag)
+        shares.add(lag, codes, ~np.isnan(lag), len(acq.names), other=False)
     ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or names)
-    _share_stairs(ax, [(name, lag[(codes == k) & ok]) for k, name in enumerate(names)], edges, colours)
-    _mark_percentiles(ax, lag[ok], "h")
+    colours = _colours(summary.get("participants") or acq.names)
+    _share_stairs(ax, shares.series(acq.names), edges, colours)
+    _mark_percentiles(ax, [p50, p99], "h")
     ax.set_xlabel("settlement lag, authorisation response to settlement of its window (hours)")
     ax.set_ylabel("share of the acquirer's settled purchases (%)")
     ax.set_title("Settlement lag distribution, by acquirer")
     _legend(ax, "acquirer (settled purchases)")
-    unsettled = int((~ok).sum())
-    return (f"{int(ok.sum()):,} purchases settled; {unsettled:,} have no settlement "
+    unsettled = rows - stats.count
+    return (f"{stats.count:,} purchases settled; {unsettled:,} have no settlement "
             "(declined, or not settled within the run).")
 
 
-def plot_positions(fig: Any, st: Any, summary: dict) -> str:
-    win = _need(_coded(st, "window_id"), "window_id")
-    part = _need(_coded(st, "participant"), "participant")
-    pos = _need(_float_col(st, "position_minor"), "position_minor")
-    wcodes, wnames = win
-    pcodes, pnames = part
+def plot_positions(fig: Any, st: Batches | None, summary: dict) -> str:
+    st = _need_columns(st, ("window_id", "participant", "position_minor"))
+    win = _Names(st.dictionaries("window_id"))
+    part = _Names(st.dictionaries("participant"))
+    # Sums per (window, participant) code, added in row order as a float64 grid would be.
+    sums: dict[tuple[int, int], np.float64] = {}
+    for b in st.batches(["window_id", "participant", "position_minor"]):
+        wcodes = win.codes(b.column("window_id"))
+        pcodes = part.codes(b.column("participant"))
+        for w, p, v in zip(wcodes, pcodes, _floats(b, "position_minor")):
+            if w >= 0 and p >= 0:
+                sums[(w, p)] = sums.get((w, p), np.float64(0.0)) + v
+    wnames, pnames = win.names, part.names
     order_p = [p for p in (summary.get("participants") or pnames) if p in pnames]
     if not wnames or not order_p:
         raise _Missing("settlement windows (none)")
     grid = np.zeros((len(wnames), len(order_p)))
-    for w, p, v in zip(wcodes, pcodes, pos):
-        if w >= 0 and p >= 0 and pnames[p] in order_p:
-            grid[w, order_p.index(pnames[p])] += v
+    for (w, p), v in sums.items():
+        if pnames[p] in order_p:
+            grid[w, order_p.index(pnames[p])] = v
     div, unit = money_scale(float(np.abs(grid).max()) if grid.size else 0.0)
     ax = fig.add_subplot()
     colours = _colours(summary.get("participants") or order_p)
@@ -340,34 +676,208 @@ def plot_positions(fig: Any, st: Any, summary: dict) -> str:
             "positive receives from the settlement bank, negative pays in. Each window sums to zero.")
 
 
-def plot_exposure(fig: Any, tx: Any, summary: dict) -> str:
-    t_in = _need(_float_col(tx, "t_response_s"), "t_response_s")
-    t_out = _need(_float_col(tx, "t_settled_s"), "t_settled_s")
-    amount = _need(_col(tx, "amount_minor"), "amount_minor")
-    approved = _need(_col(tx, "approved"), "approved").astype(bool)
-    iss = _need(_coded(tx, "issuer"), "issuer")
-    codes, names = iss
-    times, level = metrics.exposure_curve(t_in, t_out, amount, approved)
-    if len(times) == 0:
+# --- exposure over batches -------------------------------------------------------------------
+
+_EXPOSURE_COLUMNS = ("t_response_s", "t_settled_s", "amount_minor", "approved")
+_PEAK_BUCKETS = 1 << 16  # time buckets of the peak search
+
+
+def _int_sums(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Exact int64 sums of `weights` per `index` (0..size-1)."""
+    w = np.asarray(weights, dtype=np.int64)
+    if len(w) == 0:
+        return np.zeros(size, np.int64)
+    if max(int(w.max()), -int(w.min())) * len(w) < 2**53:
+        # Every partial sum is an integer below 2^53: float64 adds them exactly.
+        return np.bincount(index, weights=w, minlength=size).astype(np.int64)
+    out = np.zeros(size, np.int64)
+    np.add.at(out, index, w)
+    return out
+
+
+def _approved(b: Any) -> np.ndarray:
+    return _values(b, "approved").astype(bool)
+
+
+def _approved_events(b: Any, ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of one batch's approved purchases (`ok`, read from the batch if not given): response
+    time, settlement time (NaN if none) and amount."""
+    ok = _approved(b) if ok is None else ok
+    amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)[ok]
+    return _floats(b, "t_response_s")[ok], _floats(b, "t_settled_s")[ok], amount
+
+
+def _timed_events(t_in: np.ndarray, t_out: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, change of exposure) of the events whose time is not NaN: each response adds
+    its amount, each settlement takes it away."""
+    fin, out = ~np.isnan(t_in), ~np.isnan(t_out)
+    return np.concatenate([t_in[fin], t_out[out]]), np.concatenate([amount[fin], -amount[out]])
+
+
+def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct `times` (sorted, no NaN) and the exact int64 sum of `delta` at each."""
+    distinct, at = np.unique(times, return_inverse=True)
+    return distinct, _int_sums(at, delta, len(distinct))
+
+
+class _Exposure:
+    """The exposure curve (`metrics.exposure_curve`) of a transactions table, read in three passes.
+
+    Pass 1 counts the approved purchases and finds the span of their event times (and
+    `end`, the latest response or settlement time of any purchase). Pass 2 adds, exactly
+    in int64, each approved amount at its response time and takes it away at its
+    settlement, into the plot's time grid (`grid_of(end)`, also by issuer; none when
+    `grid_of` is None) and into `_PEAK_BUCKETS` buckets of time. Pass 3 reads back the
+    events of the few buckets that can hold the peak (their level before the bucket plus
+    all their additions reaches the highest level seen at any bucket's end) and finds the
+    exact peak and the first time the curve reaches it. A response time that is NaN sorts
+    after every time, as numpy sorts it, each such purchase a step of its own in row order.
+    """
+
+    def __init__(self, tx: Batches, grid_of: Callable[[float], np.ndarray] | None) -> None:
+        self.approved = 0
+        t_lo, t_hi = np.inf, -np.inf  # of the approved purchases' finite event times
+        ends: list[np.float64] = []
+        for b in tx.batches(["t_response_s", "t_settled_s", "approved"]):
+            t_resp, t_set, ok = _floats(b, "t_response_s"), _floats(b, "t_settled_s"), _approved(b)
+            for x in (t_resp[~np.isnan(t_resp)], t_set[~np.isnan(t_set)]):
+                if len(x):
+                    ends.append(x.max())
+            self.approved += int(ok.sum())
+            times = np.concatenate([t_resp[ok], t_set[ok]])
+            times = times[np.isfinite(times)]
+            if len(times):
+                t_lo, t_hi = min(t_lo, times.min()), max(t_hi, times.max())
+        self.end = float(np.max(ends)) if ends else np.nan
+        self.grid = grid_of(self.end) if grid_of is not None else None
+        self.issuers: list[str] = []
+        self.total = np.zeros(0, np.int64)  # exposure at each grid time
+        self.per_issuer: list[tuple[str, int, np.ndarray]] = []  # (issuer, approved, exposure at grid times)
+        self.peak_time, self.peak_level = np.float64(np.nan), np.int64(0)
+        self.held_times = 0
+        if self.approved == 0:
+            return
+        self._t0 = float(t_lo) if t_hi >= t_lo else 0.0
+        span = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
+        self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
+        self._sums_pass(tx)
+        self._peak_pass(tx)
+
+    def _buckets(self, times: np.ndarray) -> np.ndarray:
+        # Non-decreasing in time (each step rounds monotonically): equal times share a bucket.
+        return np.clip(np.floor((times - self._t0) / self._width), 0, _PEAK_BUCKETS - 1).astype(np.int64)
+
+    def _sums_pass(self, tx: Batches) -> None:
+        grid = self.grid
+        size = 0 if grid is None else len(grid) + 1  # slot len(grid): after the last grid time, or NaN
+        total = np.zeros(size, np.int64)
+        per: list[np.ndarray] = []
+        approved_per: list[int] = []
+        iss = _Names(tx.dictionaries("issuer")) if grid is not None else None
+        self._bucket_sum = np.zeros(_PEAK_BUCKETS, np.int64)
+        self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its additions alone
+        self._bucket_n = np.zeros(_PEAK_BUCKETS, np.int64)
+        nan_tail: list[np.ndarray] = []
+        for b in tx.batches(list(_EXPOSURE_COLUMNS) + (["issuer"] if iss is not None else [])):
+            ok = _approved(b)
+            t_in, t_out, amount = _approved_events(b, ok)
+            if grid is not None and iss is not None:
+                # An event at time t counts at every grid time >= t, as `metrics.sample_step`
+                # samples the curve; NaN sorts after the grid, into the slot left out.
+                gi = np.searchsorted(grid, t_in, side="left")
+                go = np.searchsorted(grid, t_out, side="left")
+                total += _int_sums(gi, amount, size) - _int_sums(go, amount, size)
+                codes = iss.codes(b.column("issuer"))[ok]
+                k = len(iss.names)
+                _grow(per, k, size)
+                approved_per += [0] * (k - len(approved_per))
+                c = codes >= 0
+                net = (_int_sums(codes[c] * size + gi[c], amount[c], k * size)
+                       - _int_sums(codes[c] * size + go[c], amount[c], k * size))
+                for code, row in enumerate(net.reshape(k, size)):
+                    per[code] += row
+                for code, n in enumerate(np.bincount(codes[c], minlength=k).tolist()):
+                    approved_per[code] += n
+            times, delta = _timed_events(t_in, t_out, amount)
+            bk = self._buckets(times)
+            self._bucket_sum += _int_sums(bk, delta, _PEAK_BUCKETS)
+            self._bucket_up += _int_sums(bk, np.maximum(delta, 0), _PEAK_BUCKETS)
+            self._bucket_n += np.bincount(bk, minlength=_PEAK_BUCKETS)
+            nan_tail.append(amount[np.isnan(t_in)])
+        self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)
+        if grid is not None and iss is not None:
+            self.issuers = iss.names
+            _grow(per, len(iss.names), size)
+            approved_per += [0] * (len(iss.names) - len(approved_per))
+            self.total = np.cumsum(total)[:-1]
+            self.per_issuer = [(name, approved_per[c], np.cumsum(per[c])[:-1]) for c, name in enumerate(iss.names)]
+
+    def _peak_pass(self, tx: Batches) -> None:
+        start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
+        has = self._bucket_n > 0
+        best: tuple[np.float64, np.int64] | None = None
+        if has.any():
+            ends = start + self._bucket_sum
+            reached = ends[has].max()  # a level the curve takes, at the end of bucket `first_reached`
+            first_reached = int(np.flatnonzero(has & (ends == reached))[0])
+            # Only these buckets can hold the first time the curve is at its peak: a bucket
+            # whose additions alone cannot take it above `reached` after `first_reached`
+            # can neither hold a higher level nor an earlier time at `reached`.
+            upper = start + self._bucket_up
+            candidate = has & ((upper > reached) | ((upper == reached) & (np.arange(_PEAK_BUCKETS) <= first_reached)))
+            times_l: list[np.ndarray] = []
+            delta_l: list[np.ndarray] = []
+            for b in tx.batches(list(_EXPOSURE_COLUMNS)):
+                times, delta = _timed_events(*_approved_events(b))
+                sel = candidate[self._buckets(times)]
+                # One event per distinct time (many settle at the same time): its net change.
+                t, d = _by_time(times[sel], delta[sel])
+                times_l.append(t)
+                delta_l.append(d)
+            self.held_times = sum(len(t) for t in times_l)  # what the peak search kept in memory
+            times, delta = _by_time(np.concatenate(times_l), np.concatenate(delta_l))
+            bk = self._buckets(times)
+            # The level after each distinct time: the level before its bucket plus the
+            # bucket's changes up to it (times are sorted, so buckets come in order).
+            first = np.flatnonzero(np.append(True, bk[1:] != bk[:-1]))
+            cum = np.cumsum(delta, dtype=np.int64)
+            before = np.repeat(cum[first] - delta[first], np.diff(np.append(first, len(bk))))
+            level = start[bk] + cum - before
+            i = int(np.argmax(level))
+            best = (times[i], level[i])
+        if len(self._nan_tail):
+            tail = np.int64(self._bucket_sum.sum()) + np.cumsum(self._nan_tail, dtype=np.int64)
+            j = int(np.argmax(tail))
+            if best is None or tail[j] > best[1]:
+                best = (np.float64(np.nan), tail[j])
+        assert best is not None, "approved purchases without events"
+        self.peak_time, self.peak_level = best
+
+
+def plot_exposure(fig: Any, tx: Batches | None, summary: dict) -> str:
+    tx = _need_columns(tx, (*_EXPOSURE_COLUMNS, "issuer"), plain=("amount_minor", "approved"))
+
+    def grid_of(end: float) -> np.ndarray:
+        days = max(1.0, float(np.ceil(end / DAY_S + 1e-9)))
+        return np.linspace(0.0, days * DAY_S, int(days * 24 * 12) + 1)  # every 5 minutes
+
+    exp = _Exposure(tx, grid_of)
+    if exp.approved == 0:
         raise _Missing("approved purchases (none)")
-    end = float(np.nanmax(np.concatenate([t_in, t_out[~np.isnan(t_out)]])))
-    days = max(1.0, float(np.ceil(end / DAY_S + 1e-9)))
-    grid = np.linspace(0.0, days * DAY_S, int(days * 24 * 12) + 1)  # every 5 minutes
-    div, unit = money_scale(float(level.max()))
+    days = max(1.0, float(np.ceil(exp.end / DAY_S + 1e-9)))
+    grid = exp.grid
+    assert grid is not None
+    div, unit = money_scale(float(exp.peak_level))
     ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or names)
-    ax.step(grid / HOUR_S, metrics.sample_step(times, level, grid) / div, where="post",
-            color="black", linewidth=1.8, label="all issuers")
-    for k, name in enumerate(names):
-        sel = codes == k
-        if not (sel & approved).any():
+    colours = _colours(summary.get("participants") or exp.issuers)
+    ax.step(grid / HOUR_S, exp.total / div, where="post", color="black", linewidth=1.8, label="all issuers")
+    for name, approved, level in exp.per_issuer:
+        if not approved:
             continue
-        tk, lk = metrics.exposure_curve(t_in[sel], t_out[sel], amount[sel], approved[sel])
-        ax.step(grid / HOUR_S, metrics.sample_step(tk, lk, grid) / div, where="post",
-                color=colours.get(name), linewidth=1.0, label=name)
-    i = int(np.argmax(level))
-    ax.plot([times[i] / HOUR_S], [level[i] / div], marker="o", color="black")
-    ax.annotate(f"peak {level[i] / div:,.2f} {unit}", (times[i] / HOUR_S, level[i] / div),
+        ax.step(grid / HOUR_S, level / div, where="post", color=colours.get(name), linewidth=1.0, label=name)
+    t_peak, peak = exp.peak_time, exp.peak_level
+    ax.plot([t_peak / HOUR_S], [peak / div], marker="o", color="black")
+    ax.annotate(f"peak {peak / div:,.2f} {unit}", (t_peak / HOUR_S, peak / div),
                 xytext=(8, -12), textcoords="offset points", fontsize=8)
     _time_axis(ax, days, summary.get("start_date"))
     ax.set_ylabel(f"approved, not yet settled ({unit})")
@@ -377,7 +887,24 @@ def plot_exposure(fig: Any, tx: Any, summary: dict) -> str:
             "settlement window settles, sampled every 5 minutes; the dot marks the exact peak.")
 
 
-PLOTS: tuple[tuple[str, str, str, Callable[[Any, Any, dict], str]], ...] = (
+def _peak_exposure_columns(tx: Batches | None) -> dict[str, np.ndarray] | None:
+    """Columns of a table with the same exposure peak as `tx`, for `metrics.key_values`.
+
+    The key figures' fallback for `settlement.exposure.peak_minor` runs
+    `metrics.exposure_curve` on the transactions' columns; rather than hand it whole
+    columns, this finds the exact peak batch by batch and gives one approved, never
+    settled purchase of that amount (none when nothing was approved), whose curve has
+    the same peak. None when a column is missing, as `metrics.transaction_columns`.
+    """
+    if tx is None or not all(tx.has(c) for c in _EXPOSURE_COLUMNS):
+        return None
+    exp = _Exposure(tx, None)
+    n = 1 if exp.approved else 0
+    return {"t_response_s": np.zeros(n), "t_settled_s": np.full(n, np.nan),
+            "amount_minor": np.full(n, exp.peak_level, dtype=np.int64), "approved": np.ones(n, dtype=bool)}
+
+
+PLOTS: tuple[tuple[str, str, str, Callable[[Any, Batches | None, dict], str]], ...] = (
     ("transactions_per_hour", "Purchases per hour", "transactions", plot_transactions_per_hour),
     ("latency", "Authorisation latency", "transactions", plot_latency),
     ("outcomes", "Authorisation outcomes", "transactions", plot_outcomes),
@@ -437,19 +964,36 @@ def _windows_table(summary: dict, limit: int = 60) -> str:
 
 
 def build_report(summary: dict, transactions: Any = None, settlements: Any = None) -> str:
-    """The HTML of `report.html` for a run's summary and (pyarrow) tables.
+    """The HTML of `report.html` for a run's summary and in-memory (pyarrow) tables.
 
     A plot whose columns a table lacks is replaced by a note; nothing here raises for
-    missing data.
+    missing data. Same bytes as `build_report_from_parquet` of the same tables written
+    to Parquet: both read the tables batch by batch (`Batches`).
     """
+    return _build(summary, None if transactions is None else Batches.of_table(transactions),
+                  None if settlements is None else Batches.of_table(settlements))
+
+
+def build_report_from_parquet(summary: dict, transactions_path: Path | str | None,
+                              settlements_path: Path | str | None) -> str:
+    """The HTML of `report.html` from a run's summary and its tables' Parquet files.
+
+    Reads each file `BATCH_ROWS` rows at a time and only the columns a plot
+    needs, so memory stays about one batch of a few columns (plus fixed-size counters)
+    however many rows the run has. A path of None is a table the run does not have;
+    raises OSError (or pyarrow's ArrowInvalid) for a file that cannot be read.
+    """
+    return _build(summary, None if transactions_path is None else Batches.of_parquet(transactions_path),
+                  None if settlements_path is None else Batches.of_parquet(settlements_path))
+
+
+def _build(summary: dict, transactions: Batches | None, settlements: Batches | None) -> str:
+    """The page for both `build_report` and `build_report_from_parquet` (None: no such table)."""
     tables = {"transactions": transactions, "settlements": settlements}
     name = summary.get("scenario", "run")
 
     def tx_cols() -> dict[str, np.ndarray] | None:
-        try:
-            return metrics.transaction_columns(transactions) if transactions is not None else None
-        except KeyError:
-            return None
+        return _peak_exposure_columns(transactions)
 
     meta = (f"seed {esc(summary.get('seed', '-'))} &middot; mode {esc(summary.get('mode', '-'))} "
             f"&middot; {esc(summary.get('days', '-'))} day(s) from {esc(summary.get('start_date', '-'))} "
@@ -481,15 +1025,13 @@ def write_report(folder: Path, result: Any) -> Path:
 
 
 def report_from_folder(folder: Path) -> str:
-    """The report HTML of an existing run folder (its summary.json and Parquet tables)."""
-    import json
+    """The report HTML of an existing run folder (its summary.json and Parquet tables).
 
-    import pyarrow.parquet as pq
+    The tables are read batch by batch (`build_report_from_parquet`), never whole.
+    """
+    import json
 
     folder = Path(folder)
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    tables = {}
-    for name in ("transactions", "settlements"):
-        p = folder / f"{name}.parquet"
-        tables[name] = pq.read_table(p) if p.exists() else None
-    return build_report(summary, tables["transactions"], tables["settlements"])
+    paths = {name: folder / f"{name}.parquet" for name in ("transactions", "settlements")}
+    return build_report_from_parquet(summary, *(p if p.exists() else None for p in paths.values()))
