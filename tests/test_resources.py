@@ -40,10 +40,11 @@ class TestMemoryCheck:
         assert resources.estimated_peak_bytes(bigger) > 50 * 2**30 > resources.estimated_peak_bytes(small_scenario)
 
     def test_national_day_is_refused_here(self, capsys) -> None:
-        """The 10^8-purchase day does not fit a 24 GiB machine in this version: a clear refusal."""
+        """In detailed mode the 10^8-purchase day does not fit a 24 GiB machine: a clear refusal
+        (fast mode streams it: tests/test_streamed.py)."""
         path = Path(__file__).resolve().parent.parent / "scenarios" / "national_day.yaml"
         if (resources.available_bytes() or 0) > 100 * 2**30:
             pytest.skip("a machine large enough to run it")
         assert main(["validate", str(path)]) == 0
-        assert main(["run", str(path), "--mode", "fast", "--out", "/nonexistent/never"]) == 2
+        assert main(["run", str(path), "--mode", "detailed", "--out", "/nonexistent/never"]) == 2
         assert "GiB" in capsys.readouterr().err
