@@ -7,17 +7,26 @@
   ``AuthorisationStream`` (hosts, stand-in, reversals, store-and-forward, ledgers),
   everything released and the ledgers checked at the end.
 
-The 10^6 pair is in the quick subset; the 10^7 pair is ``full``. The streamed run's peak
-resident memory is measured once more, untimed, in a fresh process (so that no other
-benchmark's data counts) and recorded in extra_info as ``peak_rss_gib``.
+* ``test_draw_day[...]``: the reference for a whole streamed run: drawing every purchase
+  of ``national_day.yaml`` with its volume set to N a day.
+* ``test_streamed_run[...]``: that day run end to end as ``clearing-sim run --mode fast``
+  runs a national-scale day (``clearing_sim/streamed.py``): authorisations, clearing,
+  settlement, the three tables by row groups and the report, into a scratch folder.
+
+The 10^6 pairs are in the quick subset; the 10^7 pairs are ``full``. Each streamed
+benchmark's peak resident memory is measured once more, untimed, in a fresh process (so
+that no other benchmark's data counts) and recorded in extra_info as ``peak_rss_gib``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import resource
+import shutil
+import tempfile
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -26,6 +35,7 @@ from clearing_sim.model.network import horizon_days
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.traffic import DAY_S, build_catalogue, iter_blocks
 from clearing_sim.scenario import load_scenario
+from clearing_sim.streamed import run_streamed
 
 NATIONAL = Path(__file__).resolve().parent.parent / "scenarios" / "national_day.yaml"
 SIZES = [pytest.param(10**6, id="1e6"), pytest.param(10**7, id="1e7", marks=pytest.mark.full)]
@@ -68,18 +78,37 @@ def draw_and_authorise(sc, cat, bins, n: int) -> int:
     return released
 
 
-def _child(n: int, conn) -> None:
+def national_at(n: int):
+    """national_day.yaml with n purchases a day."""
     sc = load_scenario(NATIONAL)
-    draw_and_authorise(sc, build_catalogue(sc), BinTable(sc), n)
+    return attrs.evolve(sc, traffic=attrs.evolve(sc.traffic, transactions_per_day=n))
+
+
+def streamed_run(sc) -> int:
+    folder = Path(tempfile.mkdtemp(prefix="bench-streamed-"))
+    try:
+        summary = run_streamed(sc, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return summary["authorisations"]["count"] + summary["authorisations"]["in_bank"]["count"]
+
+
+def _child(n: int, whole_run: bool, conn) -> None:
+    if whole_run:
+        streamed_run(national_at(n))
+    else:
+        sc = load_scenario(NATIONAL)
+        draw_and_authorise(sc, build_catalogue(sc), BinTable(sc), n)
     conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     conn.close()
 
 
-def peak_rss_gib(n: int) -> float:
-    """Peak resident memory (GiB) of a fresh process that streams the first n purchases."""
+def peak_rss_gib(n: int, whole_run: bool = False) -> float:
+    """Peak resident memory (GiB) of a fresh process that streams the first n purchases
+    (`whole_run`: that runs a whole streamed day of n purchases)."""
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(n, there))
+    proc = ctx.Process(target=_child, args=(n, whole_run, there))
     proc.start()
     there.close()
     got = here.recv()
@@ -109,3 +138,21 @@ def test_stream_authorisations(benchmark, national, n):
     assert got >= n
     benchmark.extra_info.update(items=got, unit="authorisations", reference=f"test_draw_blocks[{n:.0e}]"
                                 .replace("e+0", "e"), peak_rss_gib=peak_rss_gib(n))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_draw_day(benchmark, n):
+    sc = national_at(n)
+    cat = build_catalogue(sc)
+    got = benchmark.pedantic(lambda: sum(len(b["txn_id"]) for b in iter_blocks(sc, cat)), rounds=1, iterations=1,
+                             warmup_rounds=0)
+    benchmark.extra_info.update(items=got, unit="purchases", reference=None, role="reference")
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_streamed_run(benchmark, n):
+    streamed_run(national_at(20_000))  # compile outside the timing
+    sc = national_at(n)
+    got = benchmark.pedantic(streamed_run, args=(sc,), rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(items=got, unit="purchases", reference=f"test_draw_day[{n:.0e}]"
+                                .replace("e+0", "e"), peak_rss_gib=peak_rss_gib(n, whole_run=True))

@@ -21,6 +21,7 @@ folder, removed at the end. The tables and `summary.json` equal a whole-day run'
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import tempfile
 import threading
@@ -184,9 +185,11 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     presentments = Presentments(sc, days, scratch / "presentments")
     rows_path = scratch / "rows.arrow"
     figures, queue_depth_max = _forward(sc, horizon_s, presentments, rows_path, scratch / "authorisations", progress)
+    _give_back_memory()
     # The authorisation state (open-to-buy per card, ...) is gone by now: only a group's values at a time.
     auth = figures.result(queue_depth_max)
     del figures
+    _give_back_memory()
     clearing = run_clearing(sc, presentments, days)
     state = types.SimpleNamespace(scenario=sc, settlement=clearing.settlement)
     clearing.settlement.check_invariants()
@@ -210,6 +213,7 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     finally:  # never leave the thread writing into a folder that a failure is about to clean up
         records.join()
     write_table(folder / "settlements.parquet", settlement_figures.settlements_table(state))
+    _give_back_memory()
     txn_figures = settle.result()
     summary = assemble_summary(
         sc, mode, days, auth, _clearing_summary(sc, presentments, clearing), windows,
@@ -221,6 +225,16 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     html = build_report_from_parquet(summary, folder / "transactions.parquet", folder / "settlements.parquet")
     (folder / "report.html").write_text(html, encoding="utf-8")
     return summary
+
+
+def _give_back_memory() -> None:
+    """Return freed memory to the system: the C heap's free pages (glibc keeps them after
+    numpy frees mid-sized arrays) and pyarrow's pool. Peak memory is what is checked."""
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_path: Path, figures_dir: Path,
