@@ -123,9 +123,19 @@ def _colours(names: Sequence[str]) -> dict[str, Any]:
 
 def _legend(ax: Any, title: str) -> None:
     """The legend outside the axes on the right, so it never hides data (none for an empty plot)."""
-    if not ax.get_legend_handles_labels()[0]:
+    labels = ax.get_legend_handles_labels()[0]
+    if not labels:
         return  # a day without purchases: matplotlib would warn "No artists with labels" on stderr
-    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if len(labels) <= _LEGEND_ROWS:
+        ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        return
+    # Many participants (a national network's 46): columns of smaller text, so the legend
+    # fits the figure's height and the layout engine does not collapse the axes.
+    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              ncols=-(-len(labels) // _LEGEND_ROWS), fontsize="x-small", title_fontsize="small")
+
+
+_LEGEND_ROWS = 16  # entries per legend column
 
 
 # --- tables read batch by batch ----------------------------------------------------------

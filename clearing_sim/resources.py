@@ -1,7 +1,8 @@
 """Will a run fit in this machine's memory? A check before anything is simulated or written.
 
-Owns: the estimate of a run's peak memory and the refusal of runs that cannot fit.
-This version keeps every transaction of the run in memory as columns (about
+Owns: the estimate of a run's peak memory (and, for a streamed run, of its disk) and
+the refusal of runs that cannot fit. A run that does not stream (`clearing_sim.streamed`)
+keeps every transaction of the run in memory as columns (about
 `BYTES_PER_TRANSACTION` at peak, measured on the baseline scenario in fast mode at
 0.24 and 2.4 million purchases), so a national-scale day needs far more memory than a
 laptop has; the check turns what would be an out-of-memory kill half-way through a run
@@ -20,10 +21,13 @@ BYTES_PER_TRANSACTION = 800  # peak resident bytes per purchase (measured: ~700-
 BASE_BYTES = 400 * 2**20  # the interpreter, numpy, pyarrow, SimPy, numba
 USABLE_FRACTION = 0.8
 ENV_SKIP = "CLEARING_SIM_SKIP_MEMORY_CHECK"
-# A streamed fast-mode run (clearing_sim.streamed) keeps per-card state, a few blocks of
-# purchases and one row group, whatever the day's volume. Measured on national_day.yaml.
-STREAM_BASE_BYTES = 1536 * 2**20
-STREAM_BYTES_PER_CARD = 24
+# A streamed fast-mode run (clearing_sim.streamed) keeps per-card state (open-to-buy), a few
+# blocks of purchases and a row group; at the end, one float per purchase is read back for
+# exact latency percentiles. national_day.yaml (40 million cards, 10^8 purchases) peaked at
+# 3.02 GiB; this estimate gives 3.2 GiB for it.
+STREAM_BASE_BYTES = 1024 * 2**20
+STREAM_BYTES_PER_CARD = 40
+STREAM_BYTES_PER_TRANSACTION = 8
 STREAM_DISK_BYTES_PER_TRANSACTION = 400
 
 
@@ -47,7 +51,8 @@ def estimated_peak_bytes(scenario: Scenario, streamed: bool = False) -> int:
     fast-mode run, `clearing_sim.streamed`, whose memory grows with the cards, not the day)."""
     if streamed:
         cards = sum(i.cards for i in scenario.issuers)
-        return STREAM_BASE_BYTES + cards * STREAM_BYTES_PER_CARD
+        transactions = scenario.traffic.transactions_per_day * scenario.run.days
+        return STREAM_BASE_BYTES + cards * STREAM_BYTES_PER_CARD + transactions * STREAM_BYTES_PER_TRANSACTION
     transactions = scenario.traffic.transactions_per_day * scenario.run.days
     return BASE_BYTES + transactions * BYTES_PER_TRANSACTION
 
@@ -78,11 +83,14 @@ def check_memory(scenario: Scenario, streamed: bool = False) -> None:
     if streamed:
         raise InputError(
             f"run refused before it started: issuers[].cards: a streamed run of {sum(i.cards for i in scenario.issuers):,} "
-            f"cards needs about {need / gib:.1f} GiB of memory (open-to-buy per card); this machine has "
+            f"cards needs about {need / gib:.1f} GiB of memory (open-to-buy per card, and 8 bytes per purchase); "
+            f"this machine has "
             f"{available / gib:.1f} GiB available. Lower the cards, or set {ENV_SKIP}=1 to try anyway")
     raise InputError(
         f"run refused before it started: traffic.transactions_per_day: "
         f"{scenario.traffic.transactions_per_day:,} purchases a day for {scenario.run.days} day(s) need about "
-        f"{need / gib:.1f} GiB of memory in this version (it keeps every transaction of the run in memory); "
-        f"this machine has {available / gib:.1f} GiB available. Lower the volume, or set {ENV_SKIP}=1 to try anyway"
+        f"{need / gib:.1f} GiB of memory (a run that does not stream keeps every transaction in memory); "
+        f"this machine has {available / gib:.1f} GiB available. Lower the volume, run it with --mode fast from the "
+        f"command line (a large day streams when its scenario allows: docs/streaming.md), or set {ENV_SKIP}=1 to try "
+        "anyway"
     )
