@@ -194,3 +194,27 @@ class TestStreamedResources:
         out = tmp_path / "run"
         assert main(["run", str(SCENARIOS / "national_day.yaml"), "--mode", "fast", "--out", str(out)]) == 2
         assert "GiB of disk" in capsys.readouterr().err and not out.exists()
+
+
+class TestStreamedRunFolder:
+    """A streamed run replays byte for byte, and a failed one leaves no table, no report and no scratch."""
+
+    def test_replay_is_identical(self, tmp_path: Path, monkeypatch, capsys) -> None:
+        monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+        path = SCENARIOS / "t1_single_window.yaml"
+        _run(path, tmp_path / "run")
+        assert main(["run", "--replay", str(tmp_path / "run"), "-q"]) == 0
+        assert "replay identical" in capsys.readouterr().out
+
+    def test_failure_half_way_writes_nothing(self, tmp_path: Path, monkeypatch) -> None:
+        monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+
+        def broken(*args, **kwargs):
+            raise streamed.InvariantError("injected: the books do not balance")
+
+        monkeypatch.setattr(streamed, "_write_records", broken)  # after transactions.parquet was begun
+        out = tmp_path / "run"
+        assert main(["run", str(SCENARIOS / "t1_single_window.yaml"), "--mode", "fast", "--out", str(out), "-q"]) == 1
+        status = json.loads((out / "status.json").read_text())
+        assert status["status"] == "failed" and "injected" in status["error"]
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
