@@ -26,9 +26,9 @@ from clearing_sim.clearing_results import clearing_records_table, clearing_summa
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
-from clearing_sim.stream_figures import AuthorisationFigures, percentiles
+# One rounding rule and one response-code format for every figure of the summary.
+from clearing_sim.stream_figures import _DECIMALS, AuthorisationFigures, _code, _r, percentiles  # noqa: F401
 
-_DECIMALS = 3
 
 
 @attrs.frozen
@@ -52,14 +52,6 @@ class Result:
     # True when the tables and the report are already in the run folder (a streamed run,
     # `clearing_sim.streamed`): the result then carries the summary alone.
     written: bool = attrs.field(default=False, eq=False)
-
-
-def _r(x: float) -> float:
-    return round(float(x), _DECIMALS)
-
-
-def _code(c: int) -> str:
-    return f"{c:02d}"
 
 
 def build_result(state: SimulationState) -> Result:

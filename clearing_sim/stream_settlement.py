@@ -28,6 +28,7 @@ import numpy as np
 from clearing_sim.errors import InvariantError
 from clearing_sim.model.traffic import HOUR_S
 from clearing_sim.settlement_figures import STATUSES
+from clearing_sim.stream_figures import percentiles
 
 # Every finite float64 is a whole multiple of 2**-1074 and frexp writes it as a 53-bit
 # mantissa times 2**(e - 53) with e - 53 >= -1126: counting in units of 2**-1126 makes
@@ -41,7 +42,6 @@ _BAND_BITS = 10  # a mantissa shifted left by up to 9 bits stays under 2**62: th
 # Settlements happen once per settlement window: more distinct times than this is a bug
 # (and the per-time rows would stop being small).
 MAX_SETTLEMENT_TIMES = 100_000
-_LAG_DECIMALS = 3  # as results.percentiles rounds (a test pins the two together)
 _LAG_PERCENTILES = (50, 90, 99)
 
 
@@ -172,16 +172,7 @@ def lag_percentiles(lag_h: np.ndarray) -> dict[str, float | None]:
     The percentiles are order statistics, so the order in which lags were spilled does
     not matter. `lag_h` must hold no NaN; it is reordered.
     """
-    out: dict[str, float | None] = {}
-    if len(lag_h) == 0:
-        out.update({f"p{q}": None for q in _LAG_PERCENTILES})
-        out["max"] = None
-        return out
-    top = lag_h.max()
-    pv = np.percentile(lag_h, _LAG_PERCENTILES, overwrite_input=True)
-    out.update({f"p{q}": round(float(v), _LAG_DECIMALS) for q, v in zip(_LAG_PERCENTILES, pv)})
-    out["max"] = round(float(top), _LAG_DECIMALS)
-    return out
+    return percentiles(lag_h, _LAG_PERCENTILES, overwrite_input=True)
 
 
 class SettlementTxnFigures:

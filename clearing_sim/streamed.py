@@ -46,14 +46,17 @@ from clearing_sim.model.settlement import WindowState
 from clearing_sim.model.stream_clearing import (
     AMOUNT,
     INTERCHANGE,
+    FEE_ACQUIRER,
+    FEE_ISSUER,
     RECORDS,
-    SIGNED,
     Presentments,
     StreamedClearing,
     record_arns,
     run_clearing,
+    transfer_total,
     why_not_streamable,
 )
+from clearing_sim.model.traffic import COLUMNS as TRAFFIC_COLUMNS
 from clearing_sim.model.traffic import DAY_S, build_catalogue, iter_blocks
 from clearing_sim.outputs import write_table, write_table_options
 from clearing_sim.results import TableNames, _dict_array, assemble_summary, transaction_rows
@@ -204,7 +207,7 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
 
     settle = SettlementTxnFigures(horizon_s, scratch / "settlement",
                                   settlement_times_s=[w.t_settled_s for w in windows if w.t_settled_s is not None])
-    names = TableNames.of(sc, [f.file_id for f in clearing.files if f.cycle >= 0],
+    names = TableNames.of(sc, [f.file_id for f in clearing.received],
                           [c.id for c in clearing.cycles], [w.id for w in windows])
     # The two tables at once: Parquet's encoding and compression let go of the GIL, and there are cores.
     records = _Background(_write_records, folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
@@ -301,7 +304,6 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
     for j, s in enumerate(stream.issuers or []):
         for part in s.saf_log:
             figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"])
-    auth = figures.result(stream.queue_depth_max)
     return figures, stream.queue_depth_max
 
 
@@ -338,9 +340,7 @@ def _scratch_batches(path: Path):
 
 
 def _empty_transactions(names: TableNames) -> pa.Table:
-    from clearing_sim.model.traffic import COLUMNS
-
-    t = {k: np.empty(0, dtype=d) for k, d in COLUMNS.items()}
+    t = {k: np.empty(0, dtype=d) for k, d in TRAFFIC_COLUMNS.items()}
     o = {c: np.empty(0, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
     e = np.empty(0, dtype=np.int64)
     return transaction_rows(names, t, o, e, e, e, e, np.empty(0, np.int8), np.empty(0), np.empty(0))
@@ -348,7 +348,7 @@ def _empty_transactions(names: TableNames) -> pa.Table:
 
 def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearing: StreamedClearing,
                    w_code: np.ndarray) -> None:
-    received = [f for f in clearing.files if f.cycle >= 0]
+    received = clearing.received
     names = RecordNames(sc, received, [c.id for c in clearing.cycles], [w.id for w in clearing.settlement.windows])
     issuer_party = presentments.issuer_party
     out = _ParquetOut(path)
@@ -386,7 +386,7 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
 
 def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: StreamedClearing) -> dict:
     """`summary.json`'s `clearing` of a streamed run: every record of a received file cleared."""
-    received = [f for f in clearing.files if f.cycle >= 0]
+    received = clearing.received
     sums = presentments.per_submission()
     slots = np.array([f.slot for f in received], dtype=np.int64)
     part = sums[slots] if len(slots) else np.zeros((0,) + sums.shape[1:], np.int64)
@@ -398,9 +398,9 @@ def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: Stream
     paid = np.zeros(n_parties, np.int64)
     np.add.at(paid, acq_party, ic.sum(axis=1))
     received_ic = ic.sum(axis=0)
-    # Scheme fees by payer: issuers pay theirs (sum >= 0 and < 0 parts), acquirers theirs.
-    fee_iss = part[:, :, SIGNED + 4].sum(axis=0) + part[:, :, SIGNED + 6].sum(axis=0)
-    fee_acq_per_file = (part[:, :, SIGNED + 8] + part[:, :, SIGNED + 10]).sum(axis=1)
+    # Scheme fees by payer: issuers pay theirs, acquirers theirs.
+    fee_iss = transfer_total(part, FEE_ISSUER).sum(axis=0)
+    fee_acq_per_file = transfer_total(part, FEE_ACQUIRER).sum(axis=1)
     fee_acq = np.zeros(n_parties, np.int64)
     np.add.at(fee_acq, acq_party, fee_acq_per_file)
     zero = {"presented": 0, "cleared": 0, "rejected": 0, "amount_cleared_minor": 0}

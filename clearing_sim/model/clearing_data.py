@@ -207,6 +207,12 @@ def arn_is_valid(arn: np.ndarray) -> np.ndarray:
     return _luhn(mat[:, :22]) == mat[:, 22].astype(np.int64) - 48
 
 
+def sim_dates(start_date: dt.date, t_s: np.ndarray) -> np.ndarray:
+    """`datetime64[D]` calendar dates of simulated times (s since the start date's midnight)."""
+    day1 = np.datetime64(start_date, "D")
+    return day1 + (np.asarray(t_s, dtype=np.float64) // 86_400).astype(np.int64).astype("m8[D]")
+
+
 class RecordFactory:
     """Builds the columns of clearing records from the purchase arrays (one row per record)."""
 
@@ -218,7 +224,6 @@ class RecordFactory:
         self.issuer_pid = processor_id(issuer_party)
         self.acquirer_pid = processor_id(acquirer_party)
         self.chargeback_reason = int(chargeback_reason)
-        self._day1 = np.datetime64(start_date, "D")
 
     def local_time(self, t_s: np.ndarray) -> np.ndarray:
         """DE 12 (YYMMDDhhmmss) of simulated times, to the whole second."""
@@ -226,7 +231,7 @@ class RecordFactory:
                                                self.start_date)
 
     def dates(self, t_s: np.ndarray) -> np.ndarray:
-        return self._day1 + (np.asarray(t_s, dtype=np.float64) // 86_400).astype(np.int64).astype("m8[D]")
+        return sim_dates(self.start_date, t_s)
 
     def purchase_arn(self, idx: np.ndarray) -> np.ndarray:
         """The ARN the acquirer gave each purchase (chargebacks and re-presentments repeat it)."""

@@ -55,6 +55,12 @@ RECORDS, AMOUNT, INTERCHANGE = 0, 1, 2
 SIGNED = 3  # then, per transfer kind t in 0..2: [sum >= 0, count >= 0, sum < 0, count < 0] at 3 + 4t
 _N_SUMS = SIGNED + 12
 _TRANSFER_KINDS = (ObligationKind.PRESENTMENT, ObligationKind.SCHEME_FEE_ISSUER, ObligationKind.SCHEME_FEE_ACQUIRER)
+PRINCIPAL, FEE_ISSUER, FEE_ACQUIRER = range(3)  # a record's transfers, in _TRANSFER_KINDS order
+
+
+def transfer_total(sums: np.ndarray, t: int) -> np.ndarray:
+    """The net total of transfer `t` (PRINCIPAL, FEE_ISSUER, FEE_ACQUIRER) in sums along their last axis."""
+    return sums[..., SIGNED + 4 * t] + sums[..., SIGNED + 4 * t + 2]
 
 
 def why_not_streamable(scenario: Scenario, horizon_days: int) -> str | None:
@@ -227,6 +233,11 @@ class StreamedClearing:
     slot_window: np.ndarray
 
     @property
+    def received(self) -> list[StreamedFile]:
+        """The files that reached a cycle, in order of arrival."""
+        return [f for f in self.files if f.cycle >= 0]
+
+    @property
     def in_transit(self) -> list[StreamedFile]:
         return [f for f in self.files if f.cycle < 0]
 
@@ -331,6 +342,5 @@ def _post(window, by_pair: np.ndarray, cycle: int, network: int) -> None:
 def record_arns(scenario: Scenario, acquirer: int, rec: np.ndarray) -> np.ndarray:
     """The ARNs of an acquirer's spilled first presentments (`RecordFactory.purchase_arn`)."""
     party = scenario.institution_index(scenario.acquirers[acquirer].institution)
-    day1 = np.datetime64(dt.date.fromisoformat(scenario.run.start_date), "D")
-    dates = day1 + (rec["t_arrival_s"] // 86_400).astype(np.int64).astype("m8[D]")
+    dates = cd.sim_dates(dt.date.fromisoformat(scenario.run.start_date), rec["t_arrival_s"])
     return cd.make_arn(np.full(len(rec), cd.processor_id(party), dtype=np.int64), dates, rec["txn_id"])
