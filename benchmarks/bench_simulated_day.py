@@ -5,6 +5,10 @@
   settlement, summary and tables);
 * ``test_day_fast``: the same with ``mode="fast"`` (authorisations by compiled kernels;
   SimPy still drives files, cycles and windows). Same outcomes, checked here too.
+* ``test_day_draw``: drawing the same day's purchases and nothing else
+  (`traffic.draw_days`). Both modes make exactly these draws (that is what makes their
+  outcomes equal), so its speed-up over ``test_day_detailed`` is a ceiling that fast mode's
+  speed-up cannot pass, however fast everything after the draws becomes.
 * ``test_auth_detailed`` / ``test_auth_fast``: the authorisation path alone (the part
   the two modes do differently) on the same 10^5-purchase workload as
   ``bench_authorisation``.
@@ -25,7 +29,7 @@ import clearing_sim
 from benchmarks.bench_authorisation import run_detailed, workload
 from clearing_sim.model.fast_authorisation import FastAuthorisation
 from clearing_sim.model.network import horizon_days
-from clearing_sim.model.traffic import DAY_S
+from clearing_sim.model.traffic import DAY_S, draw_days
 
 BASELINE = Path(__file__).resolve().parent.parent / "scenarios" / "baseline.yaml"
 UNIT = "transactions"
@@ -50,6 +54,13 @@ def test_day_fast(benchmark):
     result = benchmark.pedantic(clearing_sim.run, args=(sc,), kwargs={"mode": "fast"},
                                 rounds=5, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(items=result.transactions.num_rows, unit=UNIT, reference="test_day_detailed")
+
+
+@pytest.mark.full
+def test_day_draw(benchmark):
+    sc = _baseline()
+    days = benchmark.pedantic(draw_days, args=(sc,), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(items=len(days["txn_id"]), unit=UNIT, reference="test_day_detailed")
 
 
 def _run_fast(sc, txn, routed):

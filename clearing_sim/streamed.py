@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import tempfile
-import threading
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clearing_sim import ipm, settlement_figures
+from clearing_sim import ipm, log, settlement_figures
 from clearing_sim.clearing_results import RecordNames, clearing_block, record_rows
 from clearing_sim.errors import InvariantError
 from clearing_sim.model import clearing_data as cd
@@ -59,6 +59,7 @@ from clearing_sim.model.stream_clearing import (
 from clearing_sim.model.traffic import COLUMNS as TRAFFIC_COLUMNS
 from clearing_sim.model.traffic import DAY_S, build_catalogue, iter_blocks
 from clearing_sim.outputs import write_table, write_table_options
+from clearing_sim.pipeline import Background, Prefetch, Worker
 from clearing_sim.results import TableNames, _dict_array, assemble_summary, transaction_rows
 from clearing_sim.scenario import Scenario
 from clearing_sim.stream_figures import AuthorisationFigures
@@ -69,8 +70,11 @@ from clearing_sim.stream_settlement import SettlementTxnFigures
 # same scenario always takes the same path.
 STREAM_MIN_TRANSACTIONS = 5_000_000
 ROW_GROUP = 1 << 20  # rows per Parquet row group (pyarrow's default)
+FEED_ROWS = 1 << 18  # purchases authorised, presented and written at a time in the forward pass
 _TXN_COLUMNS = ("txn_id", "day", "t_arrival_s", "acquirer", "issuer", "merchant", "mcc", "card", "amount_minor",
                 "credit_limit_minor")
+# What a final block keeps of its traffic columns: the scratch rows' and the figures' (reversal repeats).
+_KEPT_COLUMNS = _TXN_COLUMNS + ("hop_rev_acq_switch_s",)
 
 
 def streams(scenario: Scenario, mode: str, *, keep_files: bool = False, force: bool = False) -> bool:
@@ -112,26 +116,6 @@ class _Reorder:
     def ready(self):
         while self.blocks and self.blocks[0]["left"] == 0:
             yield self.blocks.pop(0)
-
-
-class _Background(threading.Thread):
-    """A function run in a thread; `join()` re-raises what it raised."""
-
-    def __init__(self, fn, *args):
-        super().__init__(daemon=True)
-        self.fn, self.args, self.error = fn, args, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.fn(*self.args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
-            self.error = exc
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
-        if self.error is not None:
-            raise self.error
 
 
 class _ParquetOut:
@@ -187,13 +171,17 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     horizon_s = days * DAY_S
     presentments = Presentments(sc, days, scratch / "presentments")
     rows_path = scratch / "rows.arrow"
+    phase = _Phases(sc, mode)
     figures, queue_depth_max = _forward(sc, horizon_s, presentments, rows_path, scratch / "authorisations", progress)
     _give_back_memory()
     # The authorisation state (open-to-buy per card, ...) is gone by now: only a group's values at a time.
+    phase.done("forward pass: purchases drawn, authorised and presented")
     auth = figures.result(queue_depth_max)
     del figures
     _give_back_memory()
+    phase.done("authorisation figures")
     clearing = run_clearing(sc, presentments, days)
+    phase.done("clearing cycles and settlement windows")
     state = types.SimpleNamespace(scenario=sc, settlement=clearing.settlement)
     clearing.settlement.check_invariants()
     for w in clearing.settlement.windows:
@@ -210,13 +198,14 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
     names = TableNames.of(sc, [f.file_id for f in clearing.received],
                           [c.id for c in clearing.cycles], [w.id for w in windows])
     # The two tables at once: Parquet's encoding and compression let go of the GIL, and there are cores.
-    records = _Background(_write_records, folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
+    records = Background(_write_records, folder / "clearing_records.parquet", sc, presentments, clearing, w_code)
     try:
         _write_transactions(folder / "transactions.parquet", rows_path, clearing, names, w_code, w_time, settle)
     finally:  # never leave the thread writing into a folder that a failure is about to clean up
         records.join()
     write_table(folder / "settlements.parquet", settlement_figures.settlements_table(state))
     _give_back_memory()
+    phase.done("tables written")
     txn_figures = settle.result()
     summary = assemble_summary(
         sc, mode, days, auth, _clearing_summary(sc, presentments, clearing), windows,
@@ -227,7 +216,21 @@ def _run(sc: Scenario, folder: Path, scratch: Path, mode: str, progress) -> dict
 
     html = build_report_from_parquet(summary, folder / "transactions.parquet", folder / "settlements.parquet")
     (folder / "report.html").write_text(html, encoding="utf-8")
+    phase.done("summary and report")
     return summary
+
+
+class _Phases:
+    """Logs each phase of a streamed run with its wall-clock seconds (the log may differ between runs)."""
+
+    def __init__(self, sc: Scenario, mode: str):
+        self.logger = log.get_logger(scenario=sc.name, seed=sc.run.seed, mode=mode)
+        self.t = time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.logger.info("streamed phase done", phase=phase, seconds=round(now - self.t, 3))
+        self.t = now
 
 
 def _give_back_memory() -> None:
@@ -242,55 +245,66 @@ def _give_back_memory() -> None:
 
 def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_path: Path, figures_dir: Path,
              progress) -> tuple[AuthorisationFigures, list[int]]:
-    """The forward pass: every purchase drawn, authorised, presented and written to the scratch rows."""
+    """The forward pass: every purchase drawn, authorised, presented and written to the scratch rows.
+
+    Three stages overlap (`pipeline`): a thread draws the next block and its PANs, this
+    thread authorises, and a worker presents each part that became final, adds it to the
+    figures and writes its scratch rows. Each stage takes its parts in order. A drawn block
+    goes on in parts of about FEED_ROWS purchases: what the authorisations and the worker
+    hold at a time grows with a part, not with a block (outcomes do not depend on where the
+    arrivals are cut, `fast_authorisation.AuthorisationStream`).
+    """
     bins = BinTable(sc)
     stream = AuthorisationStream(sc, horizon_s)
     figures = AuthorisationFigures(sc, figures_dir)
     reorder = _Reorder()
-    sink = pa.OSFile(str(rows_path), "wb")
-    writer = None
+    scratch = _ScratchRows(rows_path)
     books = {"approved": 0, "reversed": 0, "presented": 0}  # fen, switched purchases
 
-    def emit() -> None:
-        nonlocal writer
-        for b in reorder.ready():
-            txn, out = b["txn"], b["out"]
-            slot = presentments.add(txn, out)
-            figures.add(txn, out)
-            switched_approved = (out["response_code"] == APPROVED) & (out["route"] != ROUTE_IN_BANK)
-            amount = txn["amount_minor"]
-            books["approved"] += int(amount[switched_approved].sum())
-            books["reversed"] += int(amount[switched_approved & out["reversed"]].sum())
-            books["presented"] += int(amount[slot >= 0].sum())
-            cols = {k: txn[k] for k in _TXN_COLUMNS} | {"pan": b["pan"], "slot": slot} | out
-            batch = pa.record_batch(cols)
-            if writer is None:
-                writer = pa.ipc.new_file(sink, batch.schema,
-                                         options=pa.ipc.IpcWriteOptions(compression="lz4"))
-            writer.write_batch(batch)
+    def drawn():
+        for block in iter_blocks(sc, build_catalogue(sc)):
+            if len(block["txn_id"]):
+                block["pan"] = bins.pans(block["issuer"], block["card"])
+                bounds = feed_bounds(block["t_arrival_s"], FEED_ROWS)
+                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                    yield {k: v[lo:hi] for k, v in block.items()}
+                del block  # the next block is drawn only once this one's parts are all taken
 
-    def feed(block: dict[str, np.ndarray], W: float) -> None:
+    def emit(b: dict) -> None:
+        txn, out = b["txn"], b["out"]
+        slot = presentments.add(txn, out)
+        figures.add(txn, out)
+        switched_approved = (out["response_code"] == APPROVED) & (out["route"] != ROUTE_IN_BANK)
+        amount = txn["amount_minor"]
+        books["approved"] += int(amount[switched_approved].sum())
+        books["reversed"] += int(amount[switched_approved & out["reversed"]].sum())
+        books["presented"] += int(amount[slot >= 0].sum())
+        scratch.write({k: txn[k] for k in _TXN_COLUMNS} | {"pan": b["pan"], "slot": slot} | out)
+
+    def feed(block: dict[str, np.ndarray], W: float, emitter: Worker) -> None:
         first = int(block["txn_id"][0])
         routed = bins.route(block["pan"])
         if not np.array_equal(routed, block["issuer"]):
             raise InvariantError("a card's PAN routes to another issuer than the one that issued it")
         for done in stream.feed(block, routed, W, first_gid=first):
             reorder.take(done)
-        emit()
+        for b in reorder.ready():
+            emitter.put(b)
 
-    pending = None
-    for block in iter_blocks(sc, build_catalogue(sc)):
-        if len(block["txn_id"]) == 0:
-            continue
-        block["pan"] = bins.pans(block["issuer"], block["card"])
-        reorder.add_block({k: v for k, v in block.items() if k != "pan"}, block["pan"])
-        if pending is not None:
-            feed(pending, float(block["t_arrival_s"][0]))
-            if progress is not None:
-                progress(float(block["t_arrival_s"][0]), horizon_s)
-        pending = block
-    if pending is not None:
-        feed(pending, np.inf)
+    try:
+        with Prefetch(drawn()) as blocks, Worker(emit) as emitter:
+            pending = None
+            for block in blocks:
+                reorder.add_block({k: block[k] for k in _KEPT_COLUMNS}, block["pan"])
+                if pending is not None:
+                    feed(pending, float(block["t_arrival_s"][0]), emitter)
+                    if progress is not None:
+                        progress(float(block["t_arrival_s"][0]), horizon_s)
+                pending = block
+            if pending is not None:
+                feed(pending, np.inf, emitter)
+    finally:
+        scratch.close()
     if reorder.blocks:
         raise InvariantError(f"streamed run: {sum(b['left'] for b in reorder.blocks)} authorisation(s) never "
                              "became final")
@@ -298,13 +312,37 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
     if books["approved"] - books["reversed"] != books["presented"]:
         raise InvariantError(f"approved {books['approved']} minus reversed {books['reversed']} fen is not the "
                              f"{books['presented']} fen handed to clearing")
-    if writer is not None:
-        writer.close()
-    sink.close()
     for j, s in enumerate(stream.issuers or []):
         for part in s.saf_log:
             figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"])
     return figures, stream.queue_depth_max
+
+
+def feed_bounds(t_arrival: np.ndarray, rows: int) -> list[int]:
+    """Cuts of arrivals sorted by time into parts of about `rows`: every `rows` positions,
+    except where the cut would split arrivals at the same instant (that part grows)."""
+    n = len(t_arrival)
+    cuts = [c for c in range(rows, n, rows) if t_arrival[c - 1] < t_arrival[c]]
+    return [0, *cuts, n]
+
+
+class _ScratchRows:
+    """The forward pass's rows, block by block, in an Arrow IPC file (lz4) for the second pass."""
+
+    def __init__(self, path: Path):
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def write(self, cols: dict[str, np.ndarray]) -> None:
+        batch = pa.record_batch(cols)
+        if self.writer is None:
+            self.writer = pa.ipc.new_file(self.sink, batch.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        self.writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.sink.close()
 
 
 def _write_transactions(path: Path, rows_path: Path, clearing: StreamedClearing, names: TableNames,

@@ -47,6 +47,7 @@ def test_streamed_folder_is_byte_identical(name: str, tmp_path: Path, monkeypatc
     assert why_not_streamable(sc, horizon_days(sc)) is None
     _run(path, tmp_path / "whole")
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    monkeypatch.setattr(streamed, "FEED_ROWS", 1009)  # an hour's block goes on in about ten parts
     _run(path, tmp_path / "streamed")
     log = (tmp_path / "streamed" / "log.jsonl").read_text()
     assert "streamed run" in log and "streamed run" not in (tmp_path / "whole" / "log.jsonl").read_text()
@@ -62,12 +63,23 @@ def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch
     path.write_text(text)
     _run(path, tmp_path / "whole")
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    monkeypatch.setattr(streamed, "FEED_ROWS", 4099)
     _run(path, tmp_path / "streamed")
     _same_folders(tmp_path / "streamed", tmp_path / "whole")
     s = json.loads((tmp_path / "streamed" / "summary.json").read_text())
     assert abs(s["authorisations"]["count"] - 200_000) < 3_000
     # The day's four cycles, and the next morning's for purchases answered after the 23:30 files.
     assert [c["id"][-5:] for c in s["clearing"]["cycles"]] == ["06:30", "12:30", "18:30", "23:45", "06:30"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=0, max_size=200), st.integers(1, 40))
+def test_feed_bounds_cut_every_so_many_rows_but_never_inside_an_instant(ticks: list[int], rows: int) -> None:
+    t = np.sort(np.array(ticks, dtype=np.float64))
+    b = streamed.feed_bounds(t, rows)
+    assert b[0] == 0 and b[-1] == len(t) and b == sorted(set(b)) or (len(t) == 0 and b == [0, 0])
+    assert all(t[c - 1] < t[c] for c in b[1:-1])
+    assert set(b[1:-1]) == {c for c in range(rows, len(t), rows) if t[c - 1] < t[c]}
 
 
 def test_only_large_fast_runs_stream() -> None:
@@ -218,3 +230,38 @@ class TestStreamedRunFolder:
         status = json.loads((out / "status.json").read_text())
         assert status["status"] == "failed" and "injected" in status["error"]
         assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
+
+    @pytest.mark.parametrize("stage", ["draw", "present"])
+    def test_failure_in_a_forward_stage_writes_nothing(self, stage: str, tmp_path: Path, monkeypatch) -> None:
+        """An error in the drawing thread or the presenting worker fails the run like one in the main thread."""
+        import threading
+
+        monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+        calls = {"n": 0}
+
+        def third_fails(real):
+            def wrapped(*args, **kwargs):
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise streamed.InvariantError(f"injected in {stage}")
+                return real(*args, **kwargs)
+            return wrapped
+
+        if stage == "draw":
+            real_blocks = streamed.iter_blocks
+
+            def blocks(*args, **kwargs):
+                for i, b in enumerate(real_blocks(*args, **kwargs)):
+                    if i == 3:
+                        raise streamed.InvariantError("injected in draw")
+                    yield b
+
+            monkeypatch.setattr(streamed, "iter_blocks", blocks)
+        else:
+            monkeypatch.setattr(streamed.Presentments, "add", third_fails(streamed.Presentments.add))
+        out = tmp_path / "run"
+        assert main(["run", str(SCENARIOS / "t1_single_window.yaml"), "--mode", "fast", "--out", str(out), "-q"]) == 1
+        status = json.loads((out / "status.json").read_text())
+        assert status["status"] == "failed" and f"injected in {stage}" in status["error"]
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
+        assert not [t for t in threading.enumerate() if t.name in ("prefetch", "worker") and t.is_alive()]

@@ -195,6 +195,8 @@ def plan_authorisations(scenario: Scenario, txn: dict[str, np.ndarray], routed_i
     signed_off = np.zeros(n, dtype=bool)
     lost_on_arrival = np.zeros(n, dtype=bool)
     for k, av in enumerate(availability):
+        if not av.starts:  # a host that is never down signs nothing off and loses nothing
+            continue
         mine = iss == k
         net_k = mine & network & ~switch_lost
         signed_off[net_k] = av.announced_down(t_sw[net_k])

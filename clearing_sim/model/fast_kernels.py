@@ -30,7 +30,7 @@ HOST_STATE_SIZE = 9
 # --- the host -----------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_push(ht, hs, hi, size, t, s, i):
     """Push (t, s) -> i onto a binary min-heap kept in three arrays; returns the new size."""
     k = size
@@ -48,7 +48,7 @@ def _heap_push(ht, hs, hi, size, t, s, i):
     return size + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _heap_pop(ht, hs, hi, size):
     """Remove the smallest entry; returns the new size (read ht[0], hi[0] before calling)."""
     size -= 1
@@ -73,7 +73,7 @@ def _heap_pop(ht, hs, hi, size):
     return size
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started_epoch, epoch,
                    ht, hs, hi, hsize, seq):
     """Row `i` takes a server at `t_now`: lost at the first outage start strictly inside
@@ -89,7 +89,7 @@ def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started
     return _heap_push(ht, hs, hi, hsize, te, seq, i), seq + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def host_step(arrivals, t_in, service, W, queue_limit, ch_t, ch_down, ch_cap, crash_t, st,
               ht, hs, hi, wait, t_start, t_end, t_lost, outcome, started_epoch, done_seq):
     """Advance one host's FIFO queue through every event strictly before `W`.
@@ -188,7 +188,7 @@ def host_step(arrivals, t_in, service, W, queue_limit, ch_t, ch_down, ch_cap, cr
 # --- the switch's stand-in --------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def stand_in_step(t_decide, amount, per_transaction, daily, used):
     """Stand-in approvals in decision order (the caller sorts); `used[day]` carries each
     day's approved total across calls. Returns approved flags."""
@@ -211,7 +211,7 @@ def stand_in_step(t_decide, amount, per_transaction, daily, used):
 # --- store-and-forward ------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _announced_end_at(t, o_start, o_end, o_announced):
     j = np.searchsorted(o_start, t, side="right") - 1
     if j >= 0 and t < o_end[j] and o_announced[j]:
@@ -219,13 +219,13 @@ def _announced_end_at(t, o_start, o_end, o_announced):
     return -1.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _down_at(t, o_start, o_end):
     j = np.searchsorted(o_start, t, side="right") - 1
     return j >= 0 and t < o_end[j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def saf_step(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced, sw_start, sw_end, t_free):
     """One issuer's store-and-forward link over its next messages in queue order, one in
     flight, repeated while the issuer is down or the acknowledgement is lost to a switch
@@ -297,7 +297,7 @@ def saf_step(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced
 # --- the issuer's ledger ----------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def ledger_step(ev_kind, ev_row, card, amount, limit, risk, otb, touched, code, held, reversed_at_issuer):
     """Apply an issuer's events in the given order: decisions (kind 2), applied advices
     (0) and reversals (1). `otb[card]` is each card's open-to-buy, set to the card's

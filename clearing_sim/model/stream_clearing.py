@@ -79,7 +79,7 @@ def why_not_streamable(scenario: Scenario, horizon_days: int) -> str | None:
     return None
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accumulate(key, amount, interchange, fee_iss, fee_acq, out):  # pragma: no cover - compiled
     for i in range(len(key)):
         k = key[i]
