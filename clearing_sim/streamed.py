@@ -110,8 +110,9 @@ class _Reorder:
                 raise InvariantError("streamed run: an authorisation became final twice")
             b["done"][at] = True
             b["left"] -= len(at)
+            whole = len(sel) == len(gid)  # all in this part (the common case): no gather
             for c in OUTCOME_COLUMNS:
-                b["out"][c][at] = done[c][sel]
+                b["out"][c][at] = done[c] if whole else done[c][sel]
 
     def ready(self):
         while self.blocks and self.blocks[0]["left"] == 0:
