@@ -39,7 +39,7 @@ from clearing_sim.errors import InvariantError
 from clearing_sim.model import clearing_data as cd
 from clearing_sim.model.authorisation import APPROVED, OUTCOME_COLUMNS, ROUTE_IN_BANK
 from clearing_sim.model.clearing import STATUS_CLEARED, fee_figures_of
-from clearing_sim.model.fast_authorisation import AuthorisationStream
+from clearing_sim.model.fast_authorisation import AuthorisationStream, PreparedChunk
 from clearing_sim.model.network import horizon_days
 from clearing_sim.model.routing import BinTable
 from clearing_sim.model.settlement import WindowState
@@ -248,9 +248,11 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
              progress) -> tuple[AuthorisationFigures, list[int]]:
     """The forward pass: every purchase drawn, authorised, presented and written to the scratch rows.
 
-    Three stages overlap (`pipeline`): a thread draws the next block and its PANs, this
-    thread authorises, and a worker presents each part that became final, adds it to the
-    figures and writes its scratch rows. Each stage takes its parts in order. A drawn block
+    Three stages overlap (`pipeline`): a thread draws the next block, its PANs and routes,
+    and prepares each part (`AuthorisationStream.prepare`: what depends on the part
+    alone); this thread authorises (`feed_prepared`); a worker presents each part that
+    became final, adds it to the figures and writes its scratch rows. Each stage takes its
+    parts in order. A drawn block
     goes on in parts of about FEED_ROWS purchases: what the authorisations and the worker
     hold at a time grows with a part, not with a block (outcomes do not depend on where the
     arrivals are cut, `fast_authorisation.AuthorisationStream`).
@@ -268,7 +270,12 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
                 block["pan"] = bins.pans(block["issuer"], block["card"])
                 bounds = feed_bounds(block["t_arrival_s"], FEED_ROWS)
                 for lo, hi in zip(bounds[:-1], bounds[1:]):
-                    yield {k: v[lo:hi] for k, v in block.items()}
+                    part = {k: v[lo:hi] for k, v in block.items()}
+                    routed = bins.route(part["pan"])
+                    if not np.array_equal(routed, part["issuer"]):
+                        raise InvariantError("a card's PAN routes to another issuer than the one that issued it")
+                    kept = {k: part[k] for k in _KEPT_COLUMNS}
+                    yield kept, part["pan"], stream.prepare(part, routed, first_gid=int(part["txn_id"][0]))
                 del block  # the next block is drawn only once this one's parts are all taken
 
     def emit(b: dict) -> None:
@@ -282,26 +289,23 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
         books["presented"] += int(amount[slot >= 0].sum())
         scratch.write({k: txn[k] for k in _TXN_COLUMNS} | {"pan": b["pan"], "slot": slot} | out)
 
-    def feed(block: dict[str, np.ndarray], W: float, emitter: Worker) -> None:
-        first = int(block["txn_id"][0])
-        routed = bins.route(block["pan"])
-        if not np.array_equal(routed, block["issuer"]):
-            raise InvariantError("a card's PAN routes to another issuer than the one that issued it")
-        for done in stream.feed(block, routed, W, first_gid=first):
+    def feed(chunk: PreparedChunk, W: float, emitter: Worker) -> None:
+        for done in stream.feed_prepared(chunk, W):
             reorder.take(done)
         for b in reorder.ready():
             emitter.put(b)
 
     try:
-        with Prefetch(drawn()) as blocks, Worker(emit) as emitter:
+        with Prefetch(drawn()) as parts, Worker(emit) as emitter:
             pending = None
-            for block in blocks:
-                reorder.add_block({k: block[k] for k in _KEPT_COLUMNS}, block["pan"])
+            for kept, pan, chunk in parts:
+                reorder.add_block(kept, pan)
                 if pending is not None:
-                    feed(pending, float(block["t_arrival_s"][0]), emitter)
+                    W = float(kept["t_arrival_s"][0])
+                    feed(pending, W, emitter)
                     if progress is not None:
-                        progress(float(block["t_arrival_s"][0]), horizon_s)
-                pending = block
+                        progress(W, horizon_s)
+                pending = chunk
             if pending is not None:
                 feed(pending, np.inf, emitter)
     finally:

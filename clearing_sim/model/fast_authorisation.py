@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import attrs
 import numpy as np
 
 from clearing_sim.errors import InvariantError
@@ -61,6 +62,7 @@ from clearing_sim.model.authorisation import (
     OUTCOME_COLUMNS,
     REVERSAL,
     ROUTE_IN_BANK,
+    AuthorisationPlan,
     check_final_states,
     final_states,
     plan_authorisations,
@@ -405,6 +407,17 @@ class _IssuerStream:
                 raise InvariantError("card(s) whose open-to-buy is not their limit minus what they hold")
 
 
+@attrs.define
+class PreparedChunk:
+    """A chunk of arrivals made ready for `AuthorisationStream.feed_prepared`."""
+
+    t_min: float
+    t_max: float
+    plan: AuthorisationPlan
+    unknown: list[dict[str, np.ndarray]]  # final at once: unknown BINs (at most one dict)
+    rows: list[dict[str, np.ndarray]]  # per issuer: its new live rows
+
+
 class AuthorisationStream:
     """Authorisations fed as chunks of arrivals in time order; yields each one once final."""
 
@@ -420,29 +433,46 @@ class AuthorisationStream:
         """Take the arrivals of one chunk (all before W, all at or after the previous W) and
         yield dicts of final rows: `gid` (first_gid + position in the chunk), `held` and
         every outcome column. The last call has W = inf and yields everything left."""
+        return self.feed_prepared(self.prepare(txn, routed_issuer, first_gid), W)
+
+    def prepare(self, txn: dict[str, np.ndarray], routed_issuer: np.ndarray, first_gid: int = 0) -> PreparedChunk:
+        """The part of `feed` that depends on the chunk alone, not on the stream's state
+        (the plan, the unknown BINs' answers, each issuer's new live rows): it may run in
+        another thread, ahead of the chunks still being fed."""
+        sc = self.scenario
+        t = txn["t_arrival_s"]
+        p = plan_authorisations(sc, txn, routed_issuer)
+        gid = first_gid + np.arange(len(t), dtype=np.int64)
+        rates = np.array([i.risk_decline_rate for i in sc.issuers] + [0.0])
+        risk = txn["risk_u"] < rates[p.issuer]
+        # One gather per column puts the chunk in issuer order; each issuer takes a slice.
+        n_issuers = len(sc.issuers)
+        order = np.argsort(p.issuer, kind="stable")
+        edges = np.searchsorted(p.issuer[order], np.arange(n_issuers + 1))
+        cols = {name: v[order] for name, v in self._columns(txn, p, risk, gid).items()}
+        rows = []
+        for j in range(n_issuers):
+            lo, hi = int(edges[j]), int(edges[j + 1])
+            r = {name: v[lo:hi] for name, v in cols.items()}
+            for name, (d, fill) in _STATE.items():
+                r[name] = np.full(hi - lo, fill, dtype=d)
+            rows.append(r)
+        return PreparedChunk(t_min=float(t.min()) if len(t) else np.inf, t_max=float(t.max()) if len(t) else -np.inf,
+                             plan=p, unknown=list(self._unknown_bins(p, gid)), rows=rows)
+
+    def feed_prepared(self, chunk: PreparedChunk, W: float) -> Iterator[dict[str, np.ndarray]]:
+        """`feed` for a chunk `prepare` made."""
         if W < self.last_W:
             raise ValueError("chunks must be fed in time order")
-        t = txn["t_arrival_s"]
-        if len(t) and (t.min() < self.last_W or t.max() >= W):
+        if chunk.t_min < self.last_W or chunk.t_max >= W:
             raise ValueError("a chunk's arrivals must lie between the previous watermark and its own")
         self.last_W = W
-        p = plan_authorisations(self.scenario, txn, routed_issuer)
+        p = chunk.plan
         if self.issuers is None:
             self.issuers = [_IssuerStream(self.scenario, j, av, p.restarts, p.switch_timeout_s, self.n_days)
                             for j, av in enumerate(p.availability)]
-        gid = first_gid + np.arange(len(t), dtype=np.int64)
-        yield from self._unknown_bins(p, gid)
-        rates = np.array([i.risk_decline_rate for i in self.scenario.issuers] + [0.0])
-        risk = txn["risk_u"] < rates[p.issuer]
-        # One gather per column puts the chunk in issuer order; each issuer takes a slice.
-        order = np.argsort(p.issuer, kind="stable")
-        edges = np.searchsorted(p.issuer[order], np.arange(len(self.issuers) + 1))
-        cols = {name: v[order] for name, v in self._columns(txn, p, risk, gid).items()}
-        for j, stream in enumerate(self.issuers):
-            lo, hi = int(edges[j]), int(edges[j + 1])
-            rows = {name: v[lo:hi] for name, v in cols.items()}
-            for name, (d, fill) in _STATE.items():
-                rows[name] = np.full(hi - lo, fill, dtype=d)
+        yield from chunk.unknown
+        for stream, rows in zip(self.issuers, chunk.rows):
             done = stream.feed(rows, W)
             if done is not None:
                 yield done
