@@ -11,13 +11,16 @@ run does not have leaves its plot or cell out ("-"), it never fails the run.
 
 Also owns reading the tables for the plots in bounded memory: every plot reads its
 columns batch by batch (`Batches`: an in-memory table's slices, or a Parquet file's
-rows `BATCH_ROWS` at a time) and keeps only what it draws: counts per bin, exact
-int64 sums per time, and exact order statistics (`_OrderStatistics`) for the
-percentiles and bin edges. One code path for both sources, so a run's report is the
-same bytes from its in-memory tables and from its Parquet files, and the same as
-the whole-column numpy computation it replaces (np.histogram counts, np.percentile's
-linear interpolation, `metrics.exposure_curve` and `metrics.sample_step`). Must never
-hold a whole column of the transactions table.
+rows `BATCH_ROWS` at a time, decoded one batch ahead by a helper thread) and keeps
+only what it draws: counts per bin, exact int64 sums per time, and exact order
+statistics (`_OrderStatistics`) for the percentiles and bin edges. A plot's reading
+(`Plot.read`) asks for its passes one at a time, and `_scan` runs the readings of a
+table side by side: each round reads the columns of every plot's next pass once, so
+the transactions are read three times, not once or more per plot. One code path for
+both sources, so a run's report is the same bytes from its in-memory tables and from
+its Parquet files, and the same as the whole-column numpy computation it replaces
+(np.histogram counts, np.percentile's linear interpolation, `metrics.exposure_curve`
+and `metrics.sample_step`). Must never hold a whole column of the transactions table.
 """
 
 from __future__ import annotations
@@ -186,8 +189,8 @@ class Batches:
         (`_read_ahead`); raises OSError if unreadable, pyarrow's ArrowInvalid if not Parquet.
 
         Memory: about three batches of the columns a pass reads (the caller's, the one
-        waiting, the one being decoded), whatever the file's size (measured: pyarrow's
-        pool peaks at the same size for 2 and for 20 row groups).
+        waiting, the one being decoded), whatever the file's size (measured for a report:
+        pyarrow's pool peaks at 92-96 MiB for 1, 10 and 29 row groups of 2^20 rows).
         """
         import pyarrow.parquet as pq
 
@@ -335,20 +338,18 @@ class _Names:
         return out
 
     def codes(self, array: Any) -> np.ndarray:
-        """The codes (int64, -1 for null) of one batch's column."""
+        """The codes (int64, -1 for null) of one batch's column (read-only)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not pa.types.is_dictionary(array.type):
             array = pc.dictionary_encode(array)
-        remap = self._remap(array.dictionary)
-        indices = array.indices
-        if indices.null_count == 0:
-            return remap[indices.to_numpy(zero_copy_only=False)]
-        idx = indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        if len(remap) == 0:
-            return idx  # every value is null
-        return np.where(idx >= 0, remap[idx], -1)
+        # Arrow's take (null where the index is null), then -1 for null: several times
+        # faster than numpy's indexing and masking for a batch of 2^18 rows.
+        codes = pa.array(self._remap(array.dictionary), pa.int64()).take(array.indices)
+        if codes.null_count:
+            codes = codes.fill_null(-1)
+        return codes.to_numpy()
 
 
 def _coded(table: Any, name: str) -> tuple[np.ndarray, list[str]] | None:
@@ -397,7 +398,8 @@ def _scan(table: Batches | None, readings: Sequence[Reading]) -> list[_Outcome]:
     So the table is read as often as the reading with the most passes asks, and each
     column once per round, not once per plot. A reading that raises (a missing column,
     no values, anything) stops and keeps its exception; a table that cannot be read
-    raises here. Each reading sees exactly the batches it would see read alone.
+    raises here. Each pass sees the rows it would see read alone, in the same order
+    (batches of an in-memory table may split elsewhere: nothing read depends on where).
     """
     outcomes: list[_Outcome | None] = [None] * len(readings)
     passes: dict[int, _Pass] = {}
@@ -445,6 +447,7 @@ def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: 
     except StopIteration as done:
         return done.value
 
+
 # --- exact order statistics over batches -----------------------------------------------------
 
 _MASK64 = (1 << 64) - 1
@@ -455,8 +458,11 @@ _COLLECT_MAX = 1 << 18  # values of one rank's bucket read into memory to sort
 
 def _sort_keys(x: np.ndarray) -> np.ndarray:
     """uint64 keys in the order of the float64 values `x` (no NaN): flip negatives, set the sign bit of the rest."""
-    u = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-    return np.where((u >> np.uint64(63)) != 0, ~u, u | np.uint64(_SIGN64))
+    v = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+    flip = v >> 63  # every bit set for a negative value, none for the rest
+    flip |= np.int64(-_SIGN64)  # ... and the sign bit for the rest
+    flip ^= v
+    return flip.view(np.uint64)
 
 
 def _key_value(key: int) -> np.float64:
@@ -495,7 +501,9 @@ class _OrderStatistics:
         """Count one batch of values (float64, no NaN) in the first pass."""
         self.count += len(x)
         if len(x):
-            top = (_sort_keys(x) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+            top = _sort_keys(x)
+            top >>= np.uint64(64 - _BUCKET_BITS)
+            top = top.view(np.int64)
             lo = int(top.min())  # count only the span of buckets the batch touches
             counts = np.bincount(top - lo)
             self._top[lo:lo + len(counts)] += counts
@@ -652,11 +660,6 @@ def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
     ax.set_xlabel(f"simulated time (hours since 00:00{where}, day 1)")
 
 
-def _grow(counts: list[np.ndarray], n: int, size: int) -> None:
-    while len(counts) < n:
-        counts.append(np.zeros(size, np.int64))
-
-
 class _Shares:
     """Histograms (counts per bin, and how many values) of one value per row, by a row's group.
 
@@ -701,17 +704,21 @@ class _Shares:
                 self._counts[k + 1] += self._hist(v)
                 self._sizes[k + 1] += len(v)
             return
-        rows = codes + 1
-        sel = ok & (rows >= (0 if other else 1))
-        v, rows = values[sel], rows[sel]
-        self._sizes += np.bincount(rows, minlength=len(self._sizes))
-        if self.clip:
-            v = np.minimum(v, self.edges[-1])
-        b = np.searchsorted(self.edges, v, side="right") - 1
-        b[v == self.edges[-1]] = self._bins - 1
-        inside = (b >= 0) & (b < self._bins)
-        self._counts += np.bincount(rows[inside] * self._bins + b[inside],
-                                    minlength=self._counts.size).reshape(self._counts.shape)
+        bins = self._bins
+        rows = codes + 1  # row 0: the other group
+        keep = ok.copy() if other else ok & (rows >= 1)
+        self._sizes += np.bincount(rows[keep], minlength=len(self._sizes))
+        v = np.minimum(values, self.edges[-1]) if self.clip else values
+        # 1 + the bin of a value in [left, right); bins + 1 at or past the last edge (and
+        # for NaN), where the last edge itself belongs to the last bin.
+        at = np.searchsorted(self.edges, v, side="right")
+        past = np.flatnonzero(at > bins)
+        at[past[v[past] == self.edges[-1]]] = bins
+        keep &= at >= 1
+        keep &= at <= bins
+        rows *= bins
+        rows += at - 1
+        self._counts += np.bincount(rows[keep], minlength=self._counts.size).reshape(self._counts.shape)
 
     def series(self, names: Sequence[str]) -> list[tuple[str, np.ndarray, int]]:
         self._groups(len(names))
@@ -756,6 +763,13 @@ def _read_transactions_per_hour(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("t_arrival_s", "acquirer"))
     n = 0
     maxima: list[np.float64] = []
+    acq = _Names(tx.dictionaries("acquirer"))
+    # The axis spans the run's days, or more if a purchase arrives after them (the latest
+    # arrival is known only after a pass): count per hour of the run's days on the way,
+    # and only if a purchase arrived later, count again with the longer axis.
+    run_days = summary.get("days")
+    guess = max(1, run_days or 1) if run_days is None or type(run_days) is int else None
+    hours = None if guess is None else _Shares(_hour_edges(guess), clip=False)
 
     def count(b: Any) -> None:
         nonlocal n
@@ -763,19 +777,27 @@ def _read_transactions_per_hour(tx: Batches | None, summary: dict) -> Reading:
         n += len(t)
         if len(t):
             maxima.append(t.max())
-
-    yield _Pass(("t_arrival_s",), count)
-    days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
-    edges = np.arange(0, days * 24 + 1) * HOUR_S
-    acq = _Names(tx.dictionaries("acquirer"))
-    hours = _Shares(edges, clip=False)  # np.histogram of each acquirer's arrival times
-
-    def add(b: Any) -> None:
         codes = acq.codes(b.column("acquirer"))
-        hours.add(_floats(b, "t_arrival_s"), codes, None, len(acq.names), other=False)
+        if hours is not None:  # np.histogram of each acquirer's arrival times
+            hours.add(t, codes, None, len(acq.names), other=False)
 
-    yield _Pass(("t_arrival_s", "acquirer"), add)
-    return _Hours(n, days, edges, hours.series(acq.names))
+    yield _Pass(("t_arrival_s", "acquirer"), count)
+    days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
+    if hours is None or days != guess:
+        acq = _Names(tx.dictionaries("acquirer"))
+        hours = _Shares(_hour_edges(days), clip=False)
+
+        def add(b: Any) -> None:
+            codes = acq.codes(b.column("acquirer"))
+            hours.add(_floats(b, "t_arrival_s"), codes, None, len(acq.names), other=False)
+
+        yield _Pass(("t_arrival_s", "acquirer"), add)
+    return _Hours(n, days, hours.edges, hours.series(acq.names))
+
+
+def _hour_edges(days: int) -> np.ndarray:
+    """Edges of the hours of `days` days (s)."""
+    return np.arange(0, days * 24 + 1) * HOUR_S
 
 
 def _draw_transactions_per_hour(fig: Any, hours: _Hours, summary: dict) -> str:
@@ -1035,11 +1057,10 @@ def _approved_events(b: Any, ok: np.ndarray | None = None) -> tuple[np.ndarray, 
     return _floats(b, "t_response_s")[ok], _floats(b, "t_settled_s")[ok], amount
 
 
-def _timed_events(t_in: np.ndarray, t_out: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, change of exposure) of the events whose time is not NaN: each response adds
-    its amount, each settlement takes it away."""
-    fin, out = ~np.isnan(t_in), ~np.isnan(t_out)
-    return np.concatenate([t_in[fin], t_out[out]]), np.concatenate([amount[fin], -amount[out]])
+def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The events among `times` that have one (not NaN), and their amounts."""
+    has = ~np.isnan(times)
+    return (times, amount) if has.all() else (times[has], amount[has])
 
 
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1080,7 +1101,7 @@ class _Exposure:
             _read_alone(tx, self.reading(tx))
 
     def reading(self, tx: Batches | None) -> Reading:
-        """The passes over `tx` (two when nothing was approved); returns this _Exposure."""
+        """The passes over `tx` (one when nothing was approved); returns this _Exposure."""
         assert tx is not None
         yield from self._span_pass()
         if self.approved:
@@ -1099,10 +1120,16 @@ class _Exposure:
                 if len(x):
                     ends.append(x.max())
             self.approved += int(ok.sum())
-            times = np.concatenate([t_resp[ok], t_set[ok]])
-            times = times[np.isfinite(times)]
-            if len(times):
-                t_lo, t_hi = min(t_lo, times.min()), max(t_hi, times.max())
+            for times in (t_resp[ok], t_set[ok]):
+                if not len(times):
+                    continue
+                lo, hi = times.min(), times.max()
+                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN, or an infinite time
+                    times = times[np.isfinite(times)]
+                    if not len(times):
+                        continue
+                    lo, hi = times.min(), times.max()
+                t_lo, t_hi = min(t_lo, lo), max(t_hi, hi)
 
         yield _Pass(("t_response_s", "t_settled_s", "approved"), add)
         self.end = float(np.max(ends)) if ends else np.nan
@@ -1114,56 +1141,65 @@ class _Exposure:
 
     def _buckets(self, times: np.ndarray) -> np.ndarray:
         # Non-decreasing in time (each step rounds monotonically): equal times share a bucket.
-        return np.clip(np.floor((times - self._t0) / self._width), 0, _PEAK_BUCKETS - 1).astype(np.int64)
+        x = times - self._t0
+        x /= self._width
+        np.floor(x, out=x)
+        np.clip(x, 0, _PEAK_BUCKETS - 1, out=x)
+        return x.astype(np.int64)
 
     def _sums_pass(self, tx: Batches) -> Reading:
         grid = self.grid
         size = 0 if grid is None else len(grid) + 1  # slot len(grid): after the last grid time, or NaN
-        total = np.zeros(size, np.int64)
-        per: list[np.ndarray] = []
-        approved_per: list[int] = []
         iss = _Names(tx.dictionaries("issuer")) if grid is not None else None
+        # Row 0: purchases of no known issuer (in the total only); row c + 1: issuer c.
+        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot)
+        approved = np.zeros(1, np.int64)  # approved purchases per row
         self._bucket_sum = np.zeros(_PEAK_BUCKETS, np.int64)
-        self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its additions alone
+        self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its positive changes alone
         self._bucket_n = np.zeros(_PEAK_BUCKETS, np.int64)
         nan_tail: list[np.ndarray] = []
 
         def add(b: Any) -> None:
-            nonlocal total, approved_per
+            nonlocal sums, approved
             ok = _approved(b)
             t_in, t_out, amount = _approved_events(b, ok)
             if grid is not None and iss is not None:
+                rows = iss.codes(b.column("issuer"))[ok] + 1
+                k = len(iss.names) + 1
+                sums = _grow_rows(sums, k)
+                approved = _grow_rows(approved, k)
+                approved += np.bincount(rows, minlength=k)
+                rows *= size
                 # An event at time t counts at every grid time >= t, as `metrics.sample_step`
                 # samples the curve; NaN sorts after the grid, into the slot left out.
                 gi = np.searchsorted(grid, t_in, side="left")
+                gi += rows
                 go = np.searchsorted(grid, t_out, side="left")
-                total += _int_sums(gi, amount, size) - _int_sums(go, amount, size)
-                codes = iss.codes(b.column("issuer"))[ok]
-                k = len(iss.names)
-                _grow(per, k, size)
-                approved_per += [0] * (k - len(approved_per))
-                c = codes >= 0
-                net = (_int_sums(codes[c] * size + gi[c], amount[c], k * size)
-                       - _int_sums(codes[c] * size + go[c], amount[c], k * size))
-                for code, row in enumerate(net.reshape(k, size)):
-                    per[code] += row
-                for code, n in enumerate(np.bincount(codes[c], minlength=k).tolist()):
-                    approved_per[code] += n
-            times, delta = _timed_events(t_in, t_out, amount)
-            bk = self._buckets(times)
-            self._bucket_sum += _int_sums(bk, delta, _PEAK_BUCKETS)
-            self._bucket_up += _int_sums(bk, np.maximum(delta, 0), _PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bk, minlength=_PEAK_BUCKETS)
-            nan_tail.append(amount[np.isnan(t_in)])
+                go += rows
+                sums += (_int_sums(gi, amount, k * size) - _int_sums(go, amount, k * size)).reshape(k, size)
+            (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
+            if len(ai) < len(amount):
+                nan_tail.append(amount[np.isnan(t_in)])
+            bi, bo = self._buckets(ti), self._buckets(to)
+            added, taken = _int_sums(bi, ai, _PEAK_BUCKETS), _int_sums(bo, ao, _PEAK_BUCKETS)
+            self._bucket_sum += added - taken
+            # Positive changes: responses of positive amounts, settlements of negative ones.
+            self._bucket_up += added if not len(ai) or ai.min() >= 0 else \
+                _int_sums(bi, np.maximum(ai, 0), _PEAK_BUCKETS)
+            if len(ao) and ao.min() < 0:
+                self._bucket_up += _int_sums(bo, np.maximum(-ao, 0), _PEAK_BUCKETS)
+            self._bucket_n += np.bincount(bi, minlength=_PEAK_BUCKETS)
+            self._bucket_n += np.bincount(bo, minlength=_PEAK_BUCKETS)
 
         yield _Pass(_EXPOSURE_COLUMNS + (("issuer",) if iss is not None else ()), add)
         self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)
         if grid is not None and iss is not None:
             self.issuers = iss.names
-            _grow(per, len(iss.names), size)
-            approved_per += [0] * (len(iss.names) - len(approved_per))
-            self.total = np.cumsum(total)[:-1]
-            self.per_issuer = [(name, approved_per[c], np.cumsum(per[c])[:-1]) for c, name in enumerate(iss.names)]
+            k = len(iss.names) + 1
+            sums, approved = _grow_rows(sums, k), _grow_rows(approved, k)
+            self.total = np.cumsum(sums.sum(axis=0))[:-1]
+            self.per_issuer = [(name, int(approved[c + 1]), np.cumsum(sums[c + 1])[:-1])
+                               for c, name in enumerate(iss.names)]
 
     def _peak_pass(self) -> Reading:
         start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
@@ -1182,10 +1218,11 @@ class _Exposure:
             delta_l: list[np.ndarray] = []
 
             def add(b: Any) -> None:
-                times, delta = _timed_events(*_approved_events(b))
-                sel = candidate[self._buckets(times)]
+                t_in, t_out, amount = _approved_events(b)
+                (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
+                si, so = candidate[self._buckets(ti)], candidate[self._buckets(to)]
                 # One event per distinct time (many settle at the same time): its net change.
-                t, d = _by_time(times[sel], delta[sel])
+                t, d = _by_time(np.concatenate([ti[si], to[so]]), np.concatenate([ai[si], -ao[so]]))
                 times_l.append(t)
                 delta_l.append(d)
 
@@ -1208,6 +1245,11 @@ class _Exposure:
                 best = (np.float64(np.nan), tail[j])
         assert best is not None, "approved purchases without events"
         self.peak_time, self.peak_level = best
+
+
+def _grow_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """`a` with zero rows appended up to `n` rows."""
+    return a if len(a) >= n else np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
 
 
 def _exposure_grid(end: float) -> np.ndarray:
