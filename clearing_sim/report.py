@@ -453,7 +453,10 @@ def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: 
 _MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
 _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
-_COLLECT_MAX = 1 << 18  # values of one rank's bucket read into memory to sort
+# Values of one rank's bucket read into memory to sort (8 MB of keys): more than the
+# largest bucket a wanted rank falls in at 10^8 purchases (latency's median: ~3*10^5),
+# so the percentiles take two passes there too, and the plots three rounds.
+_COLLECT_MAX = 1 << 20
 
 
 def _sort_keys(x: np.ndarray) -> np.ndarray:
@@ -614,14 +617,6 @@ def _lerp(a: np.float64, b: np.float64, t: np.float64) -> np.float64:
     diff = b - a
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
-
-def _float_column(table: Batches, name: str) -> Callable[[], Iterator[np.ndarray]]:
-    """A reader of one float column's non-NaN values, batch by batch."""
-    def read() -> Iterator[np.ndarray]:
-        for b in table.batches([name]):
-            yield _non_nan(b, name)
-
-    return read
 
 # --- the plots ---------------------------------------------------------------------------
 
@@ -1065,6 +1060,9 @@ def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct `times` (sorted, no NaN) and the exact int64 sum of `delta` at each."""
+    bits = times.view(np.int64)
+    if len(bits) and bits.min() == bits.max():  # one time (a window's settlements): no sort
+        return times[:1].copy(), np.array([delta.sum(dtype=np.int64)], np.int64)
     distinct, at = np.unique(times, return_inverse=True)
     return distinct, _int_sums(at, delta, len(distinct))
 
@@ -1201,6 +1199,31 @@ class _Exposure:
             self.per_issuer = [(name, int(approved[c + 1]), np.cumsum(sums[c + 1])[:-1])
                                for c, name in enumerate(iss.names)]
 
+    def _near(self, candidate: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A test of event times (and their rows' approval) that holds for every approved
+        event in a candidate bucket, and for few others: a time between one of a bucket
+        before the first candidate and one of a bucket after the last. `_buckets` is
+        non-decreasing in time, so a time outside those two is in no candidate bucket;
+        both are checked with `_buckets` itself (no bound where no bucket is outside)."""
+        first, last = np.flatnonzero(candidate)[[0, -1]]
+        lo = hi = None
+        if first > 0:
+            tries = [self._t0 + (first - k) * self._width for k in (1, 2, 4, 64)] + [-np.inf]
+            lo = next(t for t in tries if self._buckets(np.array([t]))[0] < first)
+        if last < _PEAK_BUCKETS - 1:
+            tries = [self._t0 + (last + k) * self._width for k in (2, 3, 5, 65)] + [np.inf]
+            hi = next(t for t in tries if self._buckets(np.array([t]))[0] > last)
+
+        def near(times: np.ndarray, ok: np.ndarray) -> np.ndarray:
+            sel = ok & ~np.isnan(times)
+            if lo is not None:
+                sel &= times > lo
+            if hi is not None:
+                sel &= times < hi
+            return sel
+
+        return near
+
     def _peak_pass(self) -> Reading:
         start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
         has = self._bucket_n > 0
@@ -1216,10 +1239,14 @@ class _Exposure:
             candidate = has & ((upper > reached) | ((upper == reached) & (np.arange(_PEAK_BUCKETS) <= first_reached)))
             times_l: list[np.ndarray] = []
             delta_l: list[np.ndarray] = []
+            near = self._near(candidate)
 
             def add(b: Any) -> None:
-                t_in, t_out, amount = _approved_events(b)
-                (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
+                ok = _approved(b)
+                amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
+                t_in, t_out = _floats(b, "t_response_s"), _floats(b, "t_settled_s")
+                ni, no = near(t_in, ok), near(t_out, ok)
+                ti, ai, to, ao = t_in[ni], amount[ni], t_out[no], amount[no]
                 si, so = candidate[self._buckets(ti)], candidate[self._buckets(to)]
                 # One event per distinct time (many settle at the same time): its net change.
                 t, d = _by_time(np.concatenate([ti[si], to[so]]), np.concatenate([ai[si], -ao[so]]))
