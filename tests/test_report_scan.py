@@ -337,3 +337,34 @@ class TestReadAhead:
         got = pa.Table.from_batches(list(table.batches(["txn_id", "issuer"])))
         assert threads == {"report-read-ahead"}
         assert got.equals(pq.read_table(files["small"]["transactions"], columns=["txn_id", "issuer"]))
+
+
+class TestPeakWindow:
+    """The peak pass's time window keeps every approved event of a candidate bucket, whatever the bucket width."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(t0=st.floats(-1e6, 1e6), width=st.one_of(st.floats(1e-12, 1e4), st.just(1.0)),
+           at=st.lists(st.one_of(st.floats(-0.2, 1.2), st.sampled_from([np.inf, -np.inf, np.nan])),
+                       min_size=1, max_size=50),
+           data=st.data())
+    def test_keeps_every_candidate_event(self, t0, width, at, data):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(report, "_PEAK_BUCKETS", 64)
+            exp = report._Exposure(None, None, read=False)
+            exp._t0, exp._width = t0, width
+            # Times over the buckets and around them (`at` is the fraction of the 64 buckets' span).
+            t = np.array([t0 + a * 64 * width if np.isfinite(a) else a for a in at])
+            timed = ~np.isnan(t)
+            buckets = exp._buckets(t[timed])
+            candidate = np.zeros(64, bool)
+            if len(buckets):
+                candidate[buckets[data.draw(st.lists(st.integers(0, len(buckets) - 1), min_size=1, max_size=3))]] = True
+            candidate[data.draw(st.lists(st.integers(0, 63), max_size=2))] = True
+            if not candidate.any():
+                candidate[0] = True
+            near = exp._near(candidate)(t, np.ones(len(t), bool))
+            in_candidate = np.zeros(len(t), bool)
+            in_candidate[timed] = candidate[buckets]
+            assert not (in_candidate & ~near).any()
+            assert not near[~timed].any()
+            assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
