@@ -1058,6 +1058,17 @@ def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return (times, amount) if has.all() else (times[has], amount[has])
 
 
+def _per_run(f: Callable[[np.ndarray], np.ndarray], times: np.ndarray) -> np.ndarray:
+    """`f(times)` for an elementwise `f`, computed once per run of equal times when the
+    runs are few (settlement times: a batch's purchases mostly settle in one window)."""
+    bits = times.view(np.int64)
+    starts = np.flatnonzero(bits[1:] != bits[:-1]) + 1
+    if len(starts) > len(times) // 16:
+        return f(times)
+    starts = np.concatenate([[0], starts]) if len(times) else starts
+    return np.repeat(f(times[starts]), np.diff(np.append(starts, len(times))))
+
+
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct `times` (sorted, no NaN) and the exact int64 sum of `delta` at each."""
     bits = times.view(np.int64)
@@ -1172,13 +1183,13 @@ class _Exposure:
                 # samples the curve; NaN sorts after the grid, into the slot left out.
                 gi = np.searchsorted(grid, t_in, side="left")
                 gi += rows
-                go = np.searchsorted(grid, t_out, side="left")
+                go = _per_run(lambda t: np.searchsorted(grid, t, side="left"), t_out)
                 go += rows
                 sums += (_int_sums(gi, amount, k * size) - _int_sums(go, amount, k * size)).reshape(k, size)
             (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
             if len(ai) < len(amount):
                 nan_tail.append(amount[np.isnan(t_in)])
-            bi, bo = self._buckets(ti), self._buckets(to)
+            bi, bo = self._buckets(ti), _per_run(self._buckets, to)
             added, taken = _int_sums(bi, ai, _PEAK_BUCKETS), _int_sums(bo, ao, _PEAK_BUCKETS)
             self._bucket_sum += added - taken
             # Positive changes: responses of positive amounts, settlements of negative ones.

@@ -368,3 +368,17 @@ class TestPeakWindow:
             assert not (in_candidate & ~near).any()
             assert not near[~timed].any()
             assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
+
+
+class TestPerRun:
+    """An elementwise function computed once per run of equal times gives what it gives computed everywhere."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(runs=st.lists(st.tuples(st.sampled_from([0.0, -0.0, 300.0, 86100.0, np.nan, np.inf, 1e-300]),
+                                   st.integers(1, 40)), max_size=8))
+    def test_same_as_everywhere(self, runs):
+        times = np.array([t for t, n in runs for _ in range(n)], dtype=np.float64)
+        grid = np.linspace(0.0, 86400.0, 289)
+        for f in (lambda t: np.searchsorted(grid, t, side="left"), lambda t: np.signbit(t) + 2 * np.isnan(t)):
+            got, want = report._per_run(f, times), f(times)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
