@@ -11,13 +11,16 @@ run does not have leaves its plot or cell out ("-"), it never fails the run.
 
 Also owns reading the tables for the plots in bounded memory: every plot reads its
 columns batch by batch (`Batches`: an in-memory table's slices, or a Parquet file's
-rows `BATCH_ROWS` at a time) and keeps only what it draws: counts per bin, exact
-int64 sums per time, and exact order statistics (`_OrderStatistics`) for the
-percentiles and bin edges. One code path for both sources, so a run's report is the
-same bytes from its in-memory tables and from its Parquet files, and the same as
-the whole-column numpy computation it replaces (np.histogram counts, np.percentile's
-linear interpolation, `metrics.exposure_curve` and `metrics.sample_step`). Must never
-hold a whole column of the transactions table.
+rows `BATCH_ROWS` at a time, decoded one batch ahead by a helper thread) and keeps
+only what it draws: counts per bin, exact int64 sums per time, and exact order
+statistics (`_OrderStatistics`) for the percentiles and bin edges. A plot's reading
+(`Plot.read`) asks for its passes one at a time, and `_scan` runs the readings of a
+table side by side: each round reads the columns of every plot's next pass once, so
+the transactions are read three times, not once or more per plot. One code path for
+both sources, so a run's report is the same bytes from its in-memory tables and from
+its Parquet files, and the same as the whole-column numpy computation it replaces
+(np.histogram counts, np.percentile's linear interpolation, `metrics.exposure_curve`
+and `metrics.sample_step`). Must never hold a whole column of the transactions table.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -148,7 +151,7 @@ BATCH_ROWS = 1 << 18
 
 
 class Batches:
-    """One table as record batches in row order, read again for every pass a plot makes.
+    """One table as record batches in row order, read again for every pass over it.
 
     The plots never hold a whole column: they add up counts and sums batch by batch
     (`_Names`, `_Shares`, `_OrderStatistics`, `_Exposure`), so what they draw does not
@@ -182,21 +185,25 @@ class Batches:
     @classmethod
     def of_parquet(cls, path: Path | str, batch_rows: int | None = None) -> Batches:
         """The batches of a Parquet file, `batch_rows` (default `BATCH_ROWS`) rows at a
-        time; raises OSError if unreadable, pyarrow's ArrowInvalid if not Parquet.
+        time, each decoded by a helper thread while the caller works on the one before
+        (`_read_ahead`); raises OSError if unreadable, pyarrow's ArrowInvalid if not Parquet.
 
-        Memory: about one batch of each column a pass reads, whatever the file's size
-        (measured: pyarrow's pool peaks at the same size for 2 and for 20 row groups).
+        Memory: about three batches of the columns a pass reads (the caller's, the one
+        waiting, the one being decoded), whatever the file's size (measured for a report:
+        pyarrow's pool peaks at 92-96 MiB for 1, 10 and 29 row groups of 2^20 rows).
         """
         import pyarrow.parquet as pq
 
         path = Path(path)
 
-        def read(columns: list[str]) -> Iterator[Any]:
-            # pre_buffer would read every row group's column chunks ahead: memory growing with the file.
+        def decode(columns: list[str]) -> Iterator[Any]:
+            # pre_buffer would read every row group's column chunks ahead: memory growing
+            # with the file. One decoding thread: the caller's thread has the other core.
             with pq.ParquetFile(path, pre_buffer=False) as f:
-                yield from f.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=columns)
+                yield from f.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=columns,
+                                          use_threads=False)
 
-        return cls(pq.read_schema(path), read)
+        return cls(pq.read_schema(path), lambda columns: _read_ahead(lambda: decode(columns)))
 
     def has(self, name: str) -> bool:
         return name in self.schema.names
@@ -213,6 +220,63 @@ class Batches:
     def batches(self, columns: Sequence[str]) -> Iterable[Any]:
         """Record batches of these columns, in row order."""
         return self._read(list(columns))
+
+
+_READ_AHEAD_POLL_S = 0.05  # how often a blocked helper thread looks whether its reader has gone
+
+
+def _read_ahead(batches: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """The items of `batches()`, produced by a helper thread one item ahead of the caller.
+
+    Parquet decoding releases the GIL, so the next batch is decoded on the other core
+    while the caller's numpy work runs on this one. The queue holds one item, so at most
+    three batches are alive (the caller's, the queued one, the one being decoded). An
+    exception in the helper is raised here, in the caller's thread; a caller that stops
+    early (closes this generator) stops the helper, which closes `batches()`.
+    """
+    import queue
+    import threading
+
+    handed: queue.Queue[tuple[Any, BaseException | None, bool]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand(item: tuple[Any, BaseException | None, bool]) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=_READ_AHEAD_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            source = batches()
+            try:
+                for item in source:
+                    if not hand((item, None, False)):
+                        return
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            hand((None, None, True))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            hand((None, exc, True))
+
+    helper = threading.Thread(target=work, name="report-read-ahead", daemon=True)
+    helper.start()
+    try:
+        while True:
+            item, exc, done = handed.get()
+            if exc is not None:
+                raise exc
+            if done:
+                return
+            yield item
+    finally:
+        stop.set()
+        helper.join()
 
 
 def _need_columns(table: Batches | None, names: Sequence[str], plain: Sequence[str] = ()) -> Batches:
@@ -232,6 +296,12 @@ def _floats(batch: Any, name: str) -> np.ndarray:
     col = batch.column(name).cast(pa.float64())
     return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
         np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
+
+
+def _non_nan(batch: Any, name: str) -> np.ndarray:
+    """A float column of a batch without its NaN (and null) values."""
+    x = _floats(batch, name)
+    return x[~np.isnan(x)]
 
 
 def _values(batch: Any, name: str) -> np.ndarray:
@@ -268,17 +338,18 @@ class _Names:
         return out
 
     def codes(self, array: Any) -> np.ndarray:
-        """The codes (int64, -1 for null) of one batch's column."""
+        """The codes (int64, -1 for null) of one batch's column (read-only)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not pa.types.is_dictionary(array.type):
             array = pc.dictionary_encode(array)
-        remap = self._remap(array.dictionary)
-        idx = array.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        if len(remap) == 0:
-            return idx  # every value is null
-        return np.where(idx >= 0, remap[idx], -1)
+        # Arrow's take (null where the index is null), then -1 for null: several times
+        # faster than numpy's indexing and masking for a batch of 2^18 rows.
+        codes = pa.array(self._remap(array.dictionary), pa.int64()).take(array.indices)
+        if codes.null_count:
+            codes = codes.fill_null(-1)
+        return codes.to_numpy()
 
 
 def _coded(table: Any, name: str) -> tuple[np.ndarray, list[str]] | None:
@@ -291,18 +362,110 @@ def _coded(table: Any, name: str) -> tuple[np.ndarray, list[str]] | None:
     return (np.concatenate(parts) if parts else np.empty(0, np.int64)), names.names
 
 
+# --- readings side by side -------------------------------------------------------------------
+
+
+class _Pass(NamedTuple):
+    """One pass over a table that a reading asks for: the columns it reads, and what
+    takes each record batch (which may hold other readings' columns too)."""
+
+    columns: tuple[str, ...]
+    add: Callable[[Any], None]
+
+
+# A reading gathers what one plot draws: a generator that yields the passes it needs, one
+# at a time (a pass may depend on what the one before found), and returns what it read.
+Reading = Generator[_Pass, None, Any]
+
+
+class _Outcome(NamedTuple):
+    """What a reading returned, or the exception it raised (kept for its plot)."""
+
+    value: Any
+    error: Exception | None
+
+    def get(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _scan(table: Batches | None, readings: Sequence[Reading]) -> list[_Outcome]:
+    """Run `readings` over `table` side by side; their outcomes, in the same order.
+
+    The table is read in rounds: each round reads the columns of every unfinished
+    reading's next pass together, once, and hands every batch to each of those passes.
+    So the table is read as often as the reading with the most passes asks, and each
+    column once per round, not once per plot. A reading that raises (a missing column,
+    no values, anything) stops and keeps its exception; a table that cannot be read
+    raises here. Each pass sees the rows it would see read alone, in the same order
+    (batches of an in-memory table may split elsewhere: nothing read depends on where).
+    """
+    outcomes: list[_Outcome | None] = [None] * len(readings)
+    passes: dict[int, _Pass] = {}
+
+    def step(i: int) -> None:
+        try:
+            passes[i] = next(readings[i])
+        except StopIteration as done:
+            outcomes[i] = _Outcome(done.value, None)
+        except Exception as exc:  # noqa: BLE001 - its plot raises it again (or notes a _Missing)
+            outcomes[i] = _Outcome(None, exc)
+
+    for i in range(len(readings)):
+        step(i)
+    while passes:
+        assert table is not None, "a reading asked for a pass over no table"
+        columns = list(dict.fromkeys(c for p in passes.values() for c in p.columns))
+        for batch in table.batches(columns):
+            for i, p in list(passes.items()):
+                try:
+                    p.add(batch)
+                except Exception as exc:  # noqa: BLE001 - as in step()
+                    outcomes[i] = _Outcome(None, exc)
+                    del passes[i]
+                    readings[i].close()
+        for i in list(passes):
+            del passes[i]
+            step(i)
+    assert all(o is not None for o in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+def _read_alone(table: Batches | None, reading: Reading) -> Any:
+    """What one reading returns, read by itself (raises what it raises)."""
+    return _scan(table, [reading])[0].get()
+
+
+def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: str) -> Reading:
+    """The passes over float column `name` (its non-NaN values) that `steps` asks for
+    (`_OrderStatistics.select`); returns what `steps` returns."""
+    try:
+        while True:
+            sink = next(steps)
+            yield _Pass((name,), lambda b, sink=sink: sink(_non_nan(b, name)))
+    except StopIteration as done:
+        return done.value
+
+
 # --- exact order statistics over batches -----------------------------------------------------
 
 _MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
 _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
-_COLLECT_MAX = 1 << 18  # values of one rank's bucket read into memory to sort
+# Values of one rank's bucket read into memory to sort (8 MB of keys): more than the
+# largest bucket a wanted rank falls in at 10^8 purchases (latency's median: ~3*10^5),
+# so the percentiles take two passes there too, and the plots three rounds.
+_COLLECT_MAX = 1 << 20
 
 
 def _sort_keys(x: np.ndarray) -> np.ndarray:
     """uint64 keys in the order of the float64 values `x` (no NaN): flip negatives, set the sign bit of the rest."""
-    u = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-    return np.where((u >> np.uint64(63)) != 0, ~u, u | np.uint64(_SIGN64))
+    v = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+    flip = v >> 63  # every bit set for a negative value, none for the rest
+    flip |= np.int64(-_SIGN64)  # ... and the sign bit for the rest
+    flip ^= v
+    return flip.view(np.uint64)
 
 
 def _key_value(key: int) -> np.float64:
@@ -311,31 +474,52 @@ def _key_value(key: int) -> np.float64:
     return np.array([bits], dtype=np.uint64).view(np.float64)[0]
 
 
+# What `_OrderStatistics.select` yields for each pass it needs: it takes the values batch by batch.
+_Sink = Callable[[np.ndarray], None]
+
+
 class _OrderStatistics:
     """Exact values at given ranks (and numpy's percentiles) of a float column read in batches.
 
-    `read()` yields the values batch by batch (float64, no NaN), as often as asked. The
-    first pass counts the values and histograms the top `_BUCKET_BITS` bits of their
-    order-preserving integer keys; each later pass narrows every wanted rank's key
-    range by `_BUCKET_BITS` bits until at most `_COLLECT_MAX` values remain in it, which
-    one more pass reads and sorts. Memory: the counters, and those few values per rank.
+    The first pass (`add`, batch by batch) counts the values and histograms the top
+    `_BUCKET_BITS` bits of their order-preserving integer keys; each later pass narrows
+    every wanted rank's key range by `_BUCKET_BITS` bits until at most `_COLLECT_MAX`
+    values remain in it, which one more pass reads and sorts. Memory: the counters, and
+    those few values per rank. `select` asks for the later passes one at a time (so a
+    reading can run them beside other readings' passes); given `read()`, which yields the
+    values (float64, no NaN) batch by batch as often as asked, the first pass runs at
+    once and `values_at`, `max` and `percentiles` run the later ones themselves.
     """
 
-    def __init__(self, read: Callable[[], Iterable[np.ndarray]]) -> None:
+    def __init__(self, read: Callable[[], Iterable[np.ndarray]] | None = None) -> None:
         self._read = read
         self.count = 0
-        top = np.zeros(1 << _BUCKET_BITS, np.int64)
-        for x in read():
-            self.count += len(x)
-            top += np.bincount((_sort_keys(x) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64),
-                               minlength=1 << _BUCKET_BITS)
-        self._top = top
+        self._top = np.zeros(1 << _BUCKET_BITS, np.int64)
         self._known: dict[int, np.float64] = {}
+        if read is not None:
+            for x in read():
+                self.add(x)
 
-    def values_at(self, ranks: Iterable[int]) -> dict[int, np.float64]:
-        """The value at each 0-based rank of the sorted values; raises IndexError outside 0..count-1."""
+    def add(self, x: np.ndarray) -> None:
+        """Count one batch of values (float64, no NaN) in the first pass."""
+        self.count += len(x)
+        if len(x):
+            top = _sort_keys(x)
+            top >>= np.uint64(64 - _BUCKET_BITS)
+            top = top.view(np.int64)
+            lo = int(top.min())  # count only the span of buckets the batch touches
+            counts = np.bincount(top - lo)
+            self._top[lo:lo + len(counts)] += counts
+
+    def select(self, ranks: Iterable[int] = (), qs: Sequence[float] = ()) -> Generator[
+            _Sink, None, tuple[dict[int, np.float64], list[np.float64]]]:
+        """The passes that find the value at each 0-based rank of the sorted values and
+        `np.percentile(values, q)` for each q: yields a sink for each pass over the values;
+        returns ({rank: value}, [percentile per q]). Raises IndexError for a rank outside
+        0..count-1 (a q needs at least one value)."""
+        plans = [_percentile_plan(self.count, q) for q in qs]
         ranks = [int(r) for r in ranks]
-        wanted = sorted(set(ranks) - set(self._known))
+        wanted = sorted(set(ranks + [i for p in plans for i in p[:2]]) - set(self._known))
         if any(r < 0 or r >= self.count for r in wanted):
             raise IndexError(f"rank outside 0..{self.count - 1}")
         # Each open rank: [lo, hi] key range holding it, its rank among the values in
@@ -358,7 +542,8 @@ class _OrderStatistics:
             collected: dict[tuple[int, int], list[np.ndarray]] = {(lo, hi): [] for lo, hi, _ in ranges}
             counted: dict[tuple[int, int], np.ndarray] = {}
             steps = {(lo, hi): max(0, (hi - lo).bit_length() - _BUCKET_BITS) for lo, hi, _ in ranges}
-            for x in self._read():
+
+            def sink(x: np.ndarray, ranges=ranges, collected=collected, counted=counted, steps=steps) -> None:
                 keys = _sort_keys(x)
                 for lo, hi, n in ranges:
                     sel = keys[(keys >= np.uint64(lo)) & (keys <= np.uint64(hi))]
@@ -369,6 +554,8 @@ class _OrderStatistics:
                     c = np.bincount(((sel - np.uint64(lo)) >> np.uint64(s)).astype(np.int64),
                                     minlength=((hi - lo) >> s) + 1)
                     counted[(lo, hi)] = counted[(lo, hi)] + c if (lo, hi) in counted else c
+
+            yield sink
             for r, (lo, hi, k, n) in list(open_.items()):
                 if n <= _COLLECT_MAX:
                     keys = np.sort(np.concatenate(collected[(lo, hi)]))
@@ -382,16 +569,30 @@ class _OrderStatistics:
                 below = int(cum[b - 1]) if b else 0
                 open_[r] = [lo + (b << s), min(hi, lo + ((b + 1) << s) - 1), k - below, int(counts[b])]
         assert not open_, "order statistics did not converge"
-        return {r: self._known[r] for r in ranks}
+        known = self._known
+        return {r: known[r] for r in ranks}, [_lerp(known[i], known[j], gamma) for i, j, gamma in plans]
+
+    def _run(self, steps: Generator[_Sink, None, Any]) -> Any:
+        """What `steps` returns, each pass reading the values with `read()`."""
+        assert self._read is not None, "no read() to run the passes with"
+        try:
+            while True:
+                sink = next(steps)
+                for x in self._read():
+                    sink(x)
+        except StopIteration as done:
+            return done.value
+
+    def values_at(self, ranks: Iterable[int]) -> dict[int, np.float64]:
+        """The value at each 0-based rank of the sorted values; raises IndexError outside 0..count-1."""
+        return self._run(self.select(ranks))[0]
 
     def max(self) -> np.float64:
         return self.values_at([self.count - 1])[self.count - 1]
 
     def percentiles(self, qs: Sequence[float]) -> list[np.float64]:
         """`np.percentile(values, q)` (method "linear") for each q, to the last bit."""
-        plans = [_percentile_plan(self.count, q) for q in qs]
-        at = self.values_at([i for p in plans for i in p[:2]])
-        return [_lerp(at[i], at[j], gamma) for i, j, gamma in plans]
+        return self._run(self.select((), qs))[1]
 
 
 def _percentile_plan(n: int, q: float) -> tuple[int, int, np.float64]:
@@ -417,21 +618,31 @@ def _lerp(a: np.float64, b: np.float64, t: np.float64) -> np.float64:
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
-def _float_column(table: Batches, name: str) -> Callable[[], Iterator[np.ndarray]]:
-    """A reader of one float column's non-NaN values, batch by batch."""
-    def read() -> Iterator[np.ndarray]:
-        for b in table.batches([name]):
-            x = _floats(b, name)
-            yield x[~np.isnan(x)]
-
-    return read
-
-
 # --- the plots ---------------------------------------------------------------------------
 
 
 class _Missing(Exception):
     """A plot cannot be drawn from this run's tables (a column is missing)."""
+
+
+class Plot(NamedTuple):
+    """One plot of the page: its anchor and heading, the table it reads, and how.
+
+    `read(table, summary)` is the plot's reading (`Reading`: it raises _Missing for a
+    column the table lacks) and `draw(fig, what_it_read, summary)` draws into a
+    matplotlib figure and returns the caption. `_build` runs every plot's reading of a
+    table side by side (`_scan`); calling a plot, `plot(fig, table, summary)`, reads the
+    table for it alone and draws.
+    """
+
+    key: str
+    title: str
+    table: str
+    read: Callable[[Batches | None, dict], Reading]
+    draw: Callable[[Any, Any, dict], str]
+
+    def __call__(self, fig: Any, table: Batches | None, summary: dict) -> str:
+        return self.draw(fig, _read_alone(table, self.read(table, summary)), summary)
 
 
 def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
@@ -444,85 +655,77 @@ def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
     ax.set_xlabel(f"simulated time (hours since 00:00{where}, day 1)")
 
 
-def _grow(counts: list[np.ndarray], n: int, size: int) -> None:
-    while len(counts) < n:
-        counts.append(np.zeros(size, np.int64))
-
-
-def plot_transactions_per_hour(fig: Any, tx: Batches | None, summary: dict) -> str:
-    tx = _need_columns(tx, ("t_arrival_s", "acquirer"))
-    n = 0
-    maxima = []
-    for b in tx.batches(["t_arrival_s"]):
-        t = _floats(b, "t_arrival_s")
-        n += len(t)
-        if len(t):
-            maxima.append(t.max())
-    days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
-    edges = np.arange(0, days * 24 + 1) * HOUR_S
-    acq = _Names(tx.dictionaries("acquirer"))
-    per_acquirer: list[np.ndarray] = []
-    for b in tx.batches(["t_arrival_s", "acquirer"]):
-        t = _floats(b, "t_arrival_s")
-        codes = acq.codes(b.column("acquirer"))
-        _grow(per_acquirer, len(acq.names), len(edges) - 1)
-        for k in range(len(acq.names)):
-            per_acquirer[k] += np.histogram(t[codes == k], bins=edges)[0]
-    names = acq.names
-    _grow(per_acquirer, len(names), len(edges) - 1)
-    ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or names)
-    bottom = np.zeros(len(edges) - 1)
-    for name, counts in zip(names, per_acquirer):
-        ax.bar(edges[:-1] / HOUR_S + 0.5, counts, width=0.9, bottom=bottom, label=name,
-               color=colours.get(name), linewidth=0)
-        bottom += counts
-    _time_axis(ax, days, summary.get("start_date"))
-    ax.set_ylabel("purchases per hour")
-    ax.set_title("Purchases per hour, by acquirer")
-    _legend(ax, "acquirer")
-    return (f"{n:,} purchases over {days} day(s); each bar is one hour of arrivals, "
-            "split by the acquirer of the merchant.")
-
-
 class _Shares:
     """Histograms (counts per bin, and how many values) of one value per row, by a row's group.
 
     `add` takes one batch: row i counts for group `codes[i]` (0..groups-1, and -1 for
-    the `other` group when asked for) when `ok[i]`; with `clip`, values above the last
-    edge count in the last bin. Counts are exact integers (np.histogram's, added up), so
-    the shares drawn from them do not depend on how the rows were split into batches.
+    the `other` group when asked for) when `ok[i]` (every row when `ok` is None); with
+    `clip`, values above the last edge count in the last bin. Counts are np.histogram's
+    of each group's values, added up: exact integers, so the shares drawn from them do
+    not depend on how the rows were split into batches. With finite, strictly
+    increasing edges, each value's bin comes from comparing it with the edges, as
+    np.histogram's does ([left, right), the last bin [left, right]; NaN and values
+    outside the edges in none), and one bincount counts every group; other edges go to
+    np.histogram group by group.
     """
 
     def __init__(self, edges: np.ndarray, clip: bool) -> None:
         self.edges = edges
         self.clip = clip
-        self.counts: list[np.ndarray] = []
-        self.sizes: list[int] = []
-        self.other = np.zeros(len(edges) - 1, np.int64)
-        self.other_size = 0
+        self._bins = len(edges) - 1
+        self._counts = np.zeros((1, self._bins), np.int64)  # row 0: the other group; row k + 1: group k
+        self._sizes = np.zeros(1, np.int64)
+        self._search = bool(np.isfinite(edges).all() and (np.diff(edges) > 0).all())
+
+    def _groups(self, groups: int) -> None:
+        extra = groups + 1 - len(self._sizes)
+        if extra > 0:
+            self._counts = np.vstack([self._counts, np.zeros((extra, self._bins), np.int64)])
+            self._sizes = np.append(self._sizes, np.zeros(extra, np.int64))
 
     def _hist(self, v: np.ndarray) -> np.ndarray:
         if self.clip:
             v = np.minimum(v, self.edges[-1])
         return np.histogram(v, bins=self.edges)[0]
 
-    def add(self, values: np.ndarray, codes: np.ndarray, ok: np.ndarray, groups: int, other: bool) -> None:
-        _grow(self.counts, groups, len(self.edges) - 1)
-        self.sizes += [0] * (groups - len(self.sizes))
-        for k in range(groups):
-            v = values[(codes == k) & ok]
-            self.counts[k] += self._hist(v)
-            self.sizes[k] += len(v)
-        if other:
-            v = values[(codes < 0) & ok]
-            self.other += self._hist(v)
-            self.other_size += len(v)
+    def add(self, values: np.ndarray, codes: np.ndarray, ok: np.ndarray | None, groups: int,
+            other: bool) -> None:
+        self._groups(groups)
+        if ok is None:
+            ok = np.ones(len(values), bool)
+        if not self._search:
+            for k in range(-1 if other else 0, groups):
+                v = values[(codes == k) & ok] if k >= 0 else values[(codes < 0) & ok]
+                self._counts[k + 1] += self._hist(v)
+                self._sizes[k + 1] += len(v)
+            return
+        bins = self._bins
+        rows = codes + 1  # row 0: the other group
+        keep = ok.copy() if other else ok & (rows >= 1)
+        self._sizes += np.bincount(rows[keep], minlength=len(self._sizes))
+        v = np.minimum(values, self.edges[-1]) if self.clip else values
+        # 1 + the bin of a value in [left, right); bins + 1 at or past the last edge (and
+        # for NaN), where the last edge itself belongs to the last bin.
+        at = np.searchsorted(self.edges, v, side="right")
+        past = np.flatnonzero(at > bins)
+        at[past[v[past] == self.edges[-1]]] = bins
+        keep &= at >= 1
+        keep &= at <= bins
+        rows *= bins
+        rows += at - 1
+        self._counts += np.bincount(rows[keep], minlength=self._counts.size).reshape(self._counts.shape)
 
     def series(self, names: Sequence[str]) -> list[tuple[str, np.ndarray, int]]:
-        _grow(self.counts, len(names), len(self.edges) - 1)
-        self.sizes += [0] * (len(names) - len(self.sizes))
-        return [(name, self.counts[k], self.sizes[k]) for k, name in enumerate(names)]
+        self._groups(len(names))
+        return [(name, self._counts[k + 1], int(self._sizes[k + 1])) for k, name in enumerate(names)]
+
+    @property
+    def other(self) -> np.ndarray:
+        return self._counts[0]
+
+    @property
+    def other_size(self) -> int:
+        return int(self._sizes[0])
 
 
 def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray, int]], edges: np.ndarray, colours: dict) -> None:
@@ -542,44 +745,145 @@ def _mark_percentiles(ax: Any, marks: Sequence[np.float64], unit: str) -> None:
                     xytext=(3, -10), textcoords="offset points", fontsize=8, color="0.25")
 
 
-def plot_latency(fig: Any, tx: Batches | None, summary: dict) -> str:
+class _Hours(NamedTuple):
+    """Purchases per hour: how many rows, over how many days, hour edges, counts per acquirer."""
+
+    rows: int
+    days: int
+    edges: np.ndarray
+    per_acquirer: list[tuple[str, np.ndarray, int]]
+
+
+def _read_transactions_per_hour(tx: Batches | None, summary: dict) -> Reading:
+    tx = _need_columns(tx, ("t_arrival_s", "acquirer"))
+    n = 0
+    maxima: list[np.float64] = []
+    acq = _Names(tx.dictionaries("acquirer"))
+    # The axis spans the run's days, or more if a purchase arrives after them (the latest
+    # arrival is known only after a pass): count per hour of the run's days on the way,
+    # and only if a purchase arrived later, count again with the longer axis.
+    run_days = summary.get("days")
+    guess = max(1, run_days or 1) if run_days is None or type(run_days) is int else None
+    hours = None if guess is None else _Shares(_hour_edges(guess), clip=False)
+
+    def count(b: Any) -> None:
+        nonlocal n
+        t = _floats(b, "t_arrival_s")
+        n += len(t)
+        if len(t):
+            maxima.append(t.max())
+        codes = acq.codes(b.column("acquirer"))
+        if hours is not None:  # np.histogram of each acquirer's arrival times
+            hours.add(t, codes, None, len(acq.names), other=False)
+
+    yield _Pass(("t_arrival_s", "acquirer"), count)
+    days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
+    if hours is None or days != guess:
+        acq = _Names(tx.dictionaries("acquirer"))
+        hours = _Shares(_hour_edges(days), clip=False)
+
+        def add(b: Any) -> None:
+            codes = acq.codes(b.column("acquirer"))
+            hours.add(_floats(b, "t_arrival_s"), codes, None, len(acq.names), other=False)
+
+        yield _Pass(("t_arrival_s", "acquirer"), add)
+    return _Hours(n, days, hours.edges, hours.series(acq.names))
+
+
+def _hour_edges(days: int) -> np.ndarray:
+    """Edges of the hours of `days` days (s)."""
+    return np.arange(0, days * 24 + 1) * HOUR_S
+
+
+def _draw_transactions_per_hour(fig: Any, hours: _Hours, summary: dict) -> str:
+    n, days, edges = hours.rows, hours.days, hours.edges
+    names = [name for name, _, _ in hours.per_acquirer]
+    ax = fig.add_subplot()
+    colours = _colours(summary.get("participants") or names)
+    bottom = np.zeros(len(edges) - 1)
+    for name, counts, _ in hours.per_acquirer:
+        ax.bar(edges[:-1] / HOUR_S + 0.5, counts, width=0.9, bottom=bottom, label=name,
+               color=colours.get(name), linewidth=0)
+        bottom += counts
+    _time_axis(ax, days, summary.get("start_date"))
+    ax.set_ylabel("purchases per hour")
+    ax.set_title("Purchases per hour, by acquirer")
+    _legend(ax, "acquirer")
+    return (f"{n:,} purchases over {days} day(s); each bar is one hour of arrivals, "
+            "split by the acquirer of the merchant.")
+
+
+class _Distribution(NamedTuple):
+    """Shares of a float column's values per bin, by group, with the p50 and p99 of all values."""
+
+    names: list[str]  # the groups' names, in code order
+    series: list[tuple[str, np.ndarray, int]]
+    edges: np.ndarray
+    marks: tuple[np.float64, np.float64]  # p50, p99
+    top: float  # latency: the 99.9th percentile (the last bin's edge); lag: the largest value
+    count: int  # non-NaN values
+    rows: int
+
+
+def _read_latency(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("latency_ms", "issuer"))
-    stats = _OrderStatistics(_float_column(tx, "latency_ms"))
+    stats = _OrderStatistics()
+    yield _Pass(("latency_ms",), lambda b: stats.add(_non_nan(b, "latency_ms")))
     if stats.count == 0:
         raise _Missing("latency_ms (no values)")
-    hi_q, p50, p99 = stats.percentiles([99.9, 50, 99])
+    _, (hi_q, p50, p99) = yield from _passes_of(stats.select((), [99.9, 50, 99]), "latency_ms")
     hi = float(hi_q)
     edges = np.linspace(0.0, max(hi, 1.0), 61)
     iss = _Names(tx.dictionaries("issuer"))
     shares = _Shares(edges, clip=True)
     unknown = False
-    for b in tx.batches(["latency_ms", "issuer"]):
+    rows = 0
+
+    def add(b: Any) -> None:
+        nonlocal unknown, rows
         lat = _floats(b, "latency_ms")
         codes = iss.codes(b.column("issuer"))
         unknown = unknown or bool((codes < 0).any())
+        rows += len(lat)
         shares.add(lat, codes, ~np.isnan(lat), len(iss.names), other=True)
+
+    yield _Pass(("latency_ms", "issuer"), add)
     series = shares.series(iss.names)
     if unknown:
         series.append(("unknown BIN (switch)", shares.other, shares.other_size))
+    return _Distribution(iss.names, series, edges, (p50, p99), hi, stats.count, rows)
+
+
+def _draw_latency(fig: Any, latency: _Distribution, summary: dict) -> str:
     ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or iss.names)
-    _share_stairs(ax, series, edges, colours)
-    _mark_percentiles(ax, [p50, p99], "ms")
+    colours = _colours(summary.get("participants") or latency.names)
+    _share_stairs(ax, latency.series, latency.edges, colours)
+    _mark_percentiles(ax, latency.marks, "ms")
     ax.set_xlabel("authorisation latency, 0100 sent to 0110 received by the acquirer (ms)")
     ax.set_ylabel("share of the issuer's authorisations (%)")
     ax.set_title("Authorisation latency distribution, by issuer")
     _legend(ax, "issuer (authorisations)")
     return (f"Latency from the acquirer's request to its response; the last bin holds everything "
-            f"above the overall 99.9th percentile ({hi:.1f} ms).")
+            f"above the overall 99.9th percentile ({latency.top:.1f} ms).")
 
 
-def plot_outcomes(fig: Any, tx: Batches | None, summary: dict) -> str:
+class _Outcomes(NamedTuple):
+    """Authorisations per (issuer, response code): bar groups (name, issuer code; -1 unknown BIN)."""
+
+    groups: list[tuple[str, int]]
+    codes: list[str]  # the response codes, in code order
+    counts: dict[tuple[int, int], int]  # (issuer code, response code's code) -> authorisations
+
+
+def _read_outcomes(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("issuer", "response_code"))
     iss = _Names(tx.dictionaries("issuer"))
     rc = _Names(tx.dictionaries("response_code"))
-    counts: dict[tuple[int, int], int] = {}  # (issuer code, response code's code) -> authorisations
+    counts: dict[tuple[int, int], int] = {}
     unknown = False
-    for b in tx.batches(["issuer", "response_code"]):
+
+    def add(b: Any) -> None:
+        nonlocal unknown
         icodes = iss.codes(b.column("issuer"))
         rcodes = rc.codes(b.column("response_code"))
         unknown = unknown or bool((icodes < 0).any())
@@ -588,10 +892,17 @@ def plot_outcomes(fig: Any, tx: Batches | None, summary: dict) -> str:
         for key in np.flatnonzero(pair).tolist():
             i, r = divmod(key, width)
             counts[(i - 1, r - 1)] = counts.get((i - 1, r - 1), 0) + int(pair[key])
+
+    yield _Pass(("issuer", "response_code"), add)
     groups = [(n, k) for k, n in enumerate(iss.names)]
     if unknown:
         groups.append(("unknown BIN", -1))
-    present = sorted({rc.names[r] for _, r in counts if r >= 0})
+    return _Outcomes(groups, rc.names, counts)
+
+
+def _draw_outcomes(fig: Any, outcomes: _Outcomes, summary: dict) -> str:
+    groups, counts = outcomes.groups, outcomes.counts
+    present = sorted({outcomes.codes[r] for _, r in counts if r >= 0})
     labels = {"00": "00 approved", "05": "05 do not honour", "14": "14 invalid card",
               "51": "51 insufficient funds", "91": "91 issuer unavailable"}
     ax = fig.add_subplot()
@@ -600,7 +911,7 @@ def plot_outcomes(fig: Any, tx: Batches | None, summary: dict) -> str:
 
     cmap = matplotlib.colormaps["Set2"]
     for j, code in enumerate(present):
-        k = rc.names.index(code)
+        k = outcomes.codes.index(code)
         row = np.array([counts.get((g, k), 0) for _, g in groups], dtype=float)
         ax.barh([g for g, _ in groups], row, left=left, label=labels.get(code, code),
                 color=cmap(j % cmap.N))
@@ -613,53 +924,78 @@ def plot_outcomes(fig: Any, tx: Batches | None, summary: dict) -> str:
     return "Each bar is one issuer's authorisations split by ISO 8583 response code (field 39)."
 
 
-def plot_settlement_lag(fig: Any, tx: Batches | None, summary: dict) -> str:
+def _read_settlement_lag(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("settlement_lag_h", "acquirer"))
-    stats = _OrderStatistics(_float_column(tx, "settlement_lag_h"))
+    stats = _OrderStatistics()
+    yield _Pass(("settlement_lag_h",), lambda b: stats.add(_non_nan(b, "settlement_lag_h")))
     if stats.count == 0:
         raise _Missing("settlement_lag_h (nothing settled)")
-    hi = float(np.ceil(stats.max()))
+    # The largest value (the axis) and the marks, found in the same passes.
+    at, (p50, p99) = yield from _passes_of(stats.select([stats.count - 1], [50, 99]), "settlement_lag_h")
+    hi = float(np.ceil(at[stats.count - 1]))
     edges = np.linspace(0.0, max(hi, 1.0), min(int(max(hi, 1.0)) * 2, 120) + 1)
-    p50, p99 = stats.percentiles([50, 99])
     acq = _Names(tx.dictionaries("acquirer"))
     shares = _Shares(edges, clip=False)
     rows = 0
-    for b in tx.batches(["settlement_lag_h", "acquirer"]):
+
+    def add(b: Any) -> None:
+        nonlocal rows
         lag = _floats(b, "settlement_lag_h")
         codes = acq.codes(b.column("acquirer"))
         rows += len(lag)
         shares.add(lag, codes, ~np.isnan(lag), len(acq.names), other=False)
+
+    yield _Pass(("settlement_lag_h", "acquirer"), add)
+    return _Distribution(acq.names, shares.series(acq.names), edges, (p50, p99), hi, stats.count, rows)
+
+
+def _draw_settlement_lag(fig: Any, lag: _Distribution, summary: dict) -> str:
     ax = fig.add_subplot()
-    colours = _colours(summary.get("participants") or acq.names)
-    _share_stairs(ax, shares.series(acq.names), edges, colours)
-    _mark_percentiles(ax, [p50, p99], "h")
+    colours = _colours(summary.get("participants") or lag.names)
+    _share_stairs(ax, lag.series, lag.edges, colours)
+    _mark_percentiles(ax, lag.marks, "h")
     ax.set_xlabel("settlement lag, authorisation response to settlement of its window (hours)")
     ax.set_ylabel("share of the acquirer's settled purchases (%)")
     ax.set_title("Settlement lag distribution, by acquirer")
     _legend(ax, "acquirer (settled purchases)")
-    unsettled = rows - stats.count
-    return (f"{stats.count:,} purchases settled; {unsettled:,} have no settlement "
+    unsettled = lag.rows - lag.count
+    return (f"{lag.count:,} purchases settled; {unsettled:,} have no settlement "
             "(declined, or not settled within the run).")
 
 
-def plot_positions(fig: Any, st: Batches | None, summary: dict) -> str:
+class _Positions(NamedTuple):
+    """Net position sums per (window code, participant code), and the names of both codes."""
+
+    windows: list[str]
+    participants: list[str]
+    sums: dict[tuple[int, int], np.float64]
+
+
+def _read_positions(st: Batches | None, summary: dict) -> Reading:
     st = _need_columns(st, ("window_id", "participant", "position_minor"))
     win = _Names(st.dictionaries("window_id"))
     part = _Names(st.dictionaries("participant"))
     # Sums per (window, participant) code, added in row order as a float64 grid would be.
     sums: dict[tuple[int, int], np.float64] = {}
-    for b in st.batches(["window_id", "participant", "position_minor"]):
+
+    def add(b: Any) -> None:
         wcodes = win.codes(b.column("window_id"))
         pcodes = part.codes(b.column("participant"))
         for w, p, v in zip(wcodes, pcodes, _floats(b, "position_minor")):
             if w >= 0 and p >= 0:
                 sums[(w, p)] = sums.get((w, p), np.float64(0.0)) + v
-    wnames, pnames = win.names, part.names
+
+    yield _Pass(("window_id", "participant", "position_minor"), add)
+    return _Positions(win.names, part.names, sums)
+
+
+def _draw_positions(fig: Any, positions: _Positions, summary: dict) -> str:
+    wnames, pnames = positions.windows, positions.participants
     order_p = [p for p in (summary.get("participants") or pnames) if p in pnames]
     if not wnames or not order_p:
         raise _Missing("settlement windows (none)")
     grid = np.zeros((len(wnames), len(order_p)))
-    for (w, p), v in sums.items():
+    for (w, p), v in positions.sums.items():
         if pnames[p] in order_p:
             grid[w, order_p.index(pnames[p])] = v
     div, unit = money_scale(float(np.abs(grid).max()) if grid.size else 0.0)
@@ -684,7 +1020,6 @@ def plot_positions(fig: Any, st: Batches | None, summary: dict) -> str:
     _legend(ax, "participant")
     return ("Multilateral net position of every participant in each window; "
             "positive receives from the settlement bank, negative pays in. Each window sums to zero.")
-
 
 # --- exposure over batches -------------------------------------------------------------------
 
@@ -717,15 +1052,28 @@ def _approved_events(b: Any, ok: np.ndarray | None = None) -> tuple[np.ndarray, 
     return _floats(b, "t_response_s")[ok], _floats(b, "t_settled_s")[ok], amount
 
 
-def _timed_events(t_in: np.ndarray, t_out: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, change of exposure) of the events whose time is not NaN: each response adds
-    its amount, each settlement takes it away."""
-    fin, out = ~np.isnan(t_in), ~np.isnan(t_out)
-    return np.concatenate([t_in[fin], t_out[out]]), np.concatenate([amount[fin], -amount[out]])
+def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The events among `times` that have one (not NaN), and their amounts."""
+    has = ~np.isnan(times)
+    return (times, amount) if has.all() else (times[has], amount[has])
+
+
+def _per_run(f: Callable[[np.ndarray], np.ndarray], times: np.ndarray) -> np.ndarray:
+    """`f(times)` for an elementwise `f`, computed once per run of equal times when the
+    runs are few (settlement times: a batch's purchases mostly settle in one window)."""
+    bits = times.view(np.int64)
+    starts = np.flatnonzero(bits[1:] != bits[:-1]) + 1
+    if len(starts) > len(times) // 16:
+        return f(times)
+    starts = np.concatenate([[0], starts]) if len(times) else starts
+    return np.repeat(f(times[starts]), np.diff(np.append(starts, len(times))))
 
 
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct `times` (sorted, no NaN) and the exact int64 sum of `delta` at each."""
+    bits = times.view(np.int64)
+    if len(bits) and bits.min() == bits.max():  # one time (a window's settlements): no sort
+        return times[:1].copy(), np.array([delta.sum(dtype=np.int64)], np.int64)
     distinct, at = np.unique(times, return_inverse=True)
     return distinct, _int_sums(at, delta, len(distinct))
 
@@ -742,87 +1090,152 @@ class _Exposure:
     all their additions reaches the highest level seen at any bucket's end) and finds the
     exact peak and the first time the curve reaches it. A response time that is NaN sorts
     after every time, as numpy sorts it, each such purchase a step of its own in row order.
+
+    `_Exposure(tx, grid_of)` reads `tx` at once; with `read=False` nothing is read until
+    `reading(tx)` is run (beside other readings, by `_scan`).
     """
 
-    def __init__(self, tx: Batches, grid_of: Callable[[float], np.ndarray] | None) -> None:
+    def __init__(self, tx: Batches | None, grid_of: Callable[[float], np.ndarray] | None,
+                 read: bool = True) -> None:
+        self._grid_of = grid_of
         self.approved = 0
-        t_lo, t_hi = np.inf, -np.inf  # of the approved purchases' finite event times
-        ends: list[np.float64] = []
-        for b in tx.batches(["t_response_s", "t_settled_s", "approved"]):
-            t_resp, t_set, ok = _floats(b, "t_response_s"), _floats(b, "t_settled_s"), _approved(b)
-            for x in (t_resp[~np.isnan(t_resp)], t_set[~np.isnan(t_set)]):
-                if len(x):
-                    ends.append(x.max())
-            self.approved += int(ok.sum())
-            times = np.concatenate([t_resp[ok], t_set[ok]])
-            times = times[np.isfinite(times)]
-            if len(times):
-                t_lo, t_hi = min(t_lo, times.min()), max(t_hi, times.max())
-        self.end = float(np.max(ends)) if ends else np.nan
-        self.grid = grid_of(self.end) if grid_of is not None else None
+        self.end = np.nan
+        self.grid: np.ndarray | None = None
         self.issuers: list[str] = []
         self.total = np.zeros(0, np.int64)  # exposure at each grid time
         self.per_issuer: list[tuple[str, int, np.ndarray]] = []  # (issuer, approved, exposure at grid times)
         self.peak_time, self.peak_level = np.float64(np.nan), np.int64(0)
         self.held_times = 0
-        if self.approved == 0:
-            return
-        self._t0 = float(t_lo) if t_hi >= t_lo else 0.0
-        span = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
-        self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
-        self._sums_pass(tx)
-        self._peak_pass(tx)
+        if read:
+            _read_alone(tx, self.reading(tx))
+
+    def reading(self, tx: Batches | None) -> Reading:
+        """The passes over `tx` (one when nothing was approved); returns this _Exposure."""
+        assert tx is not None
+        yield from self._span_pass()
+        if self.approved:
+            yield from self._sums_pass(tx)
+            yield from self._peak_pass()
+        return self
+
+    def _span_pass(self) -> Reading:
+        t_lo, t_hi = np.inf, -np.inf  # of the approved purchases' finite event times
+        ends: list[np.float64] = []
+
+        def add(b: Any) -> None:
+            nonlocal t_lo, t_hi
+            t_resp, t_set, ok = _floats(b, "t_response_s"), _floats(b, "t_settled_s"), _approved(b)
+            for x in (t_resp[~np.isnan(t_resp)], t_set[~np.isnan(t_set)]):
+                if len(x):
+                    ends.append(x.max())
+            self.approved += int(ok.sum())
+            for times in (t_resp[ok], t_set[ok]):
+                if not len(times):
+                    continue
+                lo, hi = times.min(), times.max()
+                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN, or an infinite time
+                    times = times[np.isfinite(times)]
+                    if not len(times):
+                        continue
+                    lo, hi = times.min(), times.max()
+                t_lo, t_hi = min(t_lo, lo), max(t_hi, hi)
+
+        yield _Pass(("t_response_s", "t_settled_s", "approved"), add)
+        self.end = float(np.max(ends)) if ends else np.nan
+        self.grid = self._grid_of(self.end) if self._grid_of is not None else None
+        if self.approved:
+            self._t0 = float(t_lo) if t_hi >= t_lo else 0.0
+            span = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
+            self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
 
     def _buckets(self, times: np.ndarray) -> np.ndarray:
         # Non-decreasing in time (each step rounds monotonically): equal times share a bucket.
-        return np.clip(np.floor((times - self._t0) / self._width), 0, _PEAK_BUCKETS - 1).astype(np.int64)
+        x = times - self._t0
+        x /= self._width
+        np.floor(x, out=x)
+        np.clip(x, 0, _PEAK_BUCKETS - 1, out=x)
+        return x.astype(np.int64)
 
-    def _sums_pass(self, tx: Batches) -> None:
+    def _sums_pass(self, tx: Batches) -> Reading:
         grid = self.grid
         size = 0 if grid is None else len(grid) + 1  # slot len(grid): after the last grid time, or NaN
-        total = np.zeros(size, np.int64)
-        per: list[np.ndarray] = []
-        approved_per: list[int] = []
         iss = _Names(tx.dictionaries("issuer")) if grid is not None else None
+        # Row 0: purchases of no known issuer (in the total only); row c + 1: issuer c.
+        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot)
+        approved = np.zeros(1, np.int64)  # approved purchases per row
         self._bucket_sum = np.zeros(_PEAK_BUCKETS, np.int64)
-        self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its additions alone
+        self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its positive changes alone
         self._bucket_n = np.zeros(_PEAK_BUCKETS, np.int64)
         nan_tail: list[np.ndarray] = []
-        for b in tx.batches(list(_EXPOSURE_COLUMNS) + (["issuer"] if iss is not None else [])):
+
+        def add(b: Any) -> None:
+            nonlocal sums, approved
             ok = _approved(b)
             t_in, t_out, amount = _approved_events(b, ok)
             if grid is not None and iss is not None:
+                rows = iss.codes(b.column("issuer"))[ok] + 1
+                k = len(iss.names) + 1
+                sums = _grow_rows(sums, k)
+                approved = _grow_rows(approved, k)
+                approved += np.bincount(rows, minlength=k)
+                rows *= size
                 # An event at time t counts at every grid time >= t, as `metrics.sample_step`
                 # samples the curve; NaN sorts after the grid, into the slot left out.
                 gi = np.searchsorted(grid, t_in, side="left")
-                go = np.searchsorted(grid, t_out, side="left")
-                total += _int_sums(gi, amount, size) - _int_sums(go, amount, size)
-                codes = iss.codes(b.column("issuer"))[ok]
-                k = len(iss.names)
-                _grow(per, k, size)
-                approved_per += [0] * (k - len(approved_per))
-                c = codes >= 0
-                net = (_int_sums(codes[c] * size + gi[c], amount[c], k * size)
-                       - _int_sums(codes[c] * size + go[c], amount[c], k * size))
-                for code, row in enumerate(net.reshape(k, size)):
-                    per[code] += row
-                for code, n in enumerate(np.bincount(codes[c], minlength=k).tolist()):
-                    approved_per[code] += n
-            times, delta = _timed_events(t_in, t_out, amount)
-            bk = self._buckets(times)
-            self._bucket_sum += _int_sums(bk, delta, _PEAK_BUCKETS)
-            self._bucket_up += _int_sums(bk, np.maximum(delta, 0), _PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bk, minlength=_PEAK_BUCKETS)
-            nan_tail.append(amount[np.isnan(t_in)])
+                gi += rows
+                go = _per_run(lambda t: np.searchsorted(grid, t, side="left"), t_out)
+                go += rows
+                sums += (_int_sums(gi, amount, k * size) - _int_sums(go, amount, k * size)).reshape(k, size)
+            (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
+            if len(ai) < len(amount):
+                nan_tail.append(amount[np.isnan(t_in)])
+            bi, bo = self._buckets(ti), _per_run(self._buckets, to)
+            added, taken = _int_sums(bi, ai, _PEAK_BUCKETS), _int_sums(bo, ao, _PEAK_BUCKETS)
+            self._bucket_sum += added - taken
+            # Positive changes: responses of positive amounts, settlements of negative ones.
+            self._bucket_up += added if not len(ai) or ai.min() >= 0 else \
+                _int_sums(bi, np.maximum(ai, 0), _PEAK_BUCKETS)
+            if len(ao) and ao.min() < 0:
+                self._bucket_up += _int_sums(bo, np.maximum(-ao, 0), _PEAK_BUCKETS)
+            self._bucket_n += np.bincount(bi, minlength=_PEAK_BUCKETS)
+            self._bucket_n += np.bincount(bo, minlength=_PEAK_BUCKETS)
+
+        yield _Pass(_EXPOSURE_COLUMNS + (("issuer",) if iss is not None else ()), add)
         self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)
         if grid is not None and iss is not None:
             self.issuers = iss.names
-            _grow(per, len(iss.names), size)
-            approved_per += [0] * (len(iss.names) - len(approved_per))
-            self.total = np.cumsum(total)[:-1]
-            self.per_issuer = [(name, approved_per[c], np.cumsum(per[c])[:-1]) for c, name in enumerate(iss.names)]
+            k = len(iss.names) + 1
+            sums, approved = _grow_rows(sums, k), _grow_rows(approved, k)
+            self.total = np.cumsum(sums.sum(axis=0))[:-1]
+            self.per_issuer = [(name, int(approved[c + 1]), np.cumsum(sums[c + 1])[:-1])
+                               for c, name in enumerate(iss.names)]
 
-    def _peak_pass(self, tx: Batches) -> None:
+    def _near(self, candidate: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A test of event times (and their rows' approval) that holds for every approved
+        event in a candidate bucket, and for few others: a time between one of a bucket
+        before the first candidate and one of a bucket after the last. `_buckets` is
+        non-decreasing in time, so a time outside those two is in no candidate bucket;
+        both are checked with `_buckets` itself (no bound where no bucket is outside)."""
+        first, last = np.flatnonzero(candidate)[[0, -1]]
+        lo = hi = None
+        if first > 0:
+            tries = [self._t0 + (first - k) * self._width for k in (1, 2, 4, 64)] + [-np.inf]
+            lo = next(t for t in tries if self._buckets(np.array([t]))[0] < first)
+        if last < _PEAK_BUCKETS - 1:
+            tries = [self._t0 + (last + k) * self._width for k in (2, 3, 5, 65)] + [np.inf]
+            hi = next(t for t in tries if self._buckets(np.array([t]))[0] > last)
+
+        def near(times: np.ndarray, ok: np.ndarray) -> np.ndarray:
+            sel = ok & ~np.isnan(times)
+            if lo is not None:
+                sel &= times > lo
+            if hi is not None:
+                sel &= times < hi
+            return sel
+
+        return near
+
+    def _peak_pass(self) -> Reading:
         start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
         has = self._bucket_n > 0
         best: tuple[np.float64, np.int64] | None = None
@@ -837,13 +1250,21 @@ class _Exposure:
             candidate = has & ((upper > reached) | ((upper == reached) & (np.arange(_PEAK_BUCKETS) <= first_reached)))
             times_l: list[np.ndarray] = []
             delta_l: list[np.ndarray] = []
-            for b in tx.batches(list(_EXPOSURE_COLUMNS)):
-                times, delta = _timed_events(*_approved_events(b))
-                sel = candidate[self._buckets(times)]
+            near = self._near(candidate)
+
+            def add(b: Any) -> None:
+                ok = _approved(b)
+                amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
+                t_in, t_out = _floats(b, "t_response_s"), _floats(b, "t_settled_s")
+                ni, no = near(t_in, ok), near(t_out, ok)
+                ti, ai, to, ao = t_in[ni], amount[ni], t_out[no], amount[no]
+                si, so = candidate[self._buckets(ti)], candidate[self._buckets(to)]
                 # One event per distinct time (many settle at the same time): its net change.
-                t, d = _by_time(times[sel], delta[sel])
+                t, d = _by_time(np.concatenate([ti[si], to[so]]), np.concatenate([ai[si], -ao[so]]))
                 times_l.append(t)
                 delta_l.append(d)
+
+            yield _Pass(_EXPOSURE_COLUMNS, add)
             self.held_times = sum(len(t) for t in times_l)  # what the peak search kept in memory
             times, delta = _by_time(np.concatenate(times_l), np.concatenate(delta_l))
             bk = self._buckets(times)
@@ -864,14 +1285,23 @@ class _Exposure:
         self.peak_time, self.peak_level = best
 
 
-def plot_exposure(fig: Any, tx: Batches | None, summary: dict) -> str:
+def _grow_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """`a` with zero rows appended up to `n` rows."""
+    return a if len(a) >= n else np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+
+
+def _exposure_grid(end: float) -> np.ndarray:
+    """The exposure plot's time grid: every 5 minutes over the whole days up to `end` (s)."""
+    days = max(1.0, float(np.ceil(end / DAY_S + 1e-9)))
+    return np.linspace(0.0, days * DAY_S, int(days * 24 * 12) + 1)
+
+
+def _read_exposure(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, (*_EXPOSURE_COLUMNS, "issuer"), plain=("amount_minor", "approved"))
+    return (yield from _Exposure(tx, _exposure_grid, read=False).reading(tx))
 
-    def grid_of(end: float) -> np.ndarray:
-        days = max(1.0, float(np.ceil(end / DAY_S + 1e-9)))
-        return np.linspace(0.0, days * DAY_S, int(days * 24 * 12) + 1)  # every 5 minutes
 
-    exp = _Exposure(tx, grid_of)
+def _draw_exposure(fig: Any, exp: _Exposure, summary: dict) -> str:
     if exp.approved == 0:
         raise _Missing("approved purchases (none)")
     days = max(1.0, float(np.ceil(exp.end / DAY_S + 1e-9)))
@@ -897,31 +1327,39 @@ def plot_exposure(fig: Any, tx: Batches | None, summary: dict) -> str:
             "settlement window settles, sampled every 5 minutes; the dot marks the exact peak.")
 
 
-def _peak_exposure_columns(tx: Batches | None) -> dict[str, np.ndarray] | None:
-    """Columns of a table with the same exposure peak as `tx`, for `metrics.key_values`.
-
-    The key figures' fallback for `settlement.exposure.peak_minor` runs
-    `metrics.exposure_curve` on the transactions' columns; rather than hand it whole
-    columns, this finds the exact peak batch by batch and gives one approved, never
-    settled purchase of that amount (none when nothing was approved), whose curve has
-    the same peak. None when a column is missing, as `metrics.transaction_columns`.
-    """
-    if tx is None or not all(tx.has(c) for c in _EXPOSURE_COLUMNS):
-        return None
-    exp = _Exposure(tx, None)
+def _exposure_columns(exp: _Exposure) -> dict[str, np.ndarray]:
+    """Columns of one approved, never settled purchase of the exposure's peak amount
+    (none when nothing was approved): a table whose exposure curve has the same peak."""
     n = 1 if exp.approved else 0
     return {"t_response_s": np.zeros(n), "t_settled_s": np.full(n, np.nan),
             "amount_minor": np.full(n, exp.peak_level, dtype=np.int64), "approved": np.ones(n, dtype=bool)}
 
 
-PLOTS: tuple[tuple[str, str, str, Callable[[Any, Batches | None, dict], str]], ...] = (
-    ("transactions_per_hour", "Purchases per hour", "transactions", plot_transactions_per_hour),
-    ("latency", "Authorisation latency", "transactions", plot_latency),
-    ("outcomes", "Authorisation outcomes", "transactions", plot_outcomes),
-    ("settlement_lag", "Settlement lag", "transactions", plot_settlement_lag),
-    ("positions", "Net positions per window", "settlements", plot_positions),
-    ("exposure", "Exposure over the days", "transactions", plot_exposure),
-)
+def _peak_exposure_columns(tx: Batches | None) -> dict[str, np.ndarray] | None:
+    """Columns of a table with the same exposure peak as `tx`, for `metrics.key_values`.
+
+    The key figures' fallback for `settlement.exposure.peak_minor` runs
+    `metrics.exposure_curve` on the transactions' columns; rather than hand it whole
+    columns, this finds the exact peak batch by batch (`_exposure_columns`). None when
+    a column is missing, as `metrics.transaction_columns`.
+    """
+    if tx is None or not all(tx.has(c) for c in _EXPOSURE_COLUMNS):
+        return None
+    return _exposure_columns(_Exposure(tx, None))
+
+
+plot_transactions_per_hour = Plot("transactions_per_hour", "Purchases per hour", "transactions",
+                                  _read_transactions_per_hour, _draw_transactions_per_hour)
+plot_latency = Plot("latency", "Authorisation latency", "transactions", _read_latency, _draw_latency)
+plot_outcomes = Plot("outcomes", "Authorisation outcomes", "transactions", _read_outcomes, _draw_outcomes)
+plot_settlement_lag = Plot("settlement_lag", "Settlement lag", "transactions", _read_settlement_lag,
+                           _draw_settlement_lag)
+plot_positions = Plot("positions", "Net positions per window", "settlements", _read_positions, _draw_positions)
+plot_exposure = Plot("exposure", "Exposure over the days", "transactions", _read_exposure, _draw_exposure)
+
+PLOTS: tuple[Plot, ...] = (plot_transactions_per_hour, plot_latency, plot_outcomes, plot_settlement_lag,
+                           plot_positions, plot_exposure)
+
 
 
 # --- the page ----------------------------------------------------------------------------
@@ -998,11 +1436,27 @@ def build_report_from_parquet(summary: dict, transactions_path: Path | str | Non
 
 
 def _build(summary: dict, transactions: Batches | None, settlements: Batches | None) -> str:
-    """The page for both `build_report` and `build_report_from_parquet` (None: no such table)."""
+    """The page for both `build_report` and `build_report_from_parquet` (None: no such table).
+
+    First every plot's reading of each table runs, side by side (`_scan`: the
+    transactions are read in a few rounds, not once or more per plot); then the key
+    figures, and each plot drawn from what its reading returned (a reading that raised
+    raises again there: _Missing leaves a note, anything else fails the report as the
+    plot would have alone).
+    """
     tables = {"transactions": transactions, "settlements": settlements}
+    read: dict[str, _Outcome] = {}
+    for table_name, table in tables.items():
+        plots = [p for p in PLOTS if p.table == table_name]
+        read.update(zip([p.key for p in plots], _scan(table, [p.read(table, summary) for p in plots])))
     name = summary.get("scenario", "run")
 
     def tx_cols() -> dict[str, np.ndarray] | None:
+        # The exposure plot's reading found the peak already; without it (no issuer
+        # column, say) the key figure finds it by itself.
+        exposure = read[plot_exposure.key]
+        if exposure.error is None:
+            return _exposure_columns(exposure.value)
         return _peak_exposure_columns(transactions)
 
     meta = (f"seed {esc(summary.get('seed', '-'))} &middot; mode {esc(summary.get('mode', '-'))} "
@@ -1010,19 +1464,19 @@ def _build(summary: dict, transactions: Batches | None, settlements: Batches | N
             f"&middot; clearing-sim {esc(summary.get('version', '-'))}")
     body = [f"<h1>Run report: {esc(name)}</h1>", f"<p class=\"meta\">{meta}</p>",
             "<h2>Key figures</h2>", _key_table(summary, tx_cols)]
-    for key, title, table_name, plot in PLOTS:
+    for plot in PLOTS:
         caption: list[str] = []
 
-        def build(fig: Any, plot=plot, table_name=table_name, caption=caption) -> None:
-            caption.append(plot(fig, tables[table_name], summary))
+        def build(fig: Any, plot: Plot = plot, caption: list[str] = caption) -> None:
+            caption.append(plot.draw(fig, read[plot.key].get(), summary))
 
-        body.append(f"<h2>{esc(title)}</h2>")
+        body.append(f"<h2>{esc(plot.title)}</h2>")
         try:
-            svg = figure_svg(build, key)
+            svg = figure_svg(build, plot.key)
         except _Missing as exc:
             body.append(f"<p class=\"note\">Not available for this run: {esc(exc)} missing.</p>")
             continue
-        body.append(f"<figure id=\"{esc(key)}\">\n{svg}\n<figcaption>{esc(caption[0])}</figcaption>\n</figure>")
+        body.append(f"<figure id=\"{esc(plot.key)}\">\n{svg}\n<figcaption>{esc(caption[0])}</figcaption>\n</figure>")
     body += ["<h2>Settlement windows</h2>", _windows_table(summary)]
     return page(f"clearing-sim report: {name}", "\n".join(body))
 
