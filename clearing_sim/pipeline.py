@@ -31,15 +31,16 @@ class Prefetch(Generic[T]):
     further (an item can be large: a block of purchases).
 
     An error raised while producing is raised by the loop, after the items before it.
-    Leaving the `with` block early stops the producer at its next item and joins it.
+    Leaving the `with` block early stops the producer at its next item, closes `items`
+    (a generator's `finally` runs) and joins the thread.
     """
 
-    def __init__(self, items: Iterable[T], depth: int = 1) -> None:
+    def __init__(self, items: Iterable[T], depth: int = 1, name: str = "prefetch") -> None:
         self._items = items
         self._queue: queue.Queue = queue.Queue()
         self._slots = threading.Semaphore(depth)  # items made or being made, not yet taken
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="prefetch", daemon=True)
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
 
     def __enter__(self) -> Iterator[T]:
         self._thread.start()
@@ -57,8 +58,8 @@ class Prefetch(Generic[T]):
         return False
 
     def _produce(self) -> None:
+        items = iter(self._items)
         try:
-            items = iter(self._items)
             while self._slot():
                 try:
                     item = next(items)
@@ -68,6 +69,10 @@ class Prefetch(Generic[T]):
                 self._queue.put((True, item))
         except BaseException as exc:  # noqa: BLE001 - raised again in the consuming thread
             self._queue.put((False, exc))
+        finally:  # a generator stopped early runs its own clean-up (open files) here
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     def _consume(self) -> Iterator[T]:
         while True:

@@ -222,61 +222,19 @@ class Batches:
         return self._read(list(columns))
 
 
-_READ_AHEAD_POLL_S = 0.05  # how often a blocked helper thread looks whether its reader has gone
-
-
 def _read_ahead(batches: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """The items of `batches()`, produced by a helper thread one item ahead of the caller.
+    """The items of `batches()`, produced by a helper thread (`pipeline.Prefetch`) ahead of the caller.
 
     Parquet decoding releases the GIL, so the next batch is decoded on the other core
-    while the caller's numpy work runs on this one. The queue holds one item, so at most
-    three batches are alive (the caller's, the queued one, the one being decoded). An
-    exception in the helper is raised here, in the caller's thread; a caller that stops
-    early (closes this generator) stops the helper, which closes `batches()`.
+    while the caller's numpy work runs on this one. At most three batches are alive (the
+    caller's, the one waiting, the one being decoded). An exception in the helper is
+    raised here, in the caller's thread; a caller that stops early (closes this
+    generator) stops the helper, which closes `batches()`.
     """
-    import queue
-    import threading
+    from clearing_sim.pipeline import Prefetch
 
-    handed: queue.Queue[tuple[Any, BaseException | None, bool]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def hand(item: tuple[Any, BaseException | None, bool]) -> bool:
-        while not stop.is_set():
-            try:
-                handed.put(item, timeout=_READ_AHEAD_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            source = batches()
-            try:
-                for item in source:
-                    if not hand((item, None, False)):
-                        return
-            finally:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
-            hand((None, None, True))
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            hand((None, exc, True))
-
-    helper = threading.Thread(target=work, name="report-read-ahead", daemon=True)
-    helper.start()
-    try:
-        while True:
-            item, exc, done = handed.get()
-            if exc is not None:
-                raise exc
-            if done:
-                return
-            yield item
-    finally:
-        stop.set()
-        helper.join()
+    with Prefetch(batches(), depth=2, name="report-read-ahead") as items:
+        yield from items
 
 
 def _need_columns(table: Batches | None, names: Sequence[str], plain: Sequence[str] = ()) -> Batches:

@@ -143,3 +143,17 @@ def test_background_join_reraises():
     done = []
     Background(done.append, 7).join()
     assert done == [7]
+
+
+def test_leaving_a_prefetch_early_closes_its_items():
+    closed = threading.Event()
+
+    def items():
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    with Prefetch(items(), name="closing") as it:
+        assert next(it) == 0
+    assert closed.is_set() and not _alive("closing")
