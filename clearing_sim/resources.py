@@ -21,10 +21,11 @@ BYTES_PER_TRANSACTION = 800  # peak resident bytes per purchase (measured: ~700-
 BASE_BYTES = 400 * 2**20  # the interpreter, numpy, pyarrow, SimPy, numba
 USABLE_FRACTION = 0.8
 ENV_SKIP = "CLEARING_SIM_SKIP_MEMORY_CHECK"
-# A streamed fast-mode run (clearing_sim.streamed) keeps per-card state (open-to-buy), a few
-# blocks of purchases and a row group; at the end, one float per purchase is read back for
-# exact latency percentiles. national_day.yaml (40 million cards, 10^8 purchases) peaked at
-# 3.02 GiB; this estimate gives 3.2 GiB for it.
+# A streamed fast-mode run (clearing_sim.streamed) keeps per-card state (open-to-buy), two
+# drawn blocks, a few parts of purchases in flight and a row group; after the forward pass,
+# one group's floats at a time are read back for exact percentiles. national_day.yaml
+# (40 million cards, 10^8 purchases) peaked at 2.46 GiB (3.02 GiB before the forward pass
+# went on in parts); this estimate gives 3.2 GiB for it, a margin kept on purpose.
 STREAM_BASE_BYTES = 1024 * 2**20
 STREAM_BYTES_PER_CARD = 40
 STREAM_BYTES_PER_TRANSACTION = 8
