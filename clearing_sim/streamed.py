@@ -2,8 +2,9 @@
 
 Owns: when a run streams (`streams`), and the streamed run itself (`run_streamed`):
 1. The forward pass: traffic block by block (`traffic.iter_blocks`), PANs and routing,
-   authorisations (`AuthorisationStream`); purchases come out final, are put back in
-   id order a block at a time, and each block goes to presentment
+   authorisations (`AuthorisationStream`), in parts of about FEED_ROWS purchases that
+   three threads overlap (`pipeline`); purchases come out final, are put back in id
+   order a part at a time, and each part goes to presentment
    (`stream_clearing.Presentments`), the authorisation figures
    (`stream_figures.AuthorisationFigures`) and a scratch file of its columns.
 2. The control plane (`stream_clearing.run_clearing`): files, cycles and settlement
@@ -87,36 +88,37 @@ def streams(scenario: Scenario, mode: str, *, keep_files: bool = False, force: b
 
 
 class _Reorder:
-    """Final purchases put back in id order, a whole block at a time."""
+    """Final purchases put back in id order, a whole part at a time."""
 
     def __init__(self):
-        self.blocks: list[dict] = []
+        self.parts: list[dict] = []
 
-    def add_block(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
+    def add_part(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
         n = len(txn["txn_id"])
         out = {c: np.empty(n, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
         first = int(txn["txn_id"][0]) if n else 0
-        self.blocks.append({"txn": txn, "pan": pan, "out": out, "first": first, "done": np.zeros(n, bool), "left": n})
+        self.parts.append({"txn": txn, "pan": pan, "out": out, "first": first, "done": np.zeros(n, bool), "left": n})
 
     def take(self, done: dict[str, np.ndarray]) -> None:
+        """Place final rows (one issuer's, so in increasing id order) into the parts they belong to."""
         gid = done["gid"]
-        for b in self.blocks:
-            n = len(b["done"])
-            sel = np.flatnonzero((gid >= b["first"]) & (gid < b["first"] + n))
-            if len(sel) == 0:
+        if len(gid) > 1 and not (gid[1:] > gid[:-1]).all():
+            raise InvariantError("streamed run: final authorisations out of id order")
+        for b in self.parts:
+            lo, hi = np.searchsorted(gid, [b["first"], b["first"] + len(b["done"])])
+            if lo == hi:
                 continue
-            at = gid[sel] - b["first"]
+            at = gid[lo:hi] - b["first"]
             if b["done"][at].any():
                 raise InvariantError("streamed run: an authorisation became final twice")
             b["done"][at] = True
             b["left"] -= len(at)
-            whole = len(sel) == len(gid)  # all in this part (the common case): no gather
             for c in OUTCOME_COLUMNS:
-                b["out"][c][at] = done[c] if whole else done[c][sel]
+                b["out"][c][at] = done[c][lo:hi]
 
     def ready(self):
-        while self.blocks and self.blocks[0]["left"] == 0:
-            yield self.blocks.pop(0)
+        while self.parts and self.parts[0]["left"] == 0:
+            yield self.parts.pop(0)
 
 
 class _ParquetOut:
@@ -252,10 +254,9 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
     and prepares each part (`AuthorisationStream.prepare`: what depends on the part
     alone); this thread authorises (`feed_prepared`); a worker presents each part that
     became final, adds it to the figures and writes its scratch rows. Each stage takes its
-    parts in order. A drawn block
-    goes on in parts of about FEED_ROWS purchases: what the authorisations and the worker
-    hold at a time grows with a part, not with a block (outcomes do not depend on where the
-    arrivals are cut, `fast_authorisation.AuthorisationStream`).
+    parts in order. A drawn block goes on in parts of about FEED_ROWS purchases: what the
+    authorisations and the worker hold at a time grows with a part, not with a block
+    (outcomes do not depend on where the arrivals are cut, `AuthorisationStream`).
     """
     bins = BinTable(sc)
     stream = AuthorisationStream(sc, horizon_s)
@@ -299,7 +300,7 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
         with Prefetch(drawn()) as parts, Worker(emit) as emitter:
             pending = None
             for kept, pan, chunk in parts:
-                reorder.add_block(kept, pan)
+                reorder.add_part(kept, pan)
                 if pending is not None:
                     W = float(kept["t_arrival_s"][0])
                     feed(pending, W, emitter)
@@ -310,8 +311,8 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
                 feed(pending, np.inf, emitter)
     finally:
         scratch.close()
-    if reorder.blocks:
-        raise InvariantError(f"streamed run: {sum(b['left'] for b in reorder.blocks)} authorisation(s) never "
+    if reorder.parts:
+        raise InvariantError(f"streamed run: {sum(b['left'] for b in reorder.parts)} authorisation(s) never "
                              "became final")
     stream.finish()
     if books["approved"] - books["reversed"] != books["presented"]:
@@ -332,7 +333,7 @@ def feed_bounds(t_arrival: np.ndarray, rows: int) -> list[int]:
 
 
 class _ScratchRows:
-    """The forward pass's rows, block by block, in an Arrow IPC file (lz4) for the second pass."""
+    """The forward pass's rows, part by part, in an Arrow IPC file (lz4) for the second pass."""
 
     def __init__(self, path: Path):
         self.sink = pa.OSFile(str(path), "wb")
@@ -371,7 +372,7 @@ def _write_transactions(path: Path, rows_path: Path, clearing: StreamedClearing,
 
 
 def _scratch_batches(path: Path):
-    """The scratch rows of the forward pass, a block at a time, as numpy columns."""
+    """The scratch rows of the forward pass, a part at a time, as numpy columns."""
     if not path.exists() or path.stat().st_size == 0:
         return
     # Plain reads, not a memory map: a map's pages would count as resident memory until it closes.
