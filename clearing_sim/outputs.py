@@ -71,14 +71,38 @@ def read_config_header(path: Path) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def write_table_options() -> dict:
-    """The Parquet writer options of every table (`pyarrow.parquet.write_table`, `ParquetWriter`)."""
-    return {"compression": "zstd", "write_statistics": True, "use_dictionary": True}
+def write_table_options(schema: pa.Schema) -> dict:
+    """The Parquet writer options of a table (`pyarrow.parquet.write_table`, `ParquetWriter`),
+    chosen per column from its type, so the bytes depend only on the data.
+
+    - Dictionary encoding where values repeat: the name columns (Arrow dictionaries),
+      flags and small integers (ids of acquirers, merchants, categories, BINs).
+    - BYTE_STREAM_SPLIT for floats (times, latencies): zstd finds the repeating sign and
+      exponent bytes once they are apart, where a dictionary never fills and plain
+      doubles barely compress.
+    - DELTA_BINARY_PACKED for 64-bit integers (ids counting on, cards, amounts in fen).
+    - Statistics (min/max per row group, what readers prune by) on every column but the
+      name columns, whose every row group holds every name: working them out would cost
+      a fifth of the writing and prune nothing.
+    """
+    dictionary, encoding, stats = [], {}, []
+    for field in schema:
+        t = field.type
+        if pa.types.is_dictionary(t) or pa.types.is_boolean(t) or t in (pa.int8(), pa.int16(), pa.int32()):
+            dictionary.append(field.name)
+        elif pa.types.is_floating(t):
+            encoding[field.name] = "BYTE_STREAM_SPLIT"
+        elif t == pa.int64():
+            encoding[field.name] = "DELTA_BINARY_PACKED"
+        if not pa.types.is_dictionary(t):
+            stats.append(field.name)
+    return {"compression": "zstd", "use_dictionary": dictionary, "column_encoding": encoding,
+            "write_statistics": stats}
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    """Parquet with fixed writer options, so the bytes depend only on the data."""
-    pq.write_table(table, path, **write_table_options())
+    """Parquet with fixed writer options (`write_table_options`), so the bytes depend only on the data."""
+    pq.write_table(table, path, **write_table_options(table.schema))
 
 
 def write_clearing_files(folder: Path, result: Result) -> None:

@@ -140,7 +140,7 @@ class _ParquetOut:
         table = pa.concat_tables(self.parts)
         head, rest = table.slice(0, rows).combine_chunks(), table.slice(rows)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, head.schema, **write_table_options())
+            self.writer = pq.ParquetWriter(self.path, head.schema, **write_table_options(head.schema))
         self.writer.write_table(head, row_group_size=ROW_GROUP)
         self.parts = [rest] if rest.num_rows else []
         self.rows = rest.num_rows
@@ -150,7 +150,7 @@ class _ParquetOut:
         if self.rows:
             self._flush(self.rows)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, empty.schema, **write_table_options())
+            self.writer = pq.ParquetWriter(self.path, empty.schema, **write_table_options(empty.schema))
             self.writer.write_table(empty)
         self.writer.close()
 

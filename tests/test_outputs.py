@@ -1,0 +1,83 @@
+"""The Parquet writer options of the run folder's tables (`outputs.write_table_options`)."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+
+from clearing_sim.outputs import write_table, write_table_options
+
+
+def _column_encodings(path) -> dict[str, set[str]]:
+    meta = pq.ParquetFile(path).metadata
+    out: dict[str, set[str]] = {}
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for i in range(rg.num_columns):
+            c = rg.column(i)
+            out.setdefault(c.path_in_schema, set()).update(c.encodings)
+    return out
+
+
+def _table(n: int) -> pa.Table:
+    rng = np.random.default_rng(7)
+    return pa.table({
+        "txn_id": np.arange(n, dtype=np.int64),
+        "issuer": pa.array(rng.choice(["ICBC", "CCB", "BOC"], n)).dictionary_encode(),
+        "acquirer": rng.integers(0, 40, n).astype(np.int16),
+        "approved": rng.random(n) < 0.9,
+        "t_arrival_s": np.sort(rng.random(n) * 86400.0),
+        "amount_minor": rng.integers(100, 10**7, n),
+        "arn": pa.array([f"{i:023d}" for i in range(n)]),
+    })
+
+
+def test_encodings_follow_the_column_types(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_table(path, _table(5000))
+    enc = _column_encodings(path)
+    assert "RLE_DICTIONARY" in enc["issuer"] and "RLE_DICTIONARY" in enc["acquirer"]
+    assert "BYTE_STREAM_SPLIT" in enc["t_arrival_s"] and "RLE_DICTIONARY" not in enc["t_arrival_s"]
+    assert "DELTA_BINARY_PACKED" in enc["txn_id"] and "DELTA_BINARY_PACKED" in enc["amount_minor"]
+    assert "RLE_DICTIONARY" not in enc["arn"]
+    rg = pq.ParquetFile(path).metadata.row_group(0)
+    with_stats = {rg.column(i).path_in_schema for i in range(rg.num_columns) if rg.column(i).is_stats_set}
+    assert with_stats == {"txn_id", "acquirer", "approved", "t_arrival_s", "amount_minor", "arn"}
+    assert rg.column(0).statistics.min == 0 and rg.column(0).statistics.max == 4999
+
+
+def test_same_table_same_bytes(tmp_path):
+    t = _table(3000)
+    write_table(tmp_path / "a.parquet", t)
+    write_table(tmp_path / "b.parquet", t)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ints=st.lists(st.integers(-2**63, 2**63 - 1), min_size=0, max_size=50),
+    floats=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=50),
+    floats32=st.lists(st.floats(width=32), min_size=0, max_size=50),
+    names=st.lists(st.sampled_from(["a", "b", "\u4e2d"]), min_size=0, max_size=50),
+)
+def test_round_trip(tmp_path_factory, ints, floats, floats32, names):
+    """Whatever the values (extreme int64s, NaN, infinities, no rows), the file reads back equal."""
+    n = min(len(ints), len(floats), len(floats32), len(names))
+    t = pa.table({
+        "i": pa.array(ints[:n], pa.int64()),
+        "f": pa.array(floats[:n], pa.float64()),
+        "g": pa.array(np.array(floats32[:n], dtype=np.float32)),
+        "s": pa.array(names[:n], pa.string()).dictionary_encode(),
+        "k": pa.array(ints[:n], pa.int64()).cast(pa.int8(), safe=False),
+        "b": pa.array([x > 0 for x in ints[:n]], pa.bool_()),
+    })
+    path = tmp_path_factory.mktemp("rt") / "t.parquet"
+    pq.write_table(t, path, **write_table_options(t.schema))
+    back = pq.read_table(path)
+    assert back.schema == t.schema
+    for name in t.column_names:
+        a, b = t[name].to_pylist(), back[name].to_pylist()
+        assert [x if x == x else "nan" for x in a] == [x if x == x else "nan" for x in b]
