@@ -32,6 +32,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 
 from clearing_sim import metrics
@@ -664,7 +665,7 @@ class _Shares:
         v = np.minimum(values, self.edges[-1]) if self.clip else values
         # 1 + the bin of a value in [left, right); bins + 1 at or past the last edge (and
         # for NaN), where the last edge itself belongs to the last bin.
-        at = np.searchsorted(self.edges, v, side="right")
+        at = count_edges_at_or_below(self.edges, np.ascontiguousarray(v, dtype=np.float64))
         past = np.flatnonzero(at > bins)
         at[past[v[past] == self.edges[-1]]] = bins
         keep &= at >= 1
@@ -684,6 +685,36 @@ class _Shares:
     @property
     def other_size(self) -> int:
         return int(self._sizes[0])
+
+
+def count_edges_at_or_below(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """`np.searchsorted(edges, v, side="right")` for finite, strictly increasing edges: how
+    many edges are at or below each value (NaN: all of them). A guess from the edges' span
+    corrected by comparisons, so exact for any such edges and a step or two for even ones
+    (hours, `np.linspace`), where a binary search takes a cache miss at every step."""
+    out = np.empty(len(v), np.int64)
+    _count_edges(edges, v, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_edges(edges, v, out):  # pragma: no cover - compiled
+    n = len(edges)
+    e0, e_last = edges[0], edges[n - 1]
+    scale = (n - 1) / (e_last - e0) if n > 1 else 0.0
+    for i in range(len(v)):
+        x = v[i]
+        if x < e0:
+            out[i] = 0
+        elif not x < e_last:  # at or past the last edge, or NaN
+            out[i] = n if (x >= e_last or x != x) else 0
+        else:  # e0 <= x < e_last: x in [edges[g], edges[g + 1]) for one g in 0..n-2
+            g = min(int((x - e0) * scale), n - 2)
+            while edges[g] > x:
+                g -= 1
+            while edges[g + 1] <= x:
+                g += 1
+            out[i] = g + 1
 
 
 def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray, int]], edges: np.ndarray, colours: dict) -> None:

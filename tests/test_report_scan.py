@@ -382,3 +382,24 @@ class TestPerRun:
         for f in (lambda t: np.searchsorted(grid, t, side="left"), lambda t: np.signbit(t) + 2 * np.isnan(t)):
             got, want = report._per_run(f, times), f(times)
             assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.builds(lambda lo, span, k: np.linspace(lo, lo + span, k + 1),
+                  st.floats(-1e6, 1e6), st.floats(1e-3, 1e7), st.integers(1, 200)),
+        st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=40, unique=True).map(lambda e: np.sort(np.array(e))),
+    ),
+    st.lists(st.one_of(st.floats(-2e9, 2e9), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=60),
+    st.data(),
+)
+def test_edge_counts_are_the_searchsorted_ones(edges: np.ndarray, values: list[float], data) -> None:
+    """The histogram's bin search gives numpy's answer for any increasing edges, at the edges
+    themselves and just beside them too, for NaN and the infinities."""
+    if not (np.diff(edges) > 0).all():
+        return  # linspace over a tiny span can repeat a value: not edges the report builds
+    beside = [float(np.nextafter(e, d)) for e in data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=10))
+              for d in (-np.inf, np.inf)]
+    v = np.array(values + edges.tolist() + beside, dtype=np.float64)
+    assert np.array_equal(report.count_edges_at_or_below(edges, v), np.searchsorted(edges, v, side="right"))
