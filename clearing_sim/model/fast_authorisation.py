@@ -366,9 +366,8 @@ class _IssuerStream:
         ev_kind = np.concatenate([np.full(len(dec), 2, np.int8), msgs["kind"]])
         order = np.lexsort((seq, rank, ev_t))
         k.ledger_step(ev_kind[order], ev_row[order], tb["card"], tb["amount"], tb["limit"], tb["risk"],
-                      self.otb, self.touched, tb["ledger_code"], tb["held"], tb["reversed_at_issuer"])
-        tb["decision_applied"][dec] = True
-        np.subtract.at(tb["messages_open"], m_rows, 1)
+                      self.otb, self.touched, tb["ledger_code"], tb["held"], tb["reversed_at_issuer"],
+                      tb["messages_open"], tb["decision_applied"])
         decided = dec[~tb["out_lost_in_switch"][dec] & ~tb["lost_in_flight"][dec]]
         tb["out_response_code"][decided] = tb["ledger_code"][decided]
 
@@ -383,7 +382,7 @@ class _IssuerStream:
             raise InvariantError("fast mode: a switched authorisation never got an answer")
         out["final_state"][:] = final_states(out)
         held = tb["held"][final]
-        np.add.at(self.held_minor, tb["card"][final][held], tb["amount"][final][held])
+        k.add_held(self.held_minor, final, tb["held"], tb["card"], tb["amount"])
         done = {"gid": tb["gid"][final], "held": held} | out
         self.table.keep(~final)
         # The host's heap and waiting line hold rows of the table: renumber them.
