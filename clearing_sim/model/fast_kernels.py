@@ -30,7 +30,7 @@ HOST_STATE_SIZE = 9
 # --- the host -----------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _heap_push(ht, hs, hi, size, t, s, i):
     """Push (t, s) -> i onto a binary min-heap kept in three arrays; returns the new size."""
     k = size
@@ -48,7 +48,7 @@ def _heap_push(ht, hs, hi, size, t, s, i):
     return size + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _heap_pop(ht, hs, hi, size):
     """Remove the smallest entry; returns the new size (read ht[0], hi[0] before calling)."""
     size -= 1
@@ -73,7 +73,7 @@ def _heap_pop(ht, hs, hi, size):
     return size
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started_epoch, epoch,
                    ht, hs, hi, hsize, seq):
     """Row `i` takes a server at `t_now`: lost at the first outage start strictly inside
