@@ -206,7 +206,8 @@ class _IssuerStream:
         self.index = index
         self.scenario = scenario
         self.table = _Table(_table_dtypes(), {name: fill for name, (_, fill) in _STATE.items()})
-        self.pending = np.empty(0, dtype=np.int64)  # gids not yet at the host
+        self.pending = np.empty(0, dtype=np.int64)  # gids of earlier parts not yet at the host
+        self.arriving = np.empty(0, dtype=np.int64)  # rows of this part's requests to the host
         timeline = availability.timeline()
         self.ch_t = np.array([c[0] for c in timeline], dtype=np.float64)
         self.ch_down = np.array([c[1] for c in timeline], dtype=np.bool_)
@@ -243,10 +244,11 @@ class _IssuerStream:
     def feed(self, rows: dict[str, np.ndarray], W: float) -> dict[str, np.ndarray] | None:
         """Take new live rows (all arrivals before W), advance every pass to W, and
         return the rows that are now final (outcome columns, `gid`, `held`)."""
+        self.arriving = np.empty(0, dtype=np.int64)
         if len(rows["gid"]):
+            lo = len(self.table)
             self.table.append(rows)
-            arriving = rows["gid"][rows["visits"]]
-            self.pending = np.concatenate([self.pending, arriving])
+            self.arriving = lo + np.flatnonzero(rows["visits"])  # where they went: no search
         if len(self.table) == 0:
             return None
         self._host(W)
@@ -260,8 +262,9 @@ class _IssuerStream:
 
     def _host(self, W: float) -> None:
         tb = self.table
-        rows = tb.rows(self.pending)
-        order = np.lexsort((self.pending, tb["t_host_in"][rows]))
+        rows = np.concatenate([tb.rows(self.pending), self.arriving])
+        # Rows are in gid order (the table is), so they order ties as the gids would.
+        order = np.lexsort((rows, tb["t_host_in"][rows]))
         rows = rows[order]
         hsize = int(self.st[k.ST_HEAP])
         waiting_now = int(self.st[k.ST_WAIT_TAIL] - self.st[k.ST_WAIT_HEAD])
@@ -433,13 +436,17 @@ class _IssuerStream:
         held = tb["held"][gone]
         k.add_held(self.held_minor, final, tb["held"], tb["card"], tb["amount"])
         done = {"gid": tb["gid"][gone], "held": held} | out
-        self.table.keep(np.flatnonzero(~final))
-        # The host's heap and waiting line hold rows of the table: renumber them.
-        new_index = np.cumsum(~final) - 1
+        kept = np.flatnonzero(~final)
+        self.table.keep(kept)
+        # The host's heap and waiting line hold rows of the table (in service or waiting,
+        # so never final): renumber them to their places among the kept rows.
         hsize = int(self.st[k.ST_HEAP])
-        self.hi[:hsize] = new_index[self.hi[:hsize]]
         head, tail = int(self.st[k.ST_WAIT_HEAD]), int(self.st[k.ST_WAIT_TAIL])
-        self.wait[head:tail] = new_index[self.wait[head:tail]]
+        for held_rows in (self.hi[:hsize], self.wait[head:tail]):
+            place = np.searchsorted(kept, held_rows)
+            if (place >= len(kept)).any() or (kept[np.minimum(place, len(kept) - 1)] != held_rows).any():
+                raise InvariantError("fast mode: the host holds an authorisation that became final")
+            held_rows[:] = place
         return done
 
     def check_end(self) -> None:
@@ -499,7 +506,7 @@ class AuthorisationStream:
         n_issuers = len(sc.issuers)
         order = np.argsort(p.issuer, kind="stable")
         edges = np.searchsorted(p.issuer[order], np.arange(n_issuers + 1))
-        cols = {name: v[order] for name, v in self._columns(txn, p, risk, gid).items()}
+        cols = {name: np.take(v, order) for name, v in self._columns(txn, p, risk, gid).items()}
         rows = []
         for j in range(n_issuers):
             lo, hi = int(edges[j]), int(edges[j + 1])
