@@ -94,30 +94,78 @@ _STATE = {
 
 
 class _Table:
-    """Columns of live rows, appended in transaction-id order, dropped when final."""
+    """Columns of live rows, appended in transaction-id order, dropped when final.
 
-    def __init__(self, dtypes: dict[str, type]):
-        self.cols = {name: np.empty(0, dtype=d) for name, d in dtypes.items()}
+    Each column lives at the front of a buffer with room to spare: appending copies the
+    new rows in behind the live ones (a column the new rows do not bring starts at its
+    fill value) and dropping rows moves the kept ones forward in place, so feeding part
+    after part allocates only when the table outgrows its buffers. `table[name]` is a view
+    of the live rows, valid until the next `append` or `keep`.
+    """
+
+    MIN_CAPACITY = 1024
+
+    def __init__(self, dtypes: dict[str, type], fills: dict[str, object] | None = None):
+        self.fills = dict(fills or {})
+        self.n = 0
+        self.buf = {name: np.empty(self.MIN_CAPACITY, dtype=d) for name, d in dtypes.items()}
+        self.cols: dict[str, np.ndarray] = {}
+        self.last_append = 0
+        self._views()
 
     def __len__(self) -> int:
-        return len(self.cols["gid"])
+        return self.n
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.cols[name]
 
-    def append(self, new: dict[str, np.ndarray]) -> None:
-        if len(self) == 0:  # take the new columns as they are (they belong to this table alone)
-            self.cols = {name: new[name] for name in self.cols}
-            return
-        for name in self.cols:
-            self.cols[name] = np.concatenate([self.cols[name], new[name]])
+    @property
+    def capacity(self) -> int:
+        return len(self.buf["gid"])
 
-    def keep(self, mask: np.ndarray) -> None:
-        for name in self.cols:
-            self.cols[name] = self.cols[name][mask]
+    def append(self, new: dict[str, np.ndarray]) -> None:
+        """Add rows after the live ones: every column from `new`, or its fill value."""
+        lo, hi = self.n, self.n + len(new["gid"])
+        if hi > self.capacity:
+            self._resize(max(hi + hi // 4, 2 * self.capacity))
+        for name, b in self.buf.items():
+            src = new.get(name)
+            b[lo:hi] = self.fills[name] if src is None else src
+        self.n = hi
+        self.last_append = hi - lo
+        self._views()
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only `rows` (increasing positions), in that order, at the front."""
+        k = len(rows)
+        if k < self.n:
+            for b in self.buf.values():
+                b[:k] = b[rows]  # the gather is a copy: overlapping is safe
+        self.n = k
+        # Give back what a far larger part left behind (not what the next part will need again).
+        if self.capacity > 4 * max(k, self.last_append, self.MIN_CAPACITY):
+            self._resize(2 * max(k, self.last_append, self.MIN_CAPACITY))
+        self._views()
+
+    def free(self) -> None:
+        """Give back the buffers of an empty table."""
+        if self.n:
+            raise InvariantError("a live table with rows cannot be freed")
+        self.last_append = 0
+        self._resize(self.MIN_CAPACITY)
 
     def rows(self, gid: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.cols["gid"], gid)
+
+    def _resize(self, capacity: int) -> None:
+        for name, b in self.buf.items():
+            grown = np.empty(capacity, dtype=b.dtype)
+            grown[:self.n] = b[:self.n]
+            self.buf[name] = grown
+        self._views()
+
+    def _views(self) -> None:
+        self.cols = {name: b[:self.n] for name, b in self.buf.items()}
 
 
 def _table_dtypes() -> dict[str, type]:
@@ -157,8 +205,9 @@ class _IssuerStream:
         iss = scenario.issuers[index]
         self.index = index
         self.scenario = scenario
-        self.table = _Table(_table_dtypes())
-        self.pending = np.empty(0, dtype=np.int64)  # gids not yet at the host
+        self.table = _Table(_table_dtypes(), {name: fill for name, (_, fill) in _STATE.items()})
+        self.pending = np.empty(0, dtype=np.int64)  # gids of earlier parts not yet at the host
+        self.arriving = np.empty(0, dtype=np.int64)  # rows of this part's requests to the host
         timeline = availability.timeline()
         self.ch_t = np.array([c[0] for c in timeline], dtype=np.float64)
         self.ch_down = np.array([c[1] for c in timeline], dtype=np.bool_)
@@ -195,10 +244,11 @@ class _IssuerStream:
     def feed(self, rows: dict[str, np.ndarray], W: float) -> dict[str, np.ndarray] | None:
         """Take new live rows (all arrivals before W), advance every pass to W, and
         return the rows that are now final (outcome columns, `gid`, `held`)."""
+        self.arriving = np.empty(0, dtype=np.int64)
         if len(rows["gid"]):
+            lo = len(self.table)
             self.table.append(rows)
-            arriving = rows["gid"][rows["visits"]]
-            self.pending = np.concatenate([self.pending, arriving])
+            self.arriving = lo + np.flatnonzero(rows["visits"])  # where they went: no search
         if len(self.table) == 0:
             return None
         self._host(W)
@@ -212,8 +262,9 @@ class _IssuerStream:
 
     def _host(self, W: float) -> None:
         tb = self.table
-        rows = tb.rows(self.pending)
-        order = np.lexsort((self.pending, tb["t_host_in"][rows]))
+        rows = np.concatenate([tb.rows(self.pending), self.arriving])
+        # Rows are in gid order (the table is), so they order ties as the gids would.
+        order = np.lexsort((rows, tb["t_host_in"][rows]))
         rows = rows[order]
         hsize = int(self.st[k.ST_HEAP])
         waiting_now = int(self.st[k.ST_WAIT_TAIL] - self.st[k.ST_WAIT_HEAD])
@@ -366,9 +417,8 @@ class _IssuerStream:
         ev_kind = np.concatenate([np.full(len(dec), 2, np.int8), msgs["kind"]])
         order = np.lexsort((seq, rank, ev_t))
         k.ledger_step(ev_kind[order], ev_row[order], tb["card"], tb["amount"], tb["limit"], tb["risk"],
-                      self.otb, self.touched, tb["ledger_code"], tb["held"], tb["reversed_at_issuer"])
-        tb["decision_applied"][dec] = True
-        np.subtract.at(tb["messages_open"], m_rows, 1)
+                      self.otb, self.touched, tb["ledger_code"], tb["held"], tb["reversed_at_issuer"],
+                      tb["messages_open"], tb["decision_applied"])
         decided = dec[~tb["out_lost_in_switch"][dec] & ~tb["lost_in_flight"][dec]]
         tb["out_response_code"][decided] = tb["ledger_code"][decided]
 
@@ -376,29 +426,36 @@ class _IssuerStream:
         tb = self.table
         final = ((~tb["visits"] | tb["answered"]) & (~tb["network"] | tb["switch_lost"] | tb["stand_in_done"])
                  & tb["reversal_done"] & (tb["messages_open"] == 0) & (~tb["in_time"] | tb["decision_applied"]))
-        if not final.any():
+        gone = np.flatnonzero(final)
+        if len(gone) == 0:
             return None
-        out = {c: tb[f"out_{c}"][final] for c in OUTCOME_COLUMNS}
+        out = {c: tb[f"out_{c}"][gone] for c in OUTCOME_COLUMNS}
         if np.isnan(out["t_response_s"][out["route"] != ROUTE_IN_BANK]).any():
             raise InvariantError("fast mode: a switched authorisation never got an answer")
         out["final_state"][:] = final_states(out)
-        held = tb["held"][final]
-        np.add.at(self.held_minor, tb["card"][final][held], tb["amount"][final][held])
-        done = {"gid": tb["gid"][final], "held": held} | out
-        self.table.keep(~final)
-        # The host's heap and waiting line hold rows of the table: renumber them.
-        new_index = np.cumsum(~final) - 1
+        held = tb["held"][gone]
+        k.add_held(self.held_minor, final, tb["held"], tb["card"], tb["amount"])
+        done = {"gid": tb["gid"][gone], "held": held} | out
+        kept = np.flatnonzero(~final)
+        self.table.keep(kept)
+        # The host's heap and waiting line hold rows of the table (in service or waiting,
+        # so never final): renumber them to their places among the kept rows.
         hsize = int(self.st[k.ST_HEAP])
-        self.hi[:hsize] = new_index[self.hi[:hsize]]
         head, tail = int(self.st[k.ST_WAIT_HEAD]), int(self.st[k.ST_WAIT_TAIL])
-        self.wait[head:tail] = new_index[self.wait[head:tail]]
+        for held_rows in (self.hi[:hsize], self.wait[head:tail]):
+            place = np.searchsorted(kept, held_rows)
+            if (place >= len(kept)).any() or (kept[np.minimum(place, len(kept) - 1)] != held_rows).any():
+                raise InvariantError("fast mode: the host holds an authorisation that became final")
+            held_rows[:] = place
         return done
 
     def check_end(self) -> None:
-        """After the last chunk: nothing live, and every card's open-to-buy is its limit minus what it holds."""
+        """After the last chunk: nothing live, and every card's open-to-buy is its limit minus what it holds.
+        Gives back the live table's buffers."""
         if len(self.table) or len(self.msg.q["t"]) or len(self.msg.a["t"]):
             raise InvariantError(f"fast mode: issuer {self.index} ended the run with "
                                  f"{len(self.table)} authorisation(s) unfinished")
+        self.table.free()
         cards = np.flatnonzero(self.touched)
         for lo in range(0, len(cards), _CHECK_CARDS):  # limits are a function of (issuer, card): recompute
             c = cards[lo:lo + _CHECK_CARDS]
@@ -415,7 +472,7 @@ class PreparedChunk:
     t_max: float
     plan: AuthorisationPlan
     unknown: list[dict[str, np.ndarray]]  # final at once: unknown BINs (at most one dict)
-    rows: list[dict[str, np.ndarray]]  # per issuer: its new live rows
+    rows: list[dict[str, np.ndarray]]  # per issuer: its new live rows (the table adds the _STATE columns)
 
 
 class AuthorisationStream:
@@ -449,14 +506,11 @@ class AuthorisationStream:
         n_issuers = len(sc.issuers)
         order = np.argsort(p.issuer, kind="stable")
         edges = np.searchsorted(p.issuer[order], np.arange(n_issuers + 1))
-        cols = {name: v[order] for name, v in self._columns(txn, p, risk, gid).items()}
+        cols = {name: np.take(v, order) for name, v in self._columns(txn, p, risk, gid).items()}
         rows = []
         for j in range(n_issuers):
             lo, hi = int(edges[j]), int(edges[j + 1])
-            r = {name: v[lo:hi] for name, v in cols.items()}
-            for name, (d, fill) in _STATE.items():
-                r[name] = np.full(hi - lo, fill, dtype=d)
-            rows.append(r)
+            rows.append({name: v[lo:hi] for name, v in cols.items()})
         return PreparedChunk(t_min=float(t.min()) if len(t) else np.inf, t_max=float(t.max()) if len(t) else -np.inf,
                              plan=p, unknown=list(self._unknown_bins(p, gid)), rows=rows)
 

@@ -30,7 +30,7 @@ HOST_STATE_SIZE = 9
 # --- the host -----------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _heap_push(ht, hs, hi, size, t, s, i):
     """Push (t, s) -> i onto a binary min-heap kept in three arrays; returns the new size."""
     k = size
@@ -48,7 +48,7 @@ def _heap_push(ht, hs, hi, size, t, s, i):
     return size + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _heap_pop(ht, hs, hi, size):
     """Remove the smallest entry; returns the new size (read ht[0], hi[0] before calling)."""
     size -= 1
@@ -73,7 +73,7 @@ def _heap_pop(ht, hs, hi, size):
     return size
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _begin_service(i, t_now, service, crash_t, t_start, outcome, t_lost, started_epoch, epoch,
                    ht, hs, hi, hsize, seq):
     """Row `i` takes a server at `t_now`: lost at the first outage start strictly inside
@@ -298,11 +298,13 @@ def saf_step(t_queued, hop_out, hop_back, timeout_s, o_start, o_end, o_announced
 
 
 @numba.njit(cache=True, nogil=True)
-def ledger_step(ev_kind, ev_row, card, amount, limit, risk, otb, touched, code, held, reversed_at_issuer):
+def ledger_step(ev_kind, ev_row, card, amount, limit, risk, otb, touched, code, held, reversed_at_issuer,
+                messages_open, decision_applied):
     """Apply an issuer's events in the given order: decisions (kind 2), applied advices
     (0) and reversals (1). `otb[card]` is each card's open-to-buy, set to the card's
     limit the first time the card is touched; `code`, `held` and `reversed_at_issuer`
-    are per row and carry across calls."""
+    are per row and carry across calls. Per row, an applied message takes one off
+    `messages_open` and a decision sets `decision_applied` (the ledger has them now)."""
     for e in range(len(ev_kind)):
         i = ev_row[e]
         kind = ev_kind[e]
@@ -310,6 +312,10 @@ def ledger_step(ev_kind, ev_row, card, amount, limit, risk, otb, touched, code, 
         if not touched[c]:
             touched[c] = True
             otb[c] = limit[i]
+        if kind != 2:
+            messages_open[i] -= 1
+        else:
+            decision_applied[i] = True
         if kind == 2:
             if risk[i]:
                 code[i] = 5  # do not honour
@@ -329,3 +335,12 @@ def ledger_step(ev_kind, ev_row, card, amount, limit, risk, otb, touched, code, 
             if held[i]:
                 otb[c] += amount[i]
                 held[i] = False
+
+
+@numba.njit(cache=True, nogil=True)
+def add_held(held_minor, final, held, card, amount):
+    """Add each final row's amount, when its ledger holds it, to its card's `held_minor`
+    (what `np.add.at` over the selected rows gives, without the gathers)."""
+    for i in range(len(final)):
+        if final[i] and held[i]:
+            held_minor[card[i]] += amount[i]
