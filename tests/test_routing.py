@@ -87,6 +87,19 @@ def _ref_pans(table: BinTable, issuer: np.ndarray, card: np.ndarray) -> np.ndarr
     return pan * 10 + _ref_luhn_check_digit(pan)
 
 
+def _ref_route(table: BinTable, pan: np.ndarray) -> np.ndarray:
+    out = np.full(pan.shape, -1, dtype=np.int16)
+    for length, bins, owners in table._tables:
+        if len(bins) == 0:
+            continue
+        prefix = pan // _POW10[PAN_DIGITS - length]
+        pos = np.searchsorted(bins, prefix)
+        pos_c = np.minimum(pos, len(bins) - 1)
+        hit = (bins[pos_c] == prefix) & (out == -1)
+        out[hit] = owners[pos_c[hit]]
+    return out
+
+
 class TestSameAsBefore:
     """The compiled Luhn digits and PANs equal the array versions', value for value and dtype."""
 
@@ -122,3 +135,41 @@ class TestSameAsBefore:
         iss = rng.integers(-1, len(sc.issuers), 100_000).astype(np.int16)
         card = rng.integers(0, 10**7, 100_000)
         assert np.array_equal(table.pans(iss, card), _ref_pans(table, iss, card))
+
+    @pytest.mark.parametrize("name", ["baseline", "national_day", "issuer_outage"])
+    def test_route_shipped(self, name: str) -> None:
+        sc = load_scenario(SCENARIOS / f"{name}.yaml")
+        table = BinTable(sc)
+        rng = np.random.default_rng(8)
+        iss = rng.integers(-1, len(sc.issuers), 100_000).astype(np.int16)
+        pans = table.pans(iss, rng.integers(0, 10**7, 100_000))
+        noise = rng.integers(0, 10**16, 100_000)  # mostly routing nowhere
+        for p in (pans, noise):
+            got, want = table.route(p), _ref_route(table, p)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+    @given(pans=st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1),
+                                   st.sampled_from([4000021012345678, 4000029912345678, 4000011234567890,
+                                                    4000030000000000, 4000039999999999, 4000010000000000])),
+                         max_size=100),
+           six=st.booleans())
+    @settings(max_examples=100, deadline=None)
+    def test_route_any_pan(self, pans: list[int], six: bool) -> None:
+        text = SMALL_YAML.replace('bins: ["400003"]', 'bins: ["400002"]') if six else SMALL_YAML
+        table = BinTable(parse_scenario(text))  # with six: an 8-digit BIN inside another issuer's 6-digit one
+        p = np.array(pans, dtype=np.int64)
+        got, want = table.route(p), _ref_route(table, p)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+    def test_long_tables(self) -> None:
+        """Tables of over 64 BINs (searched by bisection, not counted) route as before too."""
+        many = ", ".join(f'"{500000 + 7 * j}"' for j in range(90)) + ", " + ", ".join(
+            f'"{60000000 + 13 * j}"' for j in range(80))
+        table = BinTable(parse_scenario(SMALL_YAML.replace('bins: ["400001", "40000210"]', f"bins: [{many}]")))
+        assert all(len(bins) > 64 for _, bins, _ in table._tables)
+        rng = np.random.default_rng(9)
+        iss = rng.integers(-1, 2, 50_000).astype(np.int16)
+        pans = table.pans(iss, rng.integers(0, 10**9, 50_000))
+        assert np.array_equal(table.route(pans), iss)
+        for p in (pans, pans + 10**10, rng.integers(-(2**62), 2**62, 50_000)):
+            assert np.array_equal(table.route(p), _ref_route(table, p))

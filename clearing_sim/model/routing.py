@@ -77,6 +77,39 @@ def _pans_kernel(issuer, card, first, count, bin_value, acct_pow, out):
         out[i] = payload * 10 + _luhn_digit(payload)
 
 
+@numba.njit(cache=True, nogil=True)
+def _route_kernel(pan, start, bin_lo, bin_hi, owners, out):
+    """Longest-prefix match of each PAN: tables in order, the first hit wins, -1 if none.
+
+    BIN j of a table covers the PANs in [bin_lo[j], bin_hi[j]) (the BIN followed by all
+    zeros, and by all nines plus one), so `bins[j] >= pan // 10**digits` is `bin_hi[j] > pan`
+    and a match is `bin_lo[j] <= pan` there: no division.
+    """
+    for i in range(pan.shape[0]):
+        r = np.int16(-1)
+        x = pan[i]
+        for t in range(start.shape[0] - 1):
+            lo = start[t]
+            end = start[t + 1]
+            if end - lo <= 64:  # a short table: count the BINs wholly below x, no branches
+                c = lo
+                for j in range(lo, end):
+                    c += bin_hi[j] <= x
+            else:  # the first BIN whose range ends after x
+                c = lo
+                hi = end
+                while c < hi:
+                    mid = (c + hi) >> 1
+                    if bin_hi[mid] <= x:
+                        c = mid + 1
+                    else:
+                        hi = mid
+            if c < end and bin_lo[c] <= x:
+                r = owners[c]
+                break
+        out[i] = r
+
+
 def luhn_check_digit(payload: np.ndarray) -> np.ndarray:
     """The Luhn check digit for each 15-digit payload (int64 array of the payload's shape;
     only the 15 lowest digits count)."""
@@ -109,6 +142,15 @@ class BinTable:
             )
         self.bins_by_issuer = [tuple(iss.bins) for iss in scenario.issuers]
         self.unknown_bin = self._free_bin()
+        # The tables flat, for the routing loop: table t's BINs (sorted) are at
+        # route_start[t] : route_start[t + 1], each as the range of PANs it covers
+        # [bin * 10**digits, (bin + 1) * 10**digits), at most 10**16: no int64 overflow.
+        scale = np.concatenate([np.full(len(b), _POW10[PAN_DIGITS - length]) for length, b, _ in self._tables])
+        bins_flat = np.concatenate([b for _, b, _ in self._tables]).astype(np.int64)
+        self._route_start = np.cumsum([0] + [len(b) for _, b, _ in self._tables]).astype(np.int64)
+        self._route_lo = bins_flat * scale.astype(np.int64)
+        self._route_hi = (bins_flat + 1) * scale.astype(np.int64)
+        self._route_owners = np.concatenate([o for _, _, o in self._tables]).astype(np.int16)
         # The BINs PANs are built from, flat: issuer k's are at first[k] : first[k] + count[k],
         # the unknown BIN last; acct_pow is 10**(account digits after the BIN).
         groups = self.bins_by_issuer + [(self.unknown_bin,)]
@@ -137,14 +179,13 @@ class BinTable:
         return out
 
     def route(self, pan: np.ndarray) -> np.ndarray:
-        """Issuer index of each PAN by longest-prefix match, -1 where no BIN matches."""
-        out = np.full(pan.shape, -1, dtype=np.int16)
-        for length, bins, owners in self._tables:
-            if len(bins) == 0:
-                continue
-            prefix = pan // _POW10[PAN_DIGITS - length]
-            pos = np.searchsorted(bins, prefix)
-            pos_c = np.minimum(pos, len(bins) - 1)
-            hit = (bins[pos_c] == prefix) & (out == -1)
-            out[hit] = owners[pos_c[hit]]
+        """Issuer index (int16) of each PAN (int64) by longest-prefix match, -1 where no BIN matches.
+
+        A compiled loop that releases the GIL: per PAN, each table longest first, the first
+        BIN >= the PAN's prefix (`np.searchsorted`'s left side) is a hit if it equals the prefix.
+        """
+        p = np.ascontiguousarray(pan, dtype=np.int64)
+        out = np.empty(p.shape, dtype=np.int16)
+        _route_kernel(p.reshape(-1), self._route_start, self._route_lo, self._route_hi, self._route_owners,
+                      out.reshape(-1))
         return out
