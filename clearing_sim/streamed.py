@@ -88,37 +88,54 @@ def streams(scenario: Scenario, mode: str, *, keep_files: bool = False, force: b
 
 
 class _Reorder:
-    """Final purchases put back in id order, a whole part at a time."""
+    """Final purchases put back in id order, a whole part at a time.
+
+    `take` (the authorising thread) only notes which rows of which part an issuer's final
+    rows are; `assemble` (the presenting worker) builds a finished part's outcome columns
+    at once, each by one concatenation and one gather. Scattering every issuer's rows
+    into the part as they came touched each column's every cache line once per issuer.
+    """
 
     def __init__(self):
         self.parts: list[dict] = []
 
     def add_part(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
         n = len(txn["txn_id"])
-        out = {c: np.empty(n, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
         first = int(txn["txn_id"][0]) if n else 0
-        self.parts.append({"txn": txn, "pan": pan, "out": out, "first": first, "done": np.zeros(n, bool), "left": n})
+        self.parts.append({"txn": txn, "pan": pan, "first": first, "n": n, "pieces": [], "left": n})
 
     def take(self, done: dict[str, np.ndarray]) -> None:
-        """Place final rows (one issuer's, so in increasing id order) into the parts they belong to."""
+        """Note final rows (one issuer's, so in increasing id order) in the parts they belong to."""
         gid = done["gid"]
         if len(gid) > 1 and not (gid[1:] > gid[:-1]).all():
             raise InvariantError("streamed run: final authorisations out of id order")
         for b in self.parts:
-            lo, hi = np.searchsorted(gid, [b["first"], b["first"] + len(b["done"])])
+            lo, hi = np.searchsorted(gid, [b["first"], b["first"] + b["n"]])
             if lo == hi:
                 continue
-            at = gid[lo:hi] - b["first"]
-            if b["done"][at].any():
+            b["left"] -= int(hi - lo)
+            if b["left"] < 0:
                 raise InvariantError("streamed run: an authorisation became final twice")
-            b["done"][at] = True
-            b["left"] -= len(at)
-            for c in OUTCOME_COLUMNS:
-                b["out"][c][at] = done[c][lo:hi]
+            b["pieces"].append((gid[lo:hi] - b["first"], {c: done[c][lo:hi] for c in OUTCOME_COLUMNS}))
 
     def ready(self):
         while self.parts and self.parts[0]["left"] == 0:
             yield self.parts.pop(0)
+
+    @staticmethod
+    def assemble(b: dict) -> dict[str, np.ndarray]:
+        """A finished part's outcome columns, in id order."""
+        if not b["pieces"]:
+            return {c: np.empty(b["n"], dtype=d) for c, d in OUTCOME_COLUMNS.items()}  # n == 0 when left == 0
+        at = np.concatenate([a for a, _ in b["pieces"]])
+        where = np.full(b["n"], -1, dtype=np.int64)  # where = the inverse of the pieces' order
+        where[at] = np.arange(len(at))
+        if (where < 0).any():  # as many rows as the part, so one came twice and another never
+            raise InvariantError("streamed run: an authorisation became final twice")
+        if len(b["pieces"]) == 1:
+            return {c: b["pieces"][0][1][c][where].astype(d, copy=False) for c, d in OUTCOME_COLUMNS.items()}
+        return {c: np.concatenate([p[c] for _, p in b["pieces"]])[where].astype(d, copy=False)
+                for c, d in OUTCOME_COLUMNS.items()}
 
 
 class _ParquetOut:
@@ -280,7 +297,7 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
                 del block  # the next block is drawn only once this one's parts are all taken
 
     def emit(b: dict) -> None:
-        txn, out = b["txn"], b["out"]
+        txn, out = b["txn"], _Reorder.assemble(b)
         slot = presentments.add(txn, out)
         figures.add(txn, out)
         switched_approved = (out["response_code"] == APPROVED) & (out["route"] != ROUTE_IN_BANK)

@@ -275,3 +275,76 @@ class TestStreamedRunFolder:
         assert status["status"] == "failed" and f"injected in {stage}" in status["error"]
         assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
         assert not [t for t in threading.enumerate() if t.name in ("prefetch", "worker") and t.is_alive()]
+
+
+class TestReorder:
+    """Final rows come issuer by issuer, each issuer's in id order, a part's rows over many
+    feeds; every part goes on whole, in id order, with every outcome column as it was."""
+
+    @staticmethod
+    def _parts(sizes: list[int]) -> tuple[list[dict], dict]:
+        parts, first = [], 0
+        for n in sizes:
+            parts.append({"txn_id": np.arange(first, first + n, dtype=np.int64)})
+            first += n
+        rng = np.random.default_rng(len(sizes) + first)
+        truth = {c: (rng.random(first) * 100).astype(d) for c, d in streamed.OUTCOME_COLUMNS.items()}
+        return parts, truth
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(1, 40), min_size=1, max_size=5), st.integers(1, 5), st.integers(1, 6), st.data())
+    def test_parts_come_out_whole_and_in_order(self, sizes, issuers, feeds, data) -> None:
+        parts, truth = self._parts(sizes)
+        total = sum(sizes)
+        issuer = np.array(data.draw(st.lists(st.integers(0, issuers - 1), min_size=total, max_size=total)))
+        feed_of = np.array(data.draw(st.lists(st.integers(0, feeds - 1), min_size=total, max_size=total)))
+        reorder = streamed._Reorder()
+        for p in parts:
+            reorder.add_part(p, p["txn_id"] * 10)
+        got = []
+        for f in range(feeds):
+            for k in range(issuers):
+                gid = np.flatnonzero((issuer == k) & (feed_of == f))
+                if len(gid):
+                    reorder.take({"gid": gid} | {c: v[gid] for c, v in truth.items()})
+            for b in reorder.ready():
+                got.append(b)
+        assert not reorder.parts
+        assert [b["txn"]["txn_id"][0] for b in got] == [p["txn_id"][0] for p in parts]
+        for b in got:
+            out = streamed._Reorder.assemble(b)
+            ids = b["txn"]["txn_id"]
+            for c, d in streamed.OUTCOME_COLUMNS.items():
+                assert out[c].dtype == d and np.array_equal(out[c], truth[c][ids])
+
+    def test_a_part_is_not_ready_before_its_last_row(self) -> None:
+        parts, truth = self._parts([4, 4])
+        reorder = streamed._Reorder()
+        for p in parts:
+            reorder.add_part(p, p["txn_id"])
+        gid = np.array([0, 1, 2, 4, 5, 6, 7])
+        reorder.take({"gid": gid} | {c: v[gid] for c, v in truth.items()})
+        assert list(reorder.ready()) == []  # the second part is whole, but the first is not
+        reorder.take({"gid": np.array([3])} | {c: v[[3]] for c, v in truth.items()})
+        assert [b["first"] for b in reorder.ready()] == [0, 4]
+
+    def test_a_row_final_twice_is_an_error(self) -> None:
+        parts, truth = self._parts([3])
+        reorder = streamed._Reorder()
+        reorder.add_part(parts[0], parts[0]["txn_id"])
+        reorder.take({"gid": np.array([0, 1])} | {c: v[[0, 1]] for c, v in truth.items()})
+        reorder.take({"gid": np.array([1])} | {c: v[[1]] for c, v in truth.items()})  # 1 again, 2 never
+        (b,) = reorder.ready()
+        with pytest.raises(streamed.InvariantError, match="final twice"):
+            streamed._Reorder.assemble(b)
+        with pytest.raises(streamed.InvariantError, match="final twice"):
+            reorder.add_part(parts[0], parts[0]["txn_id"])
+            for _ in range(2):
+                reorder.take({"gid": np.array([0, 1])} | {c: v[[0, 1]] for c, v in truth.items()})
+
+    def test_rows_out_of_id_order_are_an_error(self) -> None:
+        parts, truth = self._parts([3])
+        reorder = streamed._Reorder()
+        reorder.add_part(parts[0], parts[0]["txn_id"])
+        with pytest.raises(streamed.InvariantError, match="out of id order"):
+            reorder.take({"gid": np.array([2, 0])} | {c: v[[2, 0]] for c, v in truth.items()})
