@@ -161,3 +161,48 @@ class TestFaultRows:
         shuffled = np.random.default_rng(0).permutation(ids)
         assert set(shuffled[cd.fault_rows(7, shuffled, 5)]) == set(ids[a])
         assert len(cd.fault_rows(7, ids[:3], 10)) == 3
+
+
+class TestArnsAsStreamedRunsMakeThem:
+    """A streamed run makes an acquirer file's ARNs from day codes looked up once per day and
+    hands them to Arrow without a copy; the values are make_arn's, the column pyarrow's."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.floats(0.0, 40 * 86_400.0), min_size=0, max_size=50),
+           st.integers(0, 10**7), st.integers(0, 10**11 - 10**4))
+    def test_record_arns_are_make_arn(self, times, pid, first_seq) -> None:
+        from clearing_sim.model.stream_clearing import SPILL_DTYPE, record_arns
+        from pathlib import Path
+
+        from clearing_sim.scenario import load_scenario
+
+        sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "intraday_windows.yaml")
+        rec = np.zeros(len(times), dtype=SPILL_DTYPE)
+        rec["t_arrival_s"] = times
+        rec["txn_id"] = first_seq + np.arange(len(times))
+        party = sc.institution_index(sc.acquirers[0].institution)
+        dates = cd.sim_dates(dt.date.fromisoformat(sc.run.start_date), rec["t_arrival_s"])
+        expect = cd.make_arn(np.full(len(rec), cd.processor_id(party), dtype=np.int64), dates, rec["txn_id"])
+        got = record_arns(sc, 0, rec)
+        assert got.dtype == expect.dtype and np.array_equal(got, expect)
+        assert cd.arn_is_valid(got).all()
+
+    def test_negative_sequences_refused(self) -> None:
+        with pytest.raises(ValueError, match="sequence"):
+            cd.arn_from_codes(1, np.array([6001]), np.array([-1]))
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.integers(1, 30), st.lists(st.binary(min_size=0, max_size=30), max_size=20))
+    def test_string_column_is_pyarrows(self, width, values) -> None:
+        import pyarrow as pa
+
+        from clearing_sim.clearing_results import string_column
+
+        a = np.array([v[:width] for v in values], dtype=f"S{width}")
+        try:
+            expect = pa.array(a).cast(pa.string())
+        except pa.ArrowInvalid:
+            with pytest.raises(pa.ArrowInvalid):
+                string_column(a)
+            return
+        assert string_column(a).equals(expect)

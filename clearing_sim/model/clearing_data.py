@@ -163,33 +163,43 @@ def yddd(dates: np.ndarray) -> np.ndarray:
 
 def make_arn(acquirer_pid: np.ndarray, dates: np.ndarray, sequence: np.ndarray) -> np.ndarray:
     """23-digit ARNs (`S23`): 7, acquirer id (6), YDDD (4), sequence (11), Luhn check digit."""
+    return arn_from_codes(acquirer_pid, yddd(dates), sequence)
+
+
+def arn_from_codes(acquirer_pid: np.ndarray, yddd_codes: np.ndarray, sequence: np.ndarray) -> np.ndarray:
+    """`make_arn` from the dates' YDDD codes (`yddd`) rather than the dates."""
     seq = np.asarray(sequence, dtype=np.int64)
     if len(seq) and (seq.min() < 0 or seq.max() > MAX_SEQUENCE):
         raise ValueError("ARN sequence numbers must be 0 to 10**11 - 1")
     n = len(seq)
     mat = np.empty((n, 23), np.uint8)
     pid = np.broadcast_to(np.asarray(acquirer_pid, dtype=np.int64) % 10**6, (n,))
-    _arn_digits(np.ascontiguousarray(pid), np.ascontiguousarray(yddd(dates), dtype=np.int64), seq, mat)
+    code = np.broadcast_to(np.asarray(yddd_codes, dtype=np.int64), (n,))
+    _arn_digits(np.ascontiguousarray(pid), np.ascontiguousarray(code), seq, mat)
     return as_bytes_column(mat)
 
 
 @numba.njit(cache=True, nogil=True)
 def _arn_digits(pid, date, seq, out):  # pragma: no cover - compiled
-    """Fill each row of `out` (n x 23 ASCII) with the ARN's digits and its Luhn check digit."""
+    """Fill each row of `out` (n x 23 ASCII) with the ARN's digits and its Luhn check digit.
+
+    The three numbers are not negative (checked or reduced by the callers), so their
+    digits are taken in unsigned arithmetic, where dividing by ten is a multiplication."""
+    ten = np.uint64(10)
     for i in range(len(seq)):
         out[i, 0] = 55  # "7"
-        v = pid[i]
+        v = np.uint64(pid[i])
         for j in range(6, 0, -1):
-            out[i, j] = 48 + v % 10
-            v //= 10
-        v = date[i]
+            out[i, j] = 48 + v % ten
+            v //= ten
+        v = np.uint64(date[i])
         for j in range(10, 6, -1):
-            out[i, j] = 48 + v % 10
-            v //= 10
-        v = seq[i]
+            out[i, j] = 48 + v % ten
+            v //= ten
+        v = np.uint64(seq[i])
         for j in range(21, 10, -1):
-            out[i, j] = 48 + v % 10
-            v //= 10
+            out[i, j] = 48 + v % ten
+            v //= ten
         total = 0
         for j in range(22):  # the rightmost payload digit (j = 21) is doubled, and every second one left of it
             d = out[i, j] - 48
