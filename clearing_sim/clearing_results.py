@@ -126,9 +126,14 @@ def dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
     writes such a dictionary differently from run to run.
     """
     unique, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-    index = np.asarray(index, dtype=np.int64)
-    remapped = np.where(index >= 0, inverse.reshape(-1)[np.maximum(index, 0)] if len(values) else -1, -1)
-    idx = pa.array(remapped.astype(np.int32), mask=remapped < 0)
+    lut = inverse.reshape(-1).astype(np.int32)
+    index = np.asarray(index)
+    if len(index) and len(values) and index.min() >= 0:  # no nulls: one lookup, no mask
+        idx = pa.array(lut[index])
+    else:
+        index = index.astype(np.int64)
+        remapped = np.where(index >= 0, lut[np.maximum(index, 0)] if len(values) else -1, -1)
+        idx = pa.array(remapped.astype(np.int32), mask=remapped < 0)
     return pa.DictionaryArray.from_arrays(idx, pa.array(unique.tolist(), pa.string()))
 
 

@@ -206,3 +206,17 @@ class TestArnsAsStreamedRunsMakeThem:
                 string_column(a)
             return
         assert string_column(a).equals(expect)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["CUP", "ICBC", "file-1", "file-1", "\u4e2d"]), min_size=0, max_size=6), st.data())
+def test_dict_array_names_each_index_and_nulls_minus_one(values, data) -> None:
+    """Repeated names share one dictionary entry; -1 is null; with or without nulls in the
+    column, the same strings come back."""
+    from clearing_sim.clearing_results import dict_array
+
+    index = np.array(data.draw(st.lists(st.integers(-1, len(values) - 1), max_size=30)), dtype=np.int64)
+    a = dict_array(values, index)
+    assert a.to_pylist() == [values[i] if i >= 0 else None for i in index.tolist()]
+    assert len(set(a.dictionary.to_pylist())) == len(a.dictionary)
+    assert a.null_count == int((index < 0).sum())
