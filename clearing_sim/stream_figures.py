@@ -72,7 +72,9 @@ _SAF_COUNTERS = ("advices", "advice_repeats", "reversal_advices", "reversal_advi
 
 
 def _r(x: float) -> float:
-    return round(float(x), _DECIMALS)
+    """A figure as summary.json gives it; -0.0 as 0.0 (+ 0.0 does that), because which of two
+    equal zeros an order statistic or a max picks depends on the order of the values."""
+    return round(float(x), _DECIMALS) + 0.0
 
 
 def _code(c: int) -> str:

@@ -411,3 +411,12 @@ class TestShippedScenarios:
                 for s, c in want["transactions_by_settlement_status"].items() if c}
         assert {"settled", "unwound"} <= seen
         assert any(want["exposure"]["unsettled_at_end_minor"] > 0 for _, want, _, _ in runs.values())
+
+
+@pytest.mark.parametrize("values", [[-0.0, 0.0, -0.125], [0.0, -0.0, -0.125], [-0.0, -0.0]])
+def test_zero_lags_print_as_zero_in_any_order(values) -> None:
+    """A purchase answered at a subnormal time and settled at 0 lags -0.0 hours: which of the
+    equal zeros the max or a percentile picks depends on the order, what summary.json says must not."""
+    got = lag_percentiles(np.array(values))
+    assert "-0.0" not in json.dumps(got)
+    assert got["max"] == 0.0
