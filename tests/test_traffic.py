@@ -21,6 +21,7 @@ from clearing_sim.model.traffic import (
 from clearing_sim.rng import stream
 from clearing_sim.scenario import Distribution, Scenario, load_scenario, parse_scenario
 from tests.conftest import SMALL_YAML
+from tests.test_rng import _ref_counter_uniform
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -115,24 +116,7 @@ class TestBlocks:
 # (numpy only, one full-length comparison per group, every temporary). The fast versions
 # must give the same arrays bit for bit.
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _ref_splitmix64(x: np.ndarray) -> np.ndarray:
-    z = np.asarray(x).astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        z ^= z >> np.uint64(30)
-        z *= np.uint64(0xBF58476D1CE4E5B9)
-        z ^= z >> np.uint64(27)
-        z *= np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
-    return z
-
-
-def _ref_counter_uniform(key: int, counter: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        base = np.uint64(key) + np.asarray(counter).astype(np.uint64) * _GOLDEN
-    return ((_ref_splitmix64(base) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+# The counter-based uniforms as they were are tests/test_rng.py's reference (_ref_counter_uniform).
 
 
 def _ref_sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:
