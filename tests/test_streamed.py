@@ -17,7 +17,7 @@ from clearing_sim.cli import main
 from clearing_sim.errors import InputError
 from clearing_sim.model import defaults as rules
 from clearing_sim.model.settlement import ObligationKind, SettlementWindow
-from clearing_sim.model.stream_clearing import Submissions, group_order, why_not_streamable
+from clearing_sim.model.stream_clearing import Submissions, why_not_streamable
 from clearing_sim.model.network import horizon_days
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import clock_seconds, load_scenario
@@ -105,16 +105,6 @@ def test_presentment_limit_shorter_than_the_run_does_not_stream() -> None:
     sc = load_scenario(SCENARIOS / "baseline.yaml")
     sc = attrs.evolve(sc, clearing=attrs.evolve(sc.clearing, presentment_limit_days=2))
     assert why_not_streamable(sc, 5).startswith("clearing.presentment_limit_days")
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(0, 70000), max_size=300), st.integers(1, 70001))
-def test_group_order_is_the_stable_argsort(keys: list[int], n_keys: int) -> None:
-    """Radix-sorted as 16-bit keys when they fit, the same order as numpy's stable argsort."""
-    key = np.array(keys, dtype=np.int64)
-    assert np.array_equal(group_order(key, n_keys), np.argsort(key, kind="stable"))
-    small = key % 40
-    assert np.array_equal(group_order(small, 40), np.argsort(small, kind="stable"))
 
 
 class TestSubmissions:

@@ -319,3 +319,19 @@ class TestSameDrawsAsBefore:
         assert np.array_equal(card_credit_limits(sc, iss, c), _ref_card_credit_limits(sc, iss, c))
         one = np.full(1000, 7, dtype=np.int16)  # as fast mode's end-of-run check asks: one issuer's cards
         assert np.array_equal(card_credit_limits(sc, one, c[:1000]), _ref_card_credit_limits(sc, one, c[:1000]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(-1, 300), max_size=300), st.integers(-1, 2))
+def test_group_order_is_the_stable_argsort(keys: list[int], lo: int) -> None:
+    """Each group's positions ascending, groups in key order: numpy's stable argsort, and the
+    bounds where each key starts; a key outside [lo, lo + k) is refused."""
+    key = np.array(keys, dtype=np.int64)
+    k = 302
+    if len(key) and key.min() < lo:
+        with pytest.raises(ValueError):
+            traffic.group_order(key, lo, k)
+        return
+    order, bounds = traffic.group_order(key, lo, k)
+    assert np.array_equal(order, np.argsort(key, kind="stable"))
+    assert np.array_equal(bounds, np.searchsorted(key[order], np.arange(lo, lo + k + 1)))

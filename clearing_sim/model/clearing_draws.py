@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from clearing_sim.fees import product_names
-from clearing_sim.model.traffic import DAY_S, HOUR_S, sample
+from clearing_sim.model.traffic import DAY_S, HOUR_S, group_order, sample
 from clearing_sim.rng import counter_uniform, stream
 from clearing_sim.scenario import Scenario
 
@@ -26,12 +26,9 @@ def card_products(scenario: Scenario, issuer: np.ndarray, card: np.ndarray) -> n
     """Product number (index into `fees.product_names`) of each purchase's card; -1 for unknown BINs."""
     names = product_names(scenario)
     out = np.full(issuer.shape, -1, dtype=np.int8)
-    n = len(scenario.issuers)
-    key_of = issuer.astype(np.int64) + 1  # -1 (unknown BIN) first
-    order = np.argsort(key_of.astype(np.uint16) if n < 1 << 16 else key_of, kind="stable")
-    starts = np.searchsorted(key_of[order], np.arange(1, n + 2))
+    order, starts = group_order(issuer, -1, len(scenario.issuers) + 1)  # group 0: unknown BINs
     for k, iss in enumerate(scenario.issuers):
-        idx = order[starts[k]:starts[k + 1]]  # the purchases of issuer k, ascending
+        idx = order[starts[k + 1]:starts[k + 2]]  # the purchases of issuer k, ascending
         if len(idx) == 0:
             continue
         key = int(stream(scenario.run.seed, "card_products", k).integers(0, 2**63))

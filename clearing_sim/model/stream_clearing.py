@@ -39,7 +39,7 @@ from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.clearing import ClearingCycle
 from clearing_sim.model.clearing_draws import acquirer_file_draws, card_products
 from clearing_sim.model.settlement import ObligationKind, SettlementSystem
-from clearing_sim.model.traffic import DAY_S
+from clearing_sim.model.traffic import DAY_S, group_order
 from clearing_sim.scenario import Scenario, clock_seconds
 
 # The columns a clearing record needs, one row per presentment, in a file's record order.
@@ -98,15 +98,6 @@ def _accumulate(key, amount, interchange, fee_iss, fee_acq, out):  # pragma: no 
             out[k, j + 1] += 1
 
 
-def group_order(key: np.ndarray, n_keys: int) -> np.ndarray:
-    """`np.argsort(key, kind="stable")` for keys in [0, n_keys): positions grouped by key, in
-    their order within a group. Keys that fit 16 bits are sorted as such, which numpy does
-    with a radix sort, in linear time (the order is the same: a stable sort is unique)."""
-    if n_keys <= 1 << 16 and (len(key) == 0 or (key.min() >= 0 and key.max() < n_keys)):
-        return np.argsort(key.astype(np.uint16), kind="stable")
-    return np.argsort(key, kind="stable")
-
-
 class Submissions:
     """Every acquirer submission of the run, numbered: acquirer by acquirer, day by day, in time order."""
 
@@ -121,8 +112,7 @@ class Submissions:
     def of(self, acquirer: np.ndarray, t_response_s: np.ndarray) -> np.ndarray:
         """The submission of each answer: the acquirer's first at or after it; -1 past the last one."""
         out = np.full(len(acquirer), -1, dtype=np.int64)
-        order = group_order(acquirer, len(self.times))
-        edges = np.searchsorted(acquirer[order], np.arange(len(self.times) + 1))
+        order, edges = group_order(acquirer, 0, len(self.times))
         for a, times in enumerate(self.times):
             rows = order[edges[a]:edges[a + 1]]
             if len(rows) == 0:
@@ -183,7 +173,7 @@ class Presentments:
         key = s * self.n_parties + self.issuer_party[issuer]
         _accumulate(key, amount, interchange, fee_iss, fee_acq, self.sums)
         # The records grouped by submission, in id order within each, filled column by column.
-        order = group_order(s, self.submissions.n)
+        order, starts = group_order(s, 0, self.submissions.n)
         at = rows[order]
         rec = np.empty(len(rows), dtype=SPILL_DTYPE)
         rec["txn_id"] = txn["txn_id"][at]
@@ -195,11 +185,9 @@ class Presentments:
         rec["mcc"] = mcc[order]
         rec["product"] = product[order]
         rec["issuer"] = issuer[order]
-        s = s[order]
-        cuts = [0, *(np.flatnonzero(s[1:] != s[:-1]) + 1).tolist(), len(s)]
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
-            with open(self.spill_path(int(s[lo])), "ab") as fh:
-                rec[lo:hi].tofile(fh)
+        for slot_no in np.flatnonzero(np.diff(starts)).tolist():  # the submissions this part reached
+            with open(self.spill_path(slot_no), "ab") as fh:
+                rec[starts[slot_no]:starts[slot_no + 1]].tofile(fh)
         return slot
 
     def records(self, slot: int) -> np.ndarray:

@@ -215,7 +215,7 @@ def card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.ndarray)
         _limits_kernel(u1, median, slot, n_iss, out.reshape(-1))
         return out
     raw = np.zeros(slot.shape)
-    order, bounds = _group_order(slot, 0, n_iss + 1)
+    order, bounds = group_order(slot, 0, n_iss + 1)
     for k, d in enumerate(dists):
         idx = order[bounds[k]:bounds[k + 1]]
         raw[idx] = sample_from_uniforms(d, u1[idx], u2[idx])
@@ -248,7 +248,7 @@ def _group_kernel(key, lo, k, order, bounds):
     return True
 
 
-def _group_order(key: np.ndarray, lo: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def group_order(key: np.ndarray, lo: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Purchases grouped by a small integer key in [lo, lo + k): `order[bounds[g]:bounds[g + 1]]`
     are the positions where key == lo + g, ascending, which is what `np.flatnonzero(key == lo + g)`
     gives, found by one counting sort instead of k comparisons of the whole array.
@@ -358,7 +358,7 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
     acquirer = _choice(rng, cat.acquirer_p, n)
     merchant = np.empty(n, dtype=np.int32)
     mcc = np.empty(n, dtype=np.int16)
-    order, bounds = _group_order(acquirer, 0, len(cat.merchant_mcc))
+    order, bounds = group_order(acquirer, 0, len(cat.merchant_mcc))
     for a, table in enumerate(cat.merchant_mcc):
         idx = order[bounds[a]:bounds[a + 1]]
         m = rng.integers(0, len(table), size=len(idx))
@@ -372,7 +372,7 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
     _card_kernel(rng.random(n), issuer, cards, card)
     amount = np.empty(n, dtype=np.int64)
     try:
-        order, bounds = _group_order(mcc, 0, _MCC_CODES)
+        order, bounds = group_order(mcc, 0, _MCC_CODES)
     except ValueError:  # a code that is not four digits: compare each code with the whole array
         order, bounds = None, None
     for code, dist in traffic.amount_minor.items():
@@ -397,7 +397,7 @@ def draw_block(scenario: Scenario, cat: Catalogue, day: int, hour: int, first_tx
     risk_u = iss_rng.random(n)
     # Issuer k's service times are the next draws after issuer k - 1's, in purchase order:
     # drawn into one buffer ordered by issuer, then put in place at once.
-    order, bounds = _group_order(issuer, -1, len(scenario.issuers) + 1)  # group 0: unknown BINs
+    order, bounds = group_order(issuer, -1, len(scenario.issuers) + 1)  # group 0: unknown BINs
     drawn = np.empty(n - bounds[1])
     for k, iss in enumerate(scenario.issuers):
         sample_into(iss.host.service_time_ms, iss_rng, drawn[bounds[k + 1] - bounds[1]:bounds[k + 2] - bounds[1]])
