@@ -380,3 +380,58 @@ def figure_cells(group, final_state, code, code_index, stand_in, reversed_, lost
         cell = ((np.int64(group[i]) * n_states + s) * n_codes + ci) * n_flags + f
         count[cell] += 1
         minor[cell] += amount[i]
+
+
+# --- final states -----------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def final_states(code, route, stand_in, reversed_, t_response, lost, state):
+    """Each authorisation's final state, as `clearing_sim.model.authorisation.final_states`
+    defines them (the states in FINAL_STATES order; route 2 is in-bank; codes 0 approved,
+    5 do not honour, 14 invalid card, 51 insufficient funds, 91 issuer unavailable), into
+    `state`. Returns (how many rows are in no state or in several, the first such row,
+    how many states it is in); rows in none or several are left at 0."""
+    n_bad = 0
+    first = -1
+    first_count = 0
+    for i in range(len(code)):
+        c = code[i]
+        switched = route[i] != 2
+        si = stand_in[i]
+        rev = reversed_[i] and not lost[i]
+        decided = c >= 0 and not math.isnan(t_response[i])
+        count = 0
+        s = 0
+        if switched and not rev and not si and c == 0:
+            count += 1
+            s = 0
+        if switched and not rev and si and c == 0:
+            count += 1
+            s = 1
+        if switched and not rev and not si and (c == 5 or c == 14 or c == 51):
+            count += 1
+            s = 2
+        if switched and not rev and si and c == 91:
+            count += 1
+            s = 3
+        if switched and rev and decided:
+            count += 1
+            s = 4
+        if not switched and not rev and not si and c == 0:
+            count += 1
+            s = 5
+        if not switched and not rev and not si and (c == 5 or c == 51 or c == 91):
+            count += 1
+            s = 6
+        if switched and lost[i] and reversed_[i] and not si and c == 91:
+            count += 1
+            s = 7
+        if count != 1:
+            if n_bad == 0:
+                first = i
+                first_count = count
+            n_bad += 1
+            s = 0
+        state[i] = s
+    return n_bad, first, first_count
