@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from clearing_sim.errors import InvariantError
+from clearing_sim.model import fast_kernels
 from clearing_sim.model.authorisation import (
     APPROVED,
     FINAL_STATES,
@@ -128,12 +129,6 @@ def reversal_repeats(scenario: Scenario, restarts: SwitchRestarts, txn: dict[str
 # Response code -> its index in RESPONSE_CODES (codes outside them: the last index).
 _CODE_INDEX = np.full(max(RESPONSE_CODES) + 1, len(RESPONSE_CODES), dtype=np.int64)
 _CODE_INDEX[list(RESPONSE_CODES)] = np.arange(len(RESPONSE_CODES))
-
-
-def _index(value: np.ndarray, lookup: np.ndarray, outside: int) -> np.ndarray:
-    """lookup[value], and `outside` for values outside 0..len(lookup)-1."""
-    inside = (value >= 0) & (value < len(lookup))
-    return np.where(inside, lookup[np.where(inside, value, 0)], outside)
 
 
 def _by_group(group: np.ndarray, n_groups: int):
@@ -279,13 +274,12 @@ class AuthorisationFigures:
         group = np.where(out["route"] == ROUTE_IN_BANK, self.in_bank,
                          np.where(has_issuer, routed, self.unrouted)).astype(np.int16)
 
-        state = _index(out["final_state"], np.arange(len(FINAL_STATES)), len(FINAL_STATES))
-        code = _index(out["response_code"], _CODE_INDEX, len(RESPONSE_CODES))
-        flags = (out["stand_in"] * _STAND_IN | out["reversed"] * _REVERSED | out["lost_in_switch"] * _LOST
-                 | (out["host_outcome"] != HOST_NOT_SENT) * _HOST_SENT)
-        cell = ((group.astype(np.int64) * _N_STATES + state) * _N_CODES + code) * _N_FLAGS + flags
-        self.cell_count.reshape(-1)[:] += np.bincount(cell, minlength=self.cell_count.size)
-        np.add.at(self.cell_minor.reshape(-1), cell, txn["amount_minor"])  # exact int64 sums
+        # Each purchase's cell (group, final state, code index, flag bits): counted and its
+        # amount added, exact int64 sums, in one compiled pass.
+        fast_kernels.figure_cells(group, out["final_state"], out["response_code"], _CODE_INDEX, out["stand_in"],
+                                  out["reversed"], out["lost_in_switch"], out["host_outcome"], HOST_NOT_SENT,
+                                  txn["amount_minor"], _N_STATES, _N_CODES, _N_FLAGS,
+                                  self.cell_count.reshape(-1), self.cell_minor.reshape(-1))
         if self.restarts:  # without restarts no 0400 is ever repeated
             rev = out["reversed"]
             repeats = reversal_repeats(self.scenario, self.restarts, txn, out)

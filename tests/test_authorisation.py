@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import simpy
 from tests.auth_scenarios import small_outage_run, stress_run, stress_scenario
 
@@ -455,3 +457,83 @@ class TestDeterminism:
         for name, col in stress.outcomes.items():
             assert np.array_equal(col, again.outcomes[name], equal_nan=True), name
         assert stress.authorisation.saf.log == again.authorisation.saf.log
+
+
+def _reference_final_states(out: dict[str, np.ndarray]) -> np.ndarray:
+    """The numpy `final_states` the compiled pass replaced, kept verbatim as the oracle."""
+    code = out["response_code"]
+    route = out["route"]
+    stand_in = out["stand_in"]
+    rev = out["reversed"]
+    switched = route != au.ROUTE_IN_BANK
+    decided = (code >= 0) & ~np.isnan(out["t_response_s"])
+    lost = out["lost_in_switch"]
+    rev = rev & ~lost
+    masks = [
+        switched & ~rev & ~stand_in & (code == au.APPROVED),
+        switched & ~rev & stand_in & (code == au.APPROVED),
+        switched & ~rev & ~stand_in & np.isin(code, (au.DO_NOT_HONOUR, au.INVALID_CARD, au.INSUFFICIENT_FUNDS)),
+        switched & ~rev & stand_in & (code == au.ISSUER_UNAVAILABLE),
+        switched & rev & decided,
+        ~switched & ~rev & ~stand_in & (code == au.APPROVED),
+        ~switched & ~rev & ~stand_in & np.isin(code, (au.DO_NOT_HONOUR, au.INSUFFICIENT_FUNDS,
+                                                      au.ISSUER_UNAVAILABLE)),
+        switched & lost & out["reversed"] & ~stand_in & (code == au.ISSUER_UNAVAILABLE),
+    ]
+    count = np.sum(masks, axis=0)
+    if (count != 1).any():
+        bad = np.flatnonzero(count != 1)
+        raise au.InvariantError(f"{len(bad)} authorisation(s) do not end in exactly one final state "
+                                f"(first: index {int(bad[0])}, code {int(code[bad[0]])}, "
+                                f"{'no' if count[bad[0]] == 0 else 'several'} state(s))")
+    state = np.zeros(len(code), dtype=np.int8)
+    for s, m in enumerate(masks):
+        state[m] = s
+    return state
+
+
+class TestFinalStatesCompiled:
+    """`final_states` (one compiled pass) equals the numpy masks it replaced: the same states and
+    dtype, or the same InvariantError message, on the model's runs and on arbitrary columns."""
+
+    @staticmethod
+    def _same(out) -> None:
+        try:
+            want = _reference_final_states(out)
+        except au.InvariantError as e:
+            with pytest.raises(au.InvariantError) as got:
+                au.final_states(out)
+            assert str(got.value) == str(e)
+            return
+        got = au.final_states(out)
+        assert got.dtype == want.dtype == np.int8 and np.array_equal(got, want)
+
+    def test_model_runs(self, stress) -> None:
+        self._same(stress.outcomes)
+        self._same(small_outage_run().outcomes)
+
+    @settings(max_examples=60, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 400), valid=st.booleans())
+    def test_arbitrary_columns(self, seed: int, n: int, valid: bool) -> None:
+        rng = np.random.default_rng(seed)
+        out = {
+            "response_code": rng.choice(np.array([-1, 0, 1, 5, 14, 51, 91, 99]), n).astype(np.int16),
+            "route": rng.integers(0, 3, n).astype(np.int8),
+            "stand_in": rng.random(n) < 0.3, "reversed": rng.random(n) < 0.3,
+            "lost_in_switch": rng.random(n) < 0.2,
+            "t_response_s": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
+        }
+        if valid:  # keep only rows in exactly one state, so the states themselves are compared
+            counts = [_count_states(out, i) for i in range(n)]
+            keep = np.array([c == 1 for c in counts], dtype=bool)
+            out = {k: v[keep] for k, v in out.items()}
+        self._same(out)
+
+
+def _count_states(out, i) -> int:
+    one = {k: v[i:i + 1] for k, v in out.items()}
+    try:
+        _reference_final_states(one)
+        return 1
+    except au.InvariantError:
+        return 0

@@ -350,6 +350,57 @@ class TestArbitraryColumns:
         assert_identical(results.authorisation_summary(run.state, run.latency), run.expected)
 
 
+class TestFigureCells:
+    """`fast_kernels.figure_cells` gives the cells' counts and sums the numpy code it replaced
+    gave (kept here: `_ref_cells`), on values inside and outside the known states and codes."""
+
+    @staticmethod
+    def _ref_cells(group, out, amount, shape):
+        def index(value, lookup, outside):
+            inside = (value >= 0) & (value < len(lookup))
+            return np.where(inside, lookup[np.where(inside, value, 0)], outside)
+
+        f = stream_figures
+        state = index(out["final_state"], np.arange(len(FINAL_STATES)), len(FINAL_STATES))
+        code = index(out["response_code"], f._CODE_INDEX, len(RESPONSE_CODES))
+        flags = (out["stand_in"] * f._STAND_IN | out["reversed"] * f._REVERSED | out["lost_in_switch"] * f._LOST
+                 | (out["host_outcome"] != HOST_NOT_SENT) * f._HOST_SENT)
+        cell = ((group.astype(np.int64) * f._N_STATES + state) * f._N_CODES + code) * f._N_FLAGS + flags
+        count = np.zeros(shape, dtype=np.int64)
+        minor = np.zeros(shape, dtype=np.int64)
+        count.reshape(-1)[:] += np.bincount(cell, minlength=count.size)
+        np.add.at(minor.reshape(-1), cell, amount)
+        return count, minor
+
+    @settings(max_examples=30, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000), big=st.booleans())
+    def test_equals_numpy(self, seed: int, n: int, big: bool) -> None:
+        from clearing_sim.model import fast_kernels
+
+        f = stream_figures
+        rng = np.random.default_rng(seed)
+        groups = 5
+        group = rng.integers(0, groups, n).astype(np.int16)
+        out = {
+            "final_state": rng.integers(-2, len(FINAL_STATES) + 2, n).astype(np.int8),
+            "response_code": rng.choice(np.array(list(RESPONSE_CODES) + [-1, 1, 92, 99, 200]), n).astype(np.int16),
+            "stand_in": rng.random(n) < 0.5, "reversed": rng.random(n) < 0.5,
+            "lost_in_switch": rng.random(n) < 0.5,
+            "host_outcome": rng.integers(-1, len(HOST_OUTCOMES) + 1, n).astype(np.int8),
+        }
+        # Amounts near the int64 range: the sums wrap alike.
+        amount = (rng.integers(-2**62, 2**62, n) if big else rng.integers(0, 10**7, n)).astype(np.int64)
+        shape = (groups, f._N_STATES, f._N_CODES, f._N_FLAGS)
+        want_count, want_minor = self._ref_cells(group, out, amount, shape)
+        count = np.zeros(shape, dtype=np.int64)
+        minor = np.zeros(shape, dtype=np.int64)
+        fast_kernels.figure_cells(group, out["final_state"], out["response_code"], f._CODE_INDEX, out["stand_in"],
+                                  out["reversed"], out["lost_in_switch"], out["host_outcome"], HOST_NOT_SENT,
+                                  amount, f._N_STATES, f._N_CODES, f._N_FLAGS, count.reshape(-1), minor.reshape(-1))
+        assert count.dtype == minor.dtype == np.int64
+        assert np.array_equal(count, want_count) and np.array_equal(minor, want_minor)
+
+
 class TestOrderMatters:
     """The spill keeps transaction-id order, which the host-wait mean needs: a shuffle would change it."""
 

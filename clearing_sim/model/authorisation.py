@@ -59,6 +59,7 @@ import numpy as np
 import simpy
 
 from clearing_sim.errors import InvariantError
+from clearing_sim.model import fast_kernels
 from clearing_sim.model.issuers import Availability, HostState, OpenToBuy, check_ledger
 from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer
 from clearing_sim.model.switch_restarts import SwitchRestarts
@@ -541,34 +542,25 @@ def settle_lost_in_switch(out: dict[str, np.ndarray], acq_deadline: np.ndarray) 
 
 
 def final_states(out: dict[str, np.ndarray]) -> np.ndarray:
-    """Each authorisation's final state (index into FINAL_STATES); raises InvariantError if not exactly one."""
+    """Each authorisation's final state (index into FINAL_STATES); raises InvariantError if not exactly one.
+
+    The states, for switched purchases (route not in-bank) with `reversed` meaning reversed
+    and not lost in the switch: approved (code approved, not stood in, not reversed),
+    approved_stand_in, declined (do not honour, invalid card, insufficient funds; not stood
+    in), declined_stand_in (issuer unavailable, stood in), reversed (and decided: a code and
+    an answer time); in-bank: in_bank_approved, in_bank_declined (do not honour,
+    insufficient funds, issuer unavailable); and lost_in_switch_reversed (switched, lost,
+    reversed, not stood in, issuer unavailable). One compiled pass over the rows
+    (`fast_kernels.final_states`).
+    """
     code = out["response_code"]
-    route = out["route"]
-    stand_in = out["stand_in"]
-    rev = out["reversed"]
-    switched = route != ROUTE_IN_BANK
-    decided = (code >= 0) & ~np.isnan(out["t_response_s"])
-    lost = out["lost_in_switch"]
-    rev = rev & ~lost  # `reversed` below: reversals of answered authorisations
-    masks = [
-        switched & ~rev & ~stand_in & (code == APPROVED),
-        switched & ~rev & stand_in & (code == APPROVED),
-        switched & ~rev & ~stand_in & np.isin(code, (DO_NOT_HONOUR, INVALID_CARD, INSUFFICIENT_FUNDS)),
-        switched & ~rev & stand_in & (code == ISSUER_UNAVAILABLE),
-        switched & rev & decided,
-        ~switched & ~rev & ~stand_in & (code == APPROVED),
-        ~switched & ~rev & ~stand_in & np.isin(code, (DO_NOT_HONOUR, INSUFFICIENT_FUNDS, ISSUER_UNAVAILABLE)),
-        switched & lost & out["reversed"] & ~stand_in & (code == ISSUER_UNAVAILABLE),
-    ]
-    count = np.sum(masks, axis=0)
-    if (count != 1).any():
-        bad = np.flatnonzero(count != 1)
-        raise InvariantError(f"{len(bad)} authorisation(s) do not end in exactly one final state "
-                             f"(first: index {int(bad[0])}, code {int(code[bad[0]])}, "
-                             f"{'no' if count[bad[0]] == 0 else 'several'} state(s))")
     state = np.zeros(len(code), dtype=np.int8)
-    for s, m in enumerate(masks):
-        state[m] = s
+    n_bad, first, first_count = fast_kernels.final_states(code, out["route"], out["stand_in"], out["reversed"],
+                                                          out["t_response_s"], out["lost_in_switch"], state)
+    if n_bad:
+        raise InvariantError(f"{n_bad} authorisation(s) do not end in exactly one final state "
+                             f"(first: index {first}, code {int(code[first])}, "
+                             f"{'no' if first_count == 0 else 'several'} state(s))")
     return state
 
 

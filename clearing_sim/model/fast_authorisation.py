@@ -93,6 +93,19 @@ _STATE = {
 }
 
 
+# An outcome column's value before anything decides it (`empty_outcomes`): what the table
+# gives a column a chunk does not bring because the plan left it so for every purchase.
+_OUT_FILLS = {f"out_{c}": np.nan if d == np.float64 else False if d == np.bool_ else -1
+              for c, d in OUTCOME_COLUMNS.items()}
+
+
+def _all_fill(v: np.ndarray, fill) -> bool:
+    """Whether every value of `v` is `fill`, bit for bit (a NaN of another sign or payload is not)."""
+    if v.dtype == np.float64:
+        return bool((v.view(np.int64) == np.array(fill, dtype=np.float64).view(np.int64)).all())
+    return bool((v == fill).all())
+
+
 class _Table:
     """Columns of live rows, appended in transaction-id order, dropped when final.
 
@@ -205,7 +218,7 @@ class _IssuerStream:
         iss = scenario.issuers[index]
         self.index = index
         self.scenario = scenario
-        self.table = _Table(_table_dtypes(), {name: fill for name, (_, fill) in _STATE.items()})
+        self.table = _Table(_table_dtypes(), {name: fill for name, (_, fill) in _STATE.items()} | _OUT_FILLS)
         self.pending = np.empty(0, dtype=np.int64)  # gids of earlier parts not yet at the host
         self.arriving = np.empty(0, dtype=np.int64)  # rows of this part's requests to the host
         timeline = availability.timeline()
@@ -562,8 +575,11 @@ class AuthorisationStream:
             "t_host_in": p.t_host_in, "deadline": p.deadline, "acq_deadline": p.acq_deadline,
             "next_restart": p.next_restart, "t_rev": p.t_rev_at_switch,
         }
+        # An outcome column the plan left undecided for every purchase (most of them: the
+        # host's times, stand-in, reversals, ...) is not gathered: the table fills it.
         for c in OUTCOME_COLUMNS:
-            cols[f"out_{c}"] = p.out[c]
+            if not _all_fill(p.out[c], _OUT_FILLS[f"out_{c}"]):
+                cols[f"out_{c}"] = p.out[c]
         cols["out_host_outcome"] = p.host_outcome.astype(np.int8)
         return cols
 

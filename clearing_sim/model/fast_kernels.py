@@ -344,3 +344,94 @@ def add_held(held_minor, final, held, card, amount):
     for i in range(len(final)):
         if final[i] and held[i]:
             held_minor[card[i]] += amount[i]
+
+
+# --- the summary's figures --------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def figure_cells(group, final_state, code, code_index, stand_in, reversed_, lost, host_outcome, host_not_sent,
+                 amount, n_states, n_codes, n_flags, count, minor):
+    """Count each purchase, and add its amount, into its cell of the summary's totals
+    (`clearing_sim.stream_figures`): cell ((group * n_states + state) * n_codes + code
+    index) * n_flags + flags, where a final state outside 0..n_states-2 counts as
+    n_states - 1, a response code outside `code_index` as n_codes - 1, and the flag bits
+    are 1 stand-in, 2 reversed, 4 lost in the switch, 8 sent to the host. What
+    `np.bincount` and `np.add.at` over the cells give (int64 sums wrap alike), in one pass
+    and without temporaries."""
+    for i in range(len(group)):
+        s = final_state[i]
+        if s < 0 or s >= n_states - 1:
+            s = n_states - 1
+        c = code[i]
+        if c >= 0 and c < len(code_index):
+            ci = code_index[c]
+        else:
+            ci = n_codes - 1
+        f = 0
+        if stand_in[i]:
+            f |= 1
+        if reversed_[i]:
+            f |= 2
+        if lost[i]:
+            f |= 4
+        if host_outcome[i] != host_not_sent:
+            f |= 8
+        cell = ((np.int64(group[i]) * n_states + s) * n_codes + ci) * n_flags + f
+        count[cell] += 1
+        minor[cell] += amount[i]
+
+
+# --- final states -----------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def final_states(code, route, stand_in, reversed_, t_response, lost, state):
+    """Each authorisation's final state, as `clearing_sim.model.authorisation.final_states`
+    defines them (the states in FINAL_STATES order; route 2 is in-bank; codes 0 approved,
+    5 do not honour, 14 invalid card, 51 insufficient funds, 91 issuer unavailable), into
+    `state`. Returns (how many rows are in no state or in several, the first such row,
+    how many states it is in); rows in none or several are left at 0."""
+    n_bad = 0
+    first = -1
+    first_count = 0
+    for i in range(len(code)):
+        c = code[i]
+        switched = route[i] != 2
+        si = stand_in[i]
+        rev = reversed_[i] and not lost[i]
+        decided = c >= 0 and not math.isnan(t_response[i])
+        count = 0
+        s = 0
+        if switched and not rev and not si and c == 0:
+            count += 1
+            s = 0
+        if switched and not rev and si and c == 0:
+            count += 1
+            s = 1
+        if switched and not rev and not si and (c == 5 or c == 14 or c == 51):
+            count += 1
+            s = 2
+        if switched and not rev and si and c == 91:
+            count += 1
+            s = 3
+        if switched and rev and decided:
+            count += 1
+            s = 4
+        if not switched and not rev and not si and c == 0:
+            count += 1
+            s = 5
+        if not switched and not rev and not si and (c == 5 or c == 51 or c == 91):
+            count += 1
+            s = 6
+        if switched and lost[i] and reversed_[i] and not si and c == 91:
+            count += 1
+            s = 7
+        if count != 1:
+            if n_bad == 0:
+                first = i
+                first_count = count
+            n_bad += 1
+            s = 0
+        state[i] = s
+    return n_bad, first, first_count
