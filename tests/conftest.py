@@ -1,12 +1,18 @@
-"""Shared fixtures: a small valid scenario as YAML text, as a file and as a Scenario."""
+"""Shared fixtures: a small valid scenario as YAML text, as a file and as a Scenario; the Hypothesis profile."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from clearing_sim.scenario import Scenario, parse_scenario
+
+# No Hypothesis deadline anywhere: tests never assert on wall-clock time, and the first call
+# of a compiled kernel (numba, cached per machine) can take far longer than the rest.
+settings.register_profile("clearing-sim", deadline=None)
+settings.load_profile("clearing-sim")
 
 SMALL_YAML = """\
 name: small
