@@ -164,8 +164,8 @@ class TestFaultRows:
 
 
 class TestArnsAsStreamedRunsMakeThem:
-    """A streamed run makes an acquirer file's ARNs from day codes looked up once per day and
-    hands them to Arrow without a copy; the values are make_arn's, the column pyarrow's."""
+    """A streamed run makes an acquirer file's ARNs from its spilled records and hands them to
+    Arrow without a copy; the values are make_arn's, the column pyarrow's."""
 
     @settings(max_examples=60, deadline=None)
     @given(st.lists(st.floats(0.0, 40 * 86_400.0), min_size=0, max_size=50),
@@ -189,7 +189,7 @@ class TestArnsAsStreamedRunsMakeThem:
 
     def test_negative_sequences_refused(self) -> None:
         with pytest.raises(ValueError, match="sequence"):
-            cd.arn_from_codes(1, np.array([6001]), np.array([-1]))
+            cd.make_arn(1, np.array(["2026-01-01"], dtype="M8[D]"), np.array([-1]))
 
     @settings(max_examples=100, deadline=None)
     @given(st.integers(1, 30), st.lists(st.binary(min_size=0, max_size=30), max_size=20))
@@ -220,3 +220,14 @@ def test_dict_array_names_each_index_and_nulls_minus_one(values, data) -> None:
     assert a.to_pylist() == [values[i] if i >= 0 else None for i in index.tolist()]
     assert len(set(a.dictionary.to_pylist())) == len(a.dictionary)
     assert a.null_count == int((index < 0).sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dates(dt.date(1995, 1, 1), dt.date(2068, 12, 31)), min_size=0, max_size=40), st.integers(0, 3))
+def test_yddd_by_day_lookup_is_the_calendar(days, spread) -> None:
+    """Codes looked up per day of the span equal the calendar's, date by date (across years,
+    leap days, a single date, none)."""
+    dates = np.array([d + dt.timedelta(days=k % (spread + 1)) for k, d in enumerate(days[:1] * 30 + days)],
+                     dtype="M8[D]")
+    expect = [d.year % 10 * 1000 + d.timetuple().tm_yday for d in dates.astype(dt.date).tolist()]
+    assert cd.yddd(dates).tolist() == expect

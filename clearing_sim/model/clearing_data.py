@@ -154,7 +154,20 @@ def _luhn(payload: np.ndarray) -> np.ndarray:
 
 
 def yddd(dates: np.ndarray) -> np.ndarray:
-    """`datetime64[D]` dates -> last digit of the year * 1000 + day of the year."""
+    """`datetime64[D]` dates -> last digit of the year * 1000 + day of the year.
+
+    A run's records fall on few days: the codes are worked out once per day of their span
+    and looked up, rather than by calendar arithmetic per record."""
+    dates = np.asarray(dates, dtype="M8[D]")
+    day = dates.astype(np.int64)
+    if len(day) > 1:
+        lo, hi = int(day.min()), int(day.max())
+        if hi - lo < len(day):
+            return _yddd_each(np.arange(lo, hi + 1).astype("M8[D]"))[day - lo]
+    return _yddd_each(dates)
+
+
+def _yddd_each(dates: np.ndarray) -> np.ndarray:
     year_start = dates.astype("M8[Y]")
     year = year_start.astype(np.int64) + 1970
     day_of_year = (dates - year_start.astype("M8[D]")).astype(np.int64) + 1
@@ -163,19 +176,13 @@ def yddd(dates: np.ndarray) -> np.ndarray:
 
 def make_arn(acquirer_pid: np.ndarray, dates: np.ndarray, sequence: np.ndarray) -> np.ndarray:
     """23-digit ARNs (`S23`): 7, acquirer id (6), YDDD (4), sequence (11), Luhn check digit."""
-    return arn_from_codes(acquirer_pid, yddd(dates), sequence)
-
-
-def arn_from_codes(acquirer_pid: np.ndarray, yddd_codes: np.ndarray, sequence: np.ndarray) -> np.ndarray:
-    """`make_arn` from the dates' YDDD codes (`yddd`) rather than the dates."""
     seq = np.asarray(sequence, dtype=np.int64)
     if len(seq) and (seq.min() < 0 or seq.max() > MAX_SEQUENCE):
         raise ValueError("ARN sequence numbers must be 0 to 10**11 - 1")
     n = len(seq)
     mat = np.empty((n, 23), np.uint8)
     pid = np.broadcast_to(np.asarray(acquirer_pid, dtype=np.int64) % 10**6, (n,))
-    code = np.broadcast_to(np.asarray(yddd_codes, dtype=np.int64), (n,))
-    _arn_digits(np.ascontiguousarray(pid), np.ascontiguousarray(code), seq, mat)
+    _arn_digits(np.ascontiguousarray(pid), np.ascontiguousarray(yddd(dates), dtype=np.int64), seq, mat)
     return as_bytes_column(mat)
 
 

@@ -342,8 +342,5 @@ def _post(window, by_pair: np.ndarray, cycle: int, network: int) -> None:
 def record_arns(scenario: Scenario, acquirer: int, rec: np.ndarray) -> np.ndarray:
     """The ARNs of an acquirer's spilled first presentments (`RecordFactory.purchase_arn`)."""
     party = scenario.institution_index(scenario.acquirers[acquirer].institution)
-    # The YDDD code of each simulated day once, then per record a lookup (`cd.sim_dates`'s days).
-    day = (np.asarray(rec["t_arrival_s"], dtype=np.float64) // 86_400).astype(np.int64)
-    first = np.datetime64(dt.date.fromisoformat(scenario.run.start_date), "D")
-    codes = cd.yddd(first + np.arange(int(day.max()) + 1 if len(day) else 0).astype("m8[D]"))
-    return cd.arn_from_codes(cd.processor_id(party), codes[day], rec["txn_id"])
+    dates = cd.sim_dates(dt.date.fromisoformat(scenario.run.start_date), rec["t_arrival_s"])
+    return cd.make_arn(cd.processor_id(party), dates, rec["txn_id"])
