@@ -55,6 +55,7 @@ from clearing_sim.model.authorisation import (
 )
 from clearing_sim.model.switch import ADVICE
 from clearing_sim.model.switch_restarts import SwitchRestarts
+from clearing_sim.model.traffic import group_order
 from clearing_sim.scenario import Scenario
 
 _DECIMALS = 3  # the summary's rounding: results.py rounds its other floats the same way
@@ -133,9 +134,8 @@ _CODE_INDEX[list(RESPONSE_CODES)] = np.arange(len(RESPONSE_CODES))
 
 def _by_group(group: np.ndarray, n_groups: int):
     """(g, row indices of group g in their order) for each g in 0..n_groups-1 that has rows;
-    keys outside that range are left out."""
-    order = np.argsort(group, kind="stable")  # stable: each group keeps its rows' order
-    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    rows keyed n_groups are left out (a key outside 0..n_groups raises ValueError)."""
+    order, bounds = group_order(group, 0, n_groups + 1)
     for g in range(n_groups):
         if bounds[g] < bounds[g + 1]:
             yield g, order[bounds[g] : bounds[g + 1]]

@@ -112,17 +112,13 @@ OUTCOME_COLUMNS = {
 }
 
 
+# Each outcome column's value until something decides it: NaN, False or -1.
+OUTCOME_FILLS = {k: np.nan if d == np.float64 else False if d == np.bool_ else -1 for k, d in OUTCOME_COLUMNS.items()}
+
+
 def empty_outcomes(n: int) -> dict[str, np.ndarray]:
     """Outcome columns for `n` authorisations: NaN, -1 or False until decided."""
-    out = {}
-    for k, d in OUTCOME_COLUMNS.items():
-        if d == np.float64:
-            out[k] = np.full(n, np.nan, dtype=d)
-        elif d == np.bool_:
-            out[k] = np.zeros(n, dtype=d)
-        else:
-            out[k] = np.full(n, -1, dtype=d)
-    return out
+    return {k: np.full(n, OUTCOME_FILLS[k], dtype=d) for k, d in OUTCOME_COLUMNS.items()}
 
 
 @attrs.frozen

@@ -60,6 +60,7 @@ from clearing_sim.model.authorisation import (
     HOST_LATE,
     ISSUER_UNAVAILABLE,
     OUTCOME_COLUMNS,
+    OUTCOME_FILLS,
     REVERSAL,
     ROUTE_IN_BANK,
     AuthorisationPlan,
@@ -67,7 +68,7 @@ from clearing_sim.model.authorisation import (
     final_states,
     plan_authorisations,
 )
-from clearing_sim.model.traffic import DAY_S, card_credit_limits
+from clearing_sim.model.traffic import DAY_S, card_credit_limits, group_order
 from clearing_sim.scenario import Scenario
 
 _INF = math.inf
@@ -95,8 +96,7 @@ _STATE = {
 
 # An outcome column's value before anything decides it (`empty_outcomes`): what the table
 # gives a column a chunk does not bring because the plan left it so for every purchase.
-_OUT_FILLS = {f"out_{c}": np.nan if d == np.float64 else False if d == np.bool_ else -1
-              for c, d in OUTCOME_COLUMNS.items()}
+_OUT_FILLS = {f"out_{c}": v for c, v in OUTCOME_FILLS.items()}
 
 
 def _all_fill(v: np.ndarray, fill) -> bool:
@@ -456,10 +456,9 @@ class _IssuerStream:
         hsize = int(self.st[k.ST_HEAP])
         head, tail = int(self.st[k.ST_WAIT_HEAD]), int(self.st[k.ST_WAIT_TAIL])
         for held_rows in (self.hi[:hsize], self.wait[head:tail]):
-            place = np.searchsorted(kept, held_rows)
-            if (place >= len(kept)).any() or (kept[np.minimum(place, len(kept) - 1)] != held_rows).any():
+            if final[held_rows].any():
                 raise InvariantError("fast mode: the host holds an authorisation that became final")
-            held_rows[:] = place
+            held_rows[:] = np.searchsorted(kept, held_rows)
         return done
 
     def check_end(self) -> None:
@@ -515,11 +514,12 @@ class AuthorisationStream:
         gid = first_gid + np.arange(len(t), dtype=np.int64)
         rates = np.array([i.risk_decline_rate for i in sc.issuers] + [0.0])
         risk = txn["risk_u"] < rates[p.issuer]
-        # One gather per column puts the chunk in issuer order; each issuer takes a slice.
+        # One gather per column puts the chunk's routed purchases in issuer order (unknown
+        # BINs, group 0, are final already); each issuer takes a slice.
         n_issuers = len(sc.issuers)
-        order = np.argsort(p.issuer, kind="stable")
-        edges = np.searchsorted(p.issuer[order], np.arange(n_issuers + 1))
-        cols = {name: np.take(v, order) for name, v in self._columns(txn, p, risk, gid).items()}
+        order, bounds = group_order(p.issuer, -1, n_issuers + 1)
+        routed_rows, edges = order[bounds[1]:], bounds[1:] - bounds[1]
+        cols = {name: np.take(v, routed_rows) for name, v in self._columns(txn, p, risk, gid).items()}
         rows = []
         for j in range(n_issuers):
             lo, hi = int(edges[j]), int(edges[j + 1])

@@ -32,7 +32,7 @@ import attrs
 import numba
 import numpy as np
 
-from clearing_sim.rng import counter_uniform, counter_uniform_one, stream
+from clearing_sim.rng import counter_uniform_one, stream
 from clearing_sim.scenario import Distribution, Scenario
 
 HOUR_S = 3600.0
@@ -108,12 +108,6 @@ def sample_into(dist: Distribution, rng: np.random.Generator, out: np.ndarray) -
         np.multiply(out, float(dist.median), out=out)  # type: ignore[arg-type]
     else:
         out[...] = sample(dist, rng, len(out))
-
-
-def counter_uniforms(key: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent uniforms in (0, 1) per counter value, a pure function of (key, counter)."""
-    c = np.asarray(counter).astype(np.uint64) * np.uint64(2)
-    return counter_uniform(key, c), counter_uniform(key, c + np.uint64(1))
 
 
 def sample_from_uniforms(dist: Distribution, u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
@@ -221,9 +215,7 @@ def card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.ndarray)
         raw[idx] = sample_from_uniforms(d, u1[idx], u2[idx])
     np.rint(raw, out=raw)
     np.clip(raw, 0, 10**15, out=raw)
-    flat = out.reshape(-1)
-    flat[...] = raw.astype(np.int64)
-    flat[~known.reshape(-1)] = 0
+    out.reshape(-1)[...] = raw.astype(np.int64)  # unknown BINs: raw stayed 0
     return out
 
 
