@@ -637,10 +637,8 @@ class _Shares:
         self._search = bool(np.isfinite(edges).all() and (np.diff(edges) > 0).all())
 
     def _groups(self, groups: int) -> None:
-        extra = groups + 1 - len(self._sizes)
-        if extra > 0:
-            self._counts = np.vstack([self._counts, np.zeros((extra, self._bins), np.int64)])
-            self._sizes = np.append(self._sizes, np.zeros(extra, np.int64))
+        self._counts = _grow_rows(self._counts, groups + 1)
+        self._sizes = _grow_rows(self._sizes, groups + 1)
 
     def _hist(self, v: np.ndarray) -> np.ndarray:
         if self.clip:
@@ -761,21 +759,18 @@ def _read_transactions_per_hour(tx: Batches | None, summary: dict) -> Reading:
         n += len(t)
         if len(t):
             maxima.append(t.max())
-        codes = acq.codes(b.column("acquirer"))
-        if hours is not None:  # np.histogram of each acquirer's arrival times
-            hours.add(t, codes, None, len(acq.names), other=False)
+        if hours is not None:
+            tally(b, t)
+
+    def tally(b: Any, t: np.ndarray) -> None:  # np.histogram of each acquirer's arrival times
+        hours.add(t, acq.codes(b.column("acquirer")), None, len(acq.names), other=False)
 
     yield _Pass(("t_arrival_s", "acquirer"), count)
     days = max(1, int(summary.get("days") or 1), int(np.ceil(np.max(maxima) / DAY_S)) if n else 1)
     if hours is None or days != guess:
         acq = _Names(tx.dictionaries("acquirer"))
         hours = _Shares(_hour_edges(days), clip=False)
-
-        def add(b: Any) -> None:
-            codes = acq.codes(b.column("acquirer"))
-            hours.add(_floats(b, "t_arrival_s"), codes, None, len(acq.names), other=False)
-
-        yield _Pass(("t_arrival_s", "acquirer"), add)
+        yield _Pass(("t_arrival_s", "acquirer"), lambda b: tally(b, _floats(b, "t_arrival_s")))
     return _Hours(n, days, hours.edges, hours.series(acq.names))
 
 
