@@ -132,20 +132,6 @@ def _ref_sample(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndar
     raise ValueError(f"unknown distribution {kind!r}")
 
 
-def _ref_sample_from_uniforms(dist: Distribution, u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
-    kind = dist.distribution
-    if kind == "constant":
-        return np.full(u1.shape, float(dist.value))
-    if kind == "exponential":
-        return -float(dist.mean) * np.log(u1)
-    if kind == "uniform":
-        return float(dist.low) + (float(dist.high) - float(dist.low)) * u1
-    if kind == "lognormal":
-        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        return float(dist.median) * np.exp(float(dist.sigma) * z)
-    raise ValueError(f"unknown distribution {kind!r}")
-
-
 def _ref_card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.ndarray) -> np.ndarray:
     out = np.zeros(issuer.shape, dtype=np.int64)
     for k, iss in enumerate(scenario.issuers):
@@ -155,7 +141,7 @@ def _ref_card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.nda
         key = int(stream(scenario.run.seed, "card_limits", k).integers(0, 2**63))
         c = np.asarray(card[idx]).astype(np.uint64) * np.uint64(2)
         u1, u2 = _ref_counter_uniform(key, c), _ref_counter_uniform(key, c + np.uint64(1))
-        raw = np.rint(_ref_sample_from_uniforms(iss.credit_limit_minor, u1, u2))
+        raw = np.rint(traffic.sample_from_uniforms(iss.credit_limit_minor, u1, u2))  # unchanged numpy code
         out[idx] = np.clip(raw, 0, 10**15).astype(np.int64)
     return out
 
