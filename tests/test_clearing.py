@@ -109,14 +109,28 @@ class TestEveryRecordAccountedFor:
             for k in recs:
                 recs[k][:] = saved[k]
 
+    def test_the_check_catches_a_cleared_record_of_no_purchase(self, plain) -> None:
+        i = int(np.flatnonzero(plain.clearing.records()["status"] == STATUS_CLEARED)[0])
+        chunks = plain.clearing._records["matched_txn"]
+        saved = chunks[0]
+        chunks[0] = saved.copy()
+        chunks[0][i] = -1
+        try:
+            with pytest.raises(InvariantError, match="matched no purchase"):
+                check_clearing(plain.clearing, [plain.acquirers])
+        finally:
+            chunks[0] = saved
+
     def test_the_check_catches_a_fee_the_window_did_not_settle(self, plain) -> None:
-        chunk = plain.clearing._records["interchange_minor"][0]
-        chunk[0] += 1
+        chunks = plain.clearing._records["interchange_minor"]
+        saved = chunks[0]
+        chunks[0] = saved.copy()
+        chunks[0][0] += 1
         try:
             with pytest.raises(InvariantError, match="net positions differ"):
                 check_clearing(plain.clearing, [plain.acquirers])
         finally:
-            chunk[0] -= 1
+            chunks[0] = saved
 
     def test_the_check_catches_a_state_without_its_record(self, plain) -> None:
         i = int(np.flatnonzero(plain.clearing.txn_cycle >= 0)[0])

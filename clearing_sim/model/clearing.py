@@ -488,11 +488,17 @@ class ClearingNetwork:
     # --- results ---------------------------------------------------------------------------------
 
     def records(self) -> dict[str, np.ndarray]:
-        """Every record the network received, one row each: cleared or rejected with a reason."""
-        return {
-            k: (np.concatenate(v) if v else np.empty(0, dtype=_DTYPES.get(k, np.int64)))
-            for k, v in self._records.items()
-        }
+        """Every record the network received, one row each: cleared or rejected with a reason.
+
+        Each column's chunks are joined into one when asked and kept joined, so the dozen
+        callers of a finished run share one copy; the arrays are read-only for that reason.
+        """
+        for k, chunks in self._records.items():
+            if len(chunks) != 1:
+                joined = np.concatenate(chunks) if chunks else np.empty(0, dtype=_DTYPES.get(k, np.int64))
+                joined.flags.writeable = False
+                chunks[:] = [joined]
+        return {k: chunks[0] for k, chunks in self._records.items()}
 
 
 def check_clearing(clearing: ClearingNetwork, senders: list) -> None:
@@ -520,10 +526,13 @@ def check_clearing(clearing: ClearingNetwork, senders: list) -> None:
              cd.KIND_CHARGEBACK: clearing.chargeback_cycle, cd.KIND_SECOND_PRESENTMENT: clearing.representment_cycle}
     for kind, cycle_of in state.items():
         m = r["matched_txn"][cleared & (r["kind"] == kind)]
-        if len(np.unique(m)) != len(m):
+        if len(m) and (m.min() < 0 or m.max() >= clearing.n_txn):
+            raise InvariantError(f"a cleared {cd.KIND_NAMES[kind]} matched no purchase")
+        # Purchase ids are small ints: a count per purchase finds repeats without sorting or hashing.
+        times_cleared = np.bincount(m, minlength=clearing.n_txn)
+        if (times_cleared > 1).any():
             raise InvariantError(f"a purchase has more than one cleared {cd.KIND_NAMES[kind]}")
-        marked = np.zeros(clearing.n_txn, dtype=bool)
-        marked[m] = True
+        marked = times_cleared > 0
         if not np.array_equal(marked, cycle_of >= 0):
             raise InvariantError(f"{int((marked != (cycle_of >= 0)).sum())} purchase(s) whose "
                                  f"{cd.KIND_NAMES[kind]} state differs from the cleared records (never cleared, "
