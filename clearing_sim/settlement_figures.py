@@ -135,21 +135,35 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
     settled = ~np.isnan(t_out_s)
     times = np.concatenate([t_in_s, t_out_s[settled]])
     delta = np.concatenate([amount_minor, -amount_minor[settled]]).astype(np.int64)
-    order = np.lexsort((delta, times))
+    # Events in time order. The level after the last event of each time does not depend on
+    # the order within that time, so a stable sort by time alone (quick: approvals come
+    # nearly in time order) gives it; the peak is worked out per time below.
+    order = np.argsort(times, kind="stable")
     times = times[order]
-    level = np.cumsum(delta[order], dtype=np.int64)
+    delta = delta[order]
+    level = np.cumsum(delta, dtype=np.int64)
     hours = int(np.ceil(t_end_s / HOUR_S))
     ends = (np.arange(hours) + 1) * HOUR_S
     if len(times) == 0:
         return {"peak_minor": 0, "t_peak_s": None, "time_weighted_mean_minor": 0.0, "unsettled_at_end_minor": 0,
                 "hourly_minor": [0] * hours}
-    k = int(np.argmax(level))
+    # The events of one time count settlements before approvals, the smallest change first
+    # (ascending): the level's path through them is convex, so its highest point is after
+    # the first event (the time's smallest change) or after the last. The peak is the first
+    # time whose highest point is the run's highest.
+    new_time = np.ones(len(times), dtype=bool)
+    new_time[1:] = times[1:] != times[:-1]
+    first = np.flatnonzero(new_time)
+    last = np.append(first[1:] - 1, len(times) - 1)
+    before = level[first] - delta[first]  # the level when the time comes
+    highest = before + np.maximum(np.minimum.reduceat(delta, first), level[last] - before)
+    k = int(first[np.argmax(highest)])
     area = (amount_time_integral(amount_minor, t_in_s, t_end_s)
             - amount_time_integral(amount_minor[settled], t_out_s[settled], t_end_s))
-    at = np.searchsorted(times, ends, side="right") - 1
+    at = np.searchsorted(times, ends, side="right") - 1  # the last event at or before each hour's end
     hourly = np.where(at >= 0, level[np.maximum(at, 0)], 0)
     return {
-        "peak_minor": int(max(level[k], 0)),
+        "peak_minor": int(max(highest.max(), 0)),
         "t_peak_s": round(float(times[k]), 3) + 0.0,  # + 0.0: -0.0 and 0.0 are one time, written "0.0"
         "time_weighted_mean_minor": time_weighted_mean_minor(area, t_end_s),
         "unsettled_at_end_minor": int(level[-1]),

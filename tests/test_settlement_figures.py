@@ -44,6 +44,61 @@ class TestExposure:
         assert got["hourly_minor"] == [level(3600.0), level(7200.0)]
 
 
+def _exposure_with_lexsort(t_in_s, t_out_s, amount_minor, t_end_s):
+    """`exposure` as it was before it sorted by time alone: every event in (time, change) order."""
+    from clearing_sim.stream_settlement import amount_time_integral, time_weighted_mean_minor
+
+    settled = ~np.isnan(t_out_s)
+    times = np.concatenate([t_in_s, t_out_s[settled]])
+    delta = np.concatenate([amount_minor, -amount_minor[settled]]).astype(np.int64)
+    order = np.lexsort((delta, times))
+    times = times[order]
+    level = np.cumsum(delta[order], dtype=np.int64)
+    hours = int(np.ceil(t_end_s / 3600))
+    ends = (np.arange(hours) + 1) * 3600
+    if len(times) == 0:
+        return {"peak_minor": 0, "t_peak_s": None, "time_weighted_mean_minor": 0.0, "unsettled_at_end_minor": 0,
+                "hourly_minor": [0] * hours}
+    k = int(np.argmax(level))
+    area = (amount_time_integral(amount_minor, t_in_s, t_end_s)
+            - amount_time_integral(amount_minor[settled], t_out_s[settled], t_end_s))
+    at = np.searchsorted(times, ends, side="right") - 1
+    hourly = np.where(at >= 0, level[np.maximum(at, 0)], 0)
+    return {
+        "peak_minor": int(max(level[k], 0)),
+        "t_peak_s": round(float(times[k]), 3) + 0.0,
+        "time_weighted_mean_minor": time_weighted_mean_minor(area, t_end_s),
+        "unsettled_at_end_minor": int(level[-1]),
+        "hourly_minor": [int(x) for x in hourly],
+    }
+
+
+class TestExposureAsBefore:
+    """`exposure` gives what the full (time, change) sort gave, to the bit, also when many events share a time."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(data=st.data())
+    def test_against_lexsort(self, data):
+        n = data.draw(st.integers(0, 40))
+        times = st.sampled_from([-0.0, 0.0, 1.5, 3600.0, 3600.5, 7000.0, 9000.0])  # few: many ties
+        t_in = np.array(data.draw(st.lists(times, min_size=n, max_size=n)), dtype=float)
+        t_out = np.array(data.draw(st.lists(st.one_of(st.just(np.nan), times), min_size=n, max_size=n)), dtype=float)
+        amount = np.array(data.draw(st.lists(st.integers(-5, 2**40), min_size=n, max_size=n)), dtype=np.int64)
+        assert exposure(t_in, t_out, amount, 7200.0) == _exposure_with_lexsort(t_in, t_out, amount, 7200.0)
+
+    def test_shipped_scenarios(self):
+        from clearing_sim.model.authorisation import APPROVED
+        from clearing_sim.model.network import simulate
+        from clearing_sim.settlement_figures import txn_settlement
+
+        for name in ("baseline.yaml", "participant_default.yaml", "refunds_and_disputes.yaml"):
+            state = simulate(clearing_sim.load_scenario(SCENARIOS / name), "fast")
+            approved = state.outcomes["response_code"] == APPROVED
+            args = (state.outcomes["t_response_s"][approved], txn_settlement(state)[1][approved],
+                    state.txn["amount_minor"][approved], state.horizon_days * 86_400.0)
+            assert exposure(*args) == _exposure_with_lexsort(*args), name
+
+
 @pytest.fixture(scope="module")
 def t1():
     return clearing_sim.run(SCENARIOS / "t1_single_window.yaml")
