@@ -6,7 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from clearing_sim import ipm
@@ -92,6 +92,32 @@ class TestPan:
 
     def test_bad_pans(self) -> None:
         assert cd.pan_values(np.array([b"12a4", b"", b"1" * 19], dtype="S19")).tolist() == [-1, -1, -1]
+
+    @settings(max_examples=300)
+    @example([b"1" * 19, b"9" * 18, b"12\x0034", b"\x0012", b"0", b""])
+    @given(st.lists(st.binary(max_size=19).map(lambda b: b.translate(_FEW_BYTES)), max_size=30))
+    def test_as_the_numpy_version(self, raw: list[bytes]) -> None:
+        """The compiled parse reads every DE 2 as the whole-matrix numpy one did (digits, NULs inside, other bytes)."""
+        pan = np.array(raw, dtype="S19")
+        got = cd.pan_values(pan)
+        assert got.dtype == np.int64 and np.array_equal(got, _pan_values_numpy(pan))
+
+
+# Bytes folded onto digits, NUL and a few others, so rows are often (nearly) valid PANs.
+_FEW_BYTES = bytes(48 + b % 10 if b < 200 else (0, 47, 58, 97, 255)[b % 5] for b in range(256))
+
+
+def _pan_values_numpy(pan: np.ndarray) -> np.ndarray:
+    """`clearing_data.pan_values` before it was compiled, kept as the reference."""
+    mat = np.frombuffer(np.ascontiguousarray(pan, dtype="S19").tobytes(), np.uint8).reshape(-1, 19)
+    lens = (mat != 0).sum(axis=1)
+    digit = mat.astype(np.int64) - 48
+    inside = np.arange(19) < lens[:, None]
+    ok = ((digit >= 0) & (digit <= 9) | ~inside).all(axis=1) & (lens >= 1) & (lens <= 18)
+    value = np.zeros(len(mat), dtype=np.int64)
+    for j in range(18):
+        value = np.where(inside[:, j], value * 10 + np.where(ok, digit[:, j], 0), value)
+    return np.where(ok, value, -1)
 
 
 class TestArnIndex:
