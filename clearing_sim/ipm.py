@@ -90,6 +90,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
+import numba
 import numpy as np
 
 from clearing_sim.errors import InputError, InvariantError
@@ -402,24 +403,51 @@ def _check_range(values: np.ndarray, name: str, lo: int, hi: int) -> None:
 
 
 def _valid_local_time(t: np.ndarray) -> np.ndarray:
-    """YYMMDDhhmmss int64 values that name a real second of 2000-2068."""
+    """YYMMDDhhmmss int64 values that name a real second of 2000-2068 (bool, the shape of ``t``)."""
     t = np.asarray(t, np.int64)
-    year = t // 10**10 + 2000
-    month = t // 10**8 % 100
-    day = t // 10**6 % 100
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    days_in_month = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
-    return (
-        (t >= 0)
-        & (year <= LAST_YEAR)
-        & (month >= 1)
-        & (month <= 12)
-        & (day >= 1)
-        & (day <= days_in_month)
-        & (t // 10**4 % 100 < 24)
-        & (t // 100 % 100 < 60)
-        & (t % 100 < 60)
-    )
+    out = np.empty(t.shape, bool)
+    _valid_local_times(np.ascontiguousarray(t).reshape(-1), out.reshape(-1))
+    return out
+
+
+# Compiled: these checks run on every record written and read, and took a whole-column
+# numpy pass (and a temporary) per digit group or per byte of the field.
+@numba.njit(cache=True, nogil=True)
+def _valid_local_times(t, out):  # pragma: no cover - compiled
+    for i in range(len(t)):
+        v = t[i]
+        ok = v >= 0
+        if ok:
+            year = v // 10**10 + 2000
+            month = v // 10**8 % 100
+            day = v // 10**6 % 100
+            ok = (year <= LAST_YEAR and 1 <= month <= 12 and v // 10**4 % 100 < 24 and v // 100 % 100 < 60
+                  and v % 100 < 60)
+            if ok:
+                leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+                ok = 1 <= day <= _DAYS_IN_MONTH[month] + (1 if leap and month == 2 else 0)
+        out[i] = ok
+
+
+def _leading_digits(column: np.ndarray) -> np.ndarray:
+    """Per value of an ``S<w>`` column: how many ASCII digits it is, or -1 if anything but NULs follows them."""
+    out = np.empty(len(column), np.int64)
+    _digits_then_nul(_byte_matrix(column), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _digits_then_nul(mat, out):  # pragma: no cover - compiled
+    """out[i]: how many ASCII digits row i of ``mat`` starts with, if only NULs follow them; else -1."""
+    for i in range(mat.shape[0]):
+        n = 0
+        while n < mat.shape[1] and 48 <= mat[i, n] <= 57:
+            n += 1
+        for j in range(n, mat.shape[1]):
+            if mat[i, j] != 0:
+                n = -1
+                break
+        out[i] = n
 
 
 def _validate_records(b: RecordBatch) -> None:
@@ -439,10 +467,7 @@ def _validate_records(b: RecordBatch) -> None:
             f"{', '.join(f'{m}/{f}' for m, f in RECORD_KINDS)}",
             row,
         )
-    pan = _byte_matrix(b.pan)
-    pan_len = (pan != 0).sum(axis=1)
-    pan_ok = np.where(_AR[:19] < pan_len[:, None], (pan >= 48) & (pan <= 57), pan == 0).all(axis=1)
-    row = _first(~pan_ok | (pan_len < 12))
+    row = _first(_leading_digits(b.pan) < 12)
     if row is not None:
         raise _bad_field(f"pan (DE 2) {_quoted(b.pan[row])} is not 12 to 19 digits", row)
     _check_range(b.processing_code, "processing_code (DE 3)", 0, 999_999)
@@ -454,7 +479,7 @@ def _validate_records(b: RecordBatch) -> None:
             f"local_time (DE 12) {int(b.local_time[row])} is not a YYMMDDhhmmss time in {FIRST_YEAR}-{LAST_YEAR}", row
         )
     _check_range(b.mcc, "mcc (DE 26)", 0, 9999)
-    row = _first(~_is_digits(_byte_matrix(b.arn)))
+    row = _first(_leading_digits(b.arn) != 23)
     if row is not None:
         raise _bad_field(f"arn (DE 31) {_quoted(b.arn[row])} is not 23 digits", row)
     auth = _byte_matrix(b.auth_code)

@@ -927,6 +927,53 @@ class TestLocalTime:
             ipm.sim_seconds_from_local_time(np.array([241301000000]), dt.date(2024, 1, 1))
 
 
+class TestCompiledChecksAsBefore:
+    """The compiled DE 12 and digit checks accept and refuse exactly what the numpy versions did."""
+
+    @settings(max_examples=400)
+    @example(values=[0, -1, 680229235959, 690101000000, 240229000000, 230229000000, 2000229000000, 240431000000,
+                     241301000000, 240100000000, 240101240000, 240101006000, 240101000060, 2**63 - 1, -(2**63)])
+    @given(values=st.lists(st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.builds(lambda y, mo, d, h, mi, se: ((((y * 100 + mo) * 100 + d) * 100 + h) * 100 + mi) * 100 + se,
+                  st.integers(0, 120), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+                  st.integers(0, 61), st.integers(0, 61))), max_size=30))
+    def test_valid_local_time(self, values):
+        t = np.array(values, dtype=np.int64)
+        got = ipm._valid_local_time(t)
+        assert got.dtype == bool and np.array_equal(got, _valid_local_time_numpy(t))
+        assert ipm._valid_local_time(np.int64(values[0] if values else 0)).shape == ()
+
+    @settings(max_examples=400)
+    @example(raw=[b"1" * 19, b"1" * 12, b"1" * 11, b"12\x0034", b"", b"\x001", b"123a"])
+    @given(raw=st.lists(st.binary(max_size=19).map(lambda b: b.translate(_FEW_BYTES)), max_size=30))
+    def test_leading_digits(self, raw):
+        pan = np.array(raw, dtype="S19")
+        mat = ipm._byte_matrix(pan)
+        pan_len = (mat != 0).sum(axis=1)
+        pan_ok = np.where(np.arange(19) < pan_len[:, None], (mat >= 48) & (mat <= 57), mat == 0).all(axis=1)
+        got = ipm._leading_digits(pan)
+        assert np.array_equal(got < 12, ~pan_ok | (pan_len < 12))  # the DE 2 check
+        arn = np.array([(r * 2)[:23] for r in raw], dtype="S23")
+        assert np.array_equal(ipm._leading_digits(arn) != 23, ~ipm._is_digits(ipm._byte_matrix(arn)))  # DE 31
+
+
+# Bytes folded onto digits, NUL and a few others, so values are often (nearly) valid.
+_FEW_BYTES = bytes(48 + b % 10 if b < 200 else (0, 47, 58, 97, 255)[b % 5] for b in range(256))
+
+
+def _valid_local_time_numpy(t: np.ndarray) -> np.ndarray:
+    """`ipm._valid_local_time` before it was compiled, kept as the reference."""
+    year = t // 10**10 + 2000
+    month = t // 10**8 % 100
+    day = t // 10**6 % 100
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days_in_month = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
+    days_in_month = days_in_month + (leap & (month == 2))
+    return ((t >= 0) & (year <= ipm.LAST_YEAR) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days_in_month)
+            & (t // 10**4 % 100 < 24) & (t // 100 % 100 < 60) & (t % 100 < 60))
+
+
 # --------------------------------------------------------------------------
 # Inspect.
 # --------------------------------------------------------------------------
