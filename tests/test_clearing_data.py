@@ -103,6 +103,38 @@ class TestPan:
         assert got.dtype == np.int64 and np.array_equal(got, _pan_values_numpy(pan))
 
 
+class TestDigitMatrix:
+    """The compiled digit writer gives the bytes the whole-column numpy one gave, for every int64 and width."""
+
+    @settings(max_examples=300)
+    @example([0, 1, 10**15, 10**16 - 1, 2**63 - 1, -1, -(2**63)], 16)
+    @example([2**63 - 1, 10**18, -7], 22)
+    @given(st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(0, 10**16)), max_size=30),
+           st.integers(1, 22))
+    def test_as_the_numpy_version(self, values: list[int], width: int) -> None:
+        v = np.array(values, dtype=np.int64)
+        got = cd.digit_matrix(v, width)
+        assert got.dtype == np.uint8 and np.array_equal(got, _digit_matrix_numpy(v, width))
+
+    def test_local_time_of_every_purchase_is_the_records(self) -> None:
+        """`RecordFactory.purchase_local_time` is `local_time` of each purchase's arrival."""
+        t = np.array([0.0, 59.9, 86_399.5, 3 * 86_400.0 + 1.25])
+        txn = {"t_arrival_s": t}
+        factory = cd.RecordFactory(dt.date(2026, 11, 2), txn, np.zeros(4, np.int64), np.zeros(1, np.int64),
+                                   np.zeros(1, np.int64), 4837)
+        assert np.array_equal(factory.purchase_local_time, factory.local_time(t))
+        assert np.array_equal(factory.purchase_local_time[[3, 1]], factory.local_time(t[[3, 1]]))
+
+
+def _digit_matrix_numpy(values: np.ndarray, width: int) -> np.ndarray:
+    """`clearing_data.digit_matrix` before it was compiled, kept as the reference."""
+    v = np.asarray(values, dtype=np.int64)
+    out = np.empty((len(v), width), np.uint8)
+    for j in range(width):
+        out[:, width - 1 - j] = 48 + (v // 10 ** np.int64(min(j, 18))) % 10 if j < 19 else 48
+    return out
+
+
 # Bytes folded onto digits, NUL and a few others, so rows are often (nearly) valid PANs.
 _FEW_BYTES = bytes(48 + b % 10 if b < 200 else (0, 47, 58, 97, 255)[b % 5] for b in range(256))
 

@@ -109,7 +109,7 @@ class ClearingNetwork:
         self.n_txn = n
         # The switch's log of authorisations, which presentments are matched against.
         self.pan = pan
-        self.txn_local = factory.local_time(txn["t_arrival_s"])
+        self.txn_local = factory.purchase_local_time
         self.response_code = outcomes["response_code"]  # filled in as the simulation runs
         self.reversed = outcomes.get("reversed")
         self.txn_acquirer_party = self.acquirer_party[txn["acquirer"]]
