@@ -51,6 +51,31 @@ class TestApprovalCode:
     def test_not_a_code(self) -> None:
         assert cd.approval_residue(np.array([b"abc123", b"A-B   "], dtype="S6")).tolist() == [-1, -1]
 
+    @settings(max_examples=300)
+    @example([b"000000", b"00009J", b"ZZZZZZ", b"ZZZZZ", b"", b"0\x0000000"])
+    @given(st.lists(st.binary(max_size=6).map(lambda b: b.translate(_CODE_BYTES)), max_size=30))
+    def test_residue_as_the_numpy_version(self, raw: list[bytes]) -> None:
+        """The compiled residue reads every DE 38 as the numpy version did (codes, short ones, other bytes)."""
+        code = np.array(raw, dtype="S6")
+        got = cd.approval_residue(code)
+        assert got.dtype == np.int64 and np.array_equal(got, _approval_residue_numpy(code))
+
+
+# Bytes folded mostly onto 0-9 A-Z, with NUL and a few others.
+_CODE_BYTES = bytes(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[b % 36] if b < 216 else (0, 47, 97, 64, 255)[b % 5]
+                    for b in range(256))
+
+
+def _approval_residue_numpy(code: np.ndarray) -> np.ndarray:
+    """`clearing_data.approval_residue` before it was compiled, kept as the reference."""
+    mat = np.frombuffer(np.ascontiguousarray(code, dtype="S6").tobytes(), np.uint8).reshape(-1, 6)
+    values = cd._VALUE_OF[mat]
+    ok = (values >= 0).all(axis=1)
+    v = np.zeros(len(mat), dtype=np.int64)
+    for j in range(6):
+        v = v * 36 + np.maximum(values[:, j], 0)
+    return np.where(ok, (v - cd._CODE_ADD) % cd._CODE_MOD * cd._CODE_INV % cd._CODE_MOD, -1)
+
 
 class TestArn:
     """ARNs are 23 digits with a valid Luhn check digit and unique per record."""
