@@ -8,13 +8,15 @@ import attrs
 import numpy as np
 import pytest
 from cardutil import mciipm
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from clearing_sim import ipm
 from clearing_sim.clearing_results import clearing_summary
 from clearing_sim.errors import InvariantError
 from clearing_sim.model import clearing_data as cd
 from clearing_sim.model.authorisation import APPROVED
-from clearing_sim.model.clearing import REASONS, STATUS_CLEARED, STATUS_REJECTED, check_clearing
+from clearing_sim.model.clearing import REASONS, STATUS_CLEARED, STATUS_REJECTED, _repeats, check_clearing
 from clearing_sim.model.clearing_draws import draw_clearing
 from clearing_sim.model.network import simulate
 from clearing_sim.model.traffic import DAY_S
@@ -449,3 +451,39 @@ class TestFastMode:
             assert np.array_equal(ra[k], rb[k]), k
         assert [w.obligations_minor.tolist() for w in a.settlement.windows] == \
                [w.obligations_minor.tolist() for w in b.settlement.windows]
+
+
+def _repeats_with_unique(values: np.ndarray) -> np.ndarray:
+    """`clearing._repeats` as it was with np.unique, kept as the reference."""
+    out = np.ones(len(values), dtype=bool)
+    if len(values):
+        _, first = np.unique(values, return_index=True)
+        out[first] = False
+    return out
+
+
+class TestRepeats:
+    """The hashed repeat finder marks what np.unique's first occurrences left unmarked, for ARNs and ids."""
+
+    @settings(max_examples=300)
+    @example([b"", b"\x00", b"1" * 23, b"1" * 22, b"1" * 23, b""])
+    @given(st.lists(st.sampled_from([b"", b"0", b"00", b"1" * 23, b"1" * 22 + b"2", b"7" * 8, b"7" * 9, b"a\x00b"])
+                    | st.binary(max_size=23), max_size=60))
+    def test_bytes(self, raw: list[bytes]) -> None:
+        arn = np.array(raw, dtype="S23")
+        assert np.array_equal(_repeats(arn), _repeats_with_unique(arn))
+
+    @settings(max_examples=300)
+    @given(st.lists(st.integers(-3, 40) | st.integers(-(2**63), 2**63 - 1), max_size=80))
+    def test_ints(self, values: list[int]) -> None:
+        ids = np.array(values, dtype=np.int64)
+        assert np.array_equal(_repeats(ids), _repeats_with_unique(ids))
+
+    def test_a_day_of_arns(self) -> None:
+        """Many values and long runs of repeats (a probe passes many taken slots)."""
+        rng = np.random.default_rng(5)
+        arn = cd.make_arn(np.full(50_000, 3), np.full(50_000, np.datetime64("2026-11-02")),
+                          rng.integers(0, 30_000, 50_000))
+        assert np.array_equal(_repeats(arn), _repeats_with_unique(arn))
+        ids = rng.integers(0, 1000, 20_000)
+        assert np.array_equal(_repeats(ids), _repeats_with_unique(ids))

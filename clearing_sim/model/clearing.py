@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Callable
 
 import attrs
+import numba
 import numpy as np
 import simpy
 
@@ -72,12 +73,61 @@ class ClearingCycle:
 
 
 def _repeats(values: np.ndarray) -> np.ndarray:
-    """True for every value that already appeared earlier in the array (first one wins)."""
-    out = np.ones(len(values), dtype=bool)
-    if len(values):
-        _, first = np.unique(values, return_index=True)
-        out[first] = False
+    """True for every value that already appeared earlier in the array (first one wins).
+
+    `values` are integers or bytes (`S<w>`), whose values are equal exactly when their
+    bytes are; a hash set over each value's bytes finds repeats in one pass (np.unique
+    sorted the ARNs and compared them as strings)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iuS":
+        raise TypeError(f"_repeats takes integers or bytes, not {values.dtype}")
+    out = np.empty(len(values), dtype=bool)
+    _repeated_rows(np.ascontiguousarray(values).view(np.uint8).reshape(len(values), values.dtype.itemsize), out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _repeated_rows(mat, out):  # pragma: no cover - compiled
+    """out[i]: whether row i of `mat` (bytes) equals an earlier row. The rows are copied into
+    zero-padded 8-byte words; open addressing on a hash of each row (every word mixed in
+    with MurmurHash3's finaliser), in a table at least twice the rows (so a probe always
+    ends); rows that share a slot are compared word by word."""
+    n, n_bytes = mat.shape
+    width = (n_bytes + 7) // 8
+    padded = np.zeros(n * width * 8, dtype=np.uint8)
+    for i in range(n):
+        for j in range(n_bytes):
+            padded[i * width * 8 + j] = mat[i, j]
+    words = padded.view(np.uint64).reshape(n, width)
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    first_at = np.full(size, -1, dtype=np.int64)
+    for i in range(n):
+        h = np.uint64(0)
+        for j in range(width):
+            h ^= words[i, j]
+            h ^= h >> np.uint64(33)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33)
+            h *= np.uint64(0xC4CEB9FE1A85EC53)
+            h ^= h >> np.uint64(33)
+        slot = h & mask
+        out[i] = False
+        while first_at[slot] >= 0:
+            k = first_at[slot]
+            same = True
+            for j in range(width):
+                if words[k, j] != words[i, j]:
+                    same = False
+                    break
+            if same:
+                out[i] = True
+                break
+            slot = (slot + np.uint64(1)) & mask
+        if not out[i]:
+            first_at[slot] = i
 
 
 def _printable(text: str) -> str:
