@@ -705,6 +705,26 @@ class ClearingFile:
 # --------------------------------------------------------------------------
 
 
+def _each_in_span(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn(values)`` for an elementwise ``fn`` of int64 values. A run's times fall on few days:
+    when the values span fewer integers than there are values, ``fn`` is worked out once
+    per integer of the span and looked up."""
+    if values.ndim == 1 and len(values) > 1:
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < len(values):
+            return fn(np.arange(lo, hi + 1, dtype=np.int64))[values - lo]
+    return fn(values)
+
+
+def _date_parts(days: np.ndarray, day1_date: dt.date) -> tuple[np.ndarray, np.ndarray]:
+    """Per day number from day 1: (year, YYMMDD as (year - 2000) * 10**4 + month * 100 + day)."""
+    dates = np.datetime64(day1_date, "D") + days.astype("m8[D]")
+    year = dates.astype("M8[Y]").astype(np.int64) + 1970
+    month = dates.astype("M8[M]").astype(np.int64) % 12 + 1
+    day = (dates - dates.astype("M8[M]").astype("M8[D]")).astype(np.int64) + 1
+    return year, ((year - 2000) * 100 + month) * 100 + day
+
+
 def local_time_from_sim_seconds(sim_seconds: Any, day1_date: dt.date) -> np.ndarray:
     """Simulated seconds from 00:00 of day 1 -> int64 YYMMDDhhmmss (DE 12).
 
@@ -713,17 +733,15 @@ def local_time_from_sim_seconds(sim_seconds: Any, day1_date: dt.date) -> np.ndar
     """
     seconds = np.asarray(sim_seconds, np.int64)
     days, second_of_day = np.divmod(seconds, _SECONDS_PER_DAY)
-    dates = np.datetime64(day1_date, "D") + days.astype("m8[D]")
-    year = dates.astype("M8[Y]").astype(np.int64) + 1970
-    month = dates.astype("M8[M]").astype(np.int64) % 12 + 1
-    day = (dates - dates.astype("M8[M]").astype("M8[D]")).astype(np.int64) + 1
+    parts = _each_in_span(days, lambda d: np.stack(_date_parts(d, day1_date), axis=-1))
+    year, yymmdd = parts[..., 0], parts[..., 1]
     row = _first(np.atleast_1d((year < FIRST_YEAR) | (year > LAST_YEAR)))
     if row is not None:
         value = int(np.atleast_1d(seconds)[row])
         raise _bad_field(f"simulated time {value} s is outside {FIRST_YEAR}-{LAST_YEAR}", row)
     hour, rest = np.divmod(second_of_day, 3600)
     minute, second = np.divmod(rest, 60)
-    return (((((year - 2000) * 100 + month) * 100 + day) * 100 + hour) * 100 + minute) * 100 + second
+    return ((yymmdd * 100 + hour) * 100 + minute) * 100 + second
 
 
 def sim_seconds_from_local_time(local_time: Any, day1_date: dt.date) -> np.ndarray:
@@ -737,9 +755,13 @@ def sim_seconds_from_local_time(local_time: Any, day1_date: dt.date) -> np.ndarr
     if row is not None:
         value = int(np.atleast_1d(t)[row])
         raise _bad_field(f"local_time {value} is not YYMMDDhhmmss in {FIRST_YEAR}-{LAST_YEAR}", row)
-    months = (t // 10**10 + 30) * 12 + t // 10**8 % 100 - 1  # months since 1970-01
-    dates = months.astype("M8[M]").astype("M8[D]") + (t // 10**6 % 100 - 1).astype("m8[D]")
-    days = (dates - np.datetime64(day1_date, "D")).astype(np.int64)
+
+    def days_from_day1(yymmdd: np.ndarray) -> np.ndarray:  # any int64 in, valid dates or not
+        months = (yymmdd // 10**4 + 30) * 12 + yymmdd // 100 % 100 - 1  # months since 1970-01
+        dates = months.astype("M8[M]").astype("M8[D]") + (yymmdd % 100 - 1).astype("m8[D]")
+        return (dates - np.datetime64(day1_date, "D")).astype(np.int64)
+
+    days = _each_in_span(t // 10**6, days_from_day1)
     return days * _SECONDS_PER_DAY + (t // 10**4 % 100) * 3600 + (t // 100 % 100) * 60 + t % 100
 
 

@@ -958,6 +958,81 @@ class TestCompiledChecksAsBefore:
         assert np.array_equal(ipm._leading_digits(arn) != 23, ~ipm._is_digits(ipm._byte_matrix(arn)))  # DE 31
 
 
+class TestLocalTimeAsBefore:
+    """DE 12 conversions looked up per day of the span give the values (and errors, row by row) of the
+    conversions that worked out every value's date."""
+
+    @settings(max_examples=300)
+    @given(day1=st.dates(dt.date(1999, 12, 1), dt.date(2068, 12, 31)),
+           base=st.integers(-40 * 86_400, 400 * 86_400),
+           offsets=st.lists(st.integers(0, 3 * 86_400) | st.integers(-(10**11), 10**11), max_size=40))
+    def test_to_local_time(self, day1, base, offsets):
+        seconds = np.array([base + o for o in offsets], dtype=np.int64)
+        assert _same_outcome(lambda: ipm.local_time_from_sim_seconds(seconds, day1),
+                             lambda: _local_time_from_sim_seconds_before(seconds, day1))
+
+    @settings(max_examples=300)
+    @given(day1=st.dates(dt.date(2000, 1, 1), dt.date(2068, 12, 31)),
+           moments=st.lists(st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2068, 12, 31, 23, 59, 59)), max_size=40),
+           near=st.booleans(), bad=st.lists(st.integers(-1, 10**13), max_size=2))
+    def test_from_local_time(self, day1, moments, near, bad):
+        if near and moments:  # a few days: the lookup path
+            moments = [moments[0] + dt.timedelta(seconds=(m - moments[0]).total_seconds() % (3 * 86_400))
+                       for m in moments]
+            moments = [m for m in moments if m.year <= 2068]
+        t = np.array([_local_time(m) for m in moments] + bad, dtype=np.int64)
+        assert _same_outcome(lambda: ipm.sim_seconds_from_local_time(t, day1),
+                             lambda: _sim_seconds_from_local_time_before(t, day1))
+
+    def test_scalars(self):
+        day1 = dt.date(2024, 2, 28)
+        assert ipm.local_time_from_sim_seconds(86_400, day1) == _local_time_from_sim_seconds_before(86_400, day1)
+        assert ipm.local_time_from_sim_seconds(86_400, day1).shape == ()
+        assert ipm.sim_seconds_from_local_time(240229000000, day1) == 86_400
+
+
+def _same_outcome(new, old) -> bool:
+    """Both return equal int64 arrays, or both raise ClearingFileError with one message and row."""
+    try:
+        expected = old()
+    except ClearingFileError as exc:
+        with pytest.raises(ClearingFileError) as caught:
+            new()
+        return (str(caught.value), caught.value.record_index) == (str(exc), exc.record_index)
+    got = new()
+    return got.dtype == expected.dtype == np.int64 and got.shape == expected.shape and np.array_equal(got, expected)
+
+
+def _local_time_from_sim_seconds_before(sim_seconds, day1_date):
+    """`ipm.local_time_from_sim_seconds` before it looked dates up per day, kept as the reference."""
+    seconds = np.asarray(sim_seconds, np.int64)
+    days, second_of_day = np.divmod(seconds, 86_400)
+    dates = np.datetime64(day1_date, "D") + days.astype("m8[D]")
+    year = dates.astype("M8[Y]").astype(np.int64) + 1970
+    month = dates.astype("M8[M]").astype(np.int64) % 12 + 1
+    day = (dates - dates.astype("M8[M]").astype("M8[D]")).astype(np.int64) + 1
+    row = ipm._first(np.atleast_1d((year < ipm.FIRST_YEAR) | (year > ipm.LAST_YEAR)))
+    if row is not None:
+        value = int(np.atleast_1d(seconds)[row])
+        raise ipm._bad_field(f"simulated time {value} s is outside {ipm.FIRST_YEAR}-{ipm.LAST_YEAR}", row)
+    hour, rest = np.divmod(second_of_day, 3600)
+    minute, second = np.divmod(rest, 60)
+    return (((((year - 2000) * 100 + month) * 100 + day) * 100 + hour) * 100 + minute) * 100 + second
+
+
+def _sim_seconds_from_local_time_before(local_time, day1_date):
+    """`ipm.sim_seconds_from_local_time` before it looked dates up per day, kept as the reference."""
+    t = np.asarray(local_time, np.int64)
+    row = ipm._first(np.atleast_1d(~_valid_local_time_numpy(t)))
+    if row is not None:
+        value = int(np.atleast_1d(t)[row])
+        raise ipm._bad_field(f"local_time {value} is not YYMMDDhhmmss in {ipm.FIRST_YEAR}-{ipm.LAST_YEAR}", row)
+    months = (t // 10**10 + 30) * 12 + t // 10**8 % 100 - 1
+    dates = months.astype("M8[M]").astype("M8[D]") + (t // 10**6 % 100 - 1).astype("m8[D]")
+    days = (dates - np.datetime64(day1_date, "D")).astype(np.int64)
+    return days * 86_400 + (t // 10**4 % 100) * 3600 + (t // 100 % 100) * 60 + t % 100
+
+
 # Bytes folded onto digits, NUL and a few others, so values are often (nearly) valid.
 _FEW_BYTES = bytes(48 + b % 10 if b < 200 else (0, 47, 58, 97, 255)[b % 5] for b in range(256))
 
