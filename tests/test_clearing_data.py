@@ -61,6 +61,26 @@ class TestApprovalCode:
         assert got.dtype == np.int64 and np.array_equal(got, _approval_residue_numpy(code))
 
 
+    @settings(max_examples=300)
+    @example([0, 1, 36**6 - 1, 36**6, -1, -(36**6), 2**63 - 1, -(2**63)])
+    @given(st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(0, 10**9), max_size=30))
+    def test_code_as_the_numpy_version(self, ids: list[int]) -> None:
+        """The compiled codes are the numpy version's, for every int64 id."""
+        a = np.array(ids, dtype=np.int64)
+        got = cd.approval_code(a)
+        assert got.dtype == np.dtype("S6") and np.array_equal(got, _approval_code_numpy(a))
+
+
+def _approval_code_numpy(txn_id: np.ndarray) -> np.ndarray:
+    """`clearing_data.approval_code` before it was compiled, kept as the reference."""
+    v = (np.asarray(txn_id, dtype=np.int64) % cd._CODE_MOD * cd._CODE_MUL + cd._CODE_ADD) % cd._CODE_MOD
+    out = np.empty((len(v), 6), np.uint8)
+    for j in range(6):
+        v, r = np.divmod(v, 36)
+        out[:, 5 - j] = cd._ALPHABET[r]
+    return cd.as_bytes_column(out)
+
+
 # Bytes folded mostly onto 0-9 A-Z, with NUL and a few others.
 _CODE_BYTES = bytes(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[b % 36] if b < 216 else (0, 47, 97, 64, 255)[b % 5]
                     for b in range(256))

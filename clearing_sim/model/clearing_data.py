@@ -147,12 +147,21 @@ def _pan_values(mat, out):  # pragma: no cover - compiled
 
 def approval_code(txn_id: np.ndarray) -> np.ndarray:
     """The six-character approval code (DE 38, `S6`) of each purchase id."""
-    v = (np.asarray(txn_id, dtype=np.int64) % _CODE_MOD * _CODE_MUL + _CODE_ADD) % _CODE_MOD
-    out = np.empty((len(v), 6), np.uint8)
-    for j in range(6):
-        v, r = np.divmod(v, 36)
-        out[:, 5 - j] = _ALPHABET[r]
+    ids = np.ascontiguousarray(txn_id, dtype=np.int64)
+    out = np.empty((len(ids), 6), np.uint8)
+    _approval_code(ids, _ALPHABET, out)
     return as_bytes_column(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _approval_code(ids, alphabet, out):  # pragma: no cover - compiled
+    """`approval_code` one id at a time (numpy took a division pass and temporaries per
+    character). Integer % is floored as in numpy: a negative id has a code too."""
+    for i in range(len(ids)):
+        v = (ids[i] % _CODE_MOD * _CODE_MUL + _CODE_ADD) % _CODE_MOD
+        for j in range(6):
+            out[i, 5 - j] = alphabet[v % 36]
+            v //= 36
 
 
 def approval_residue(code: np.ndarray) -> np.ndarray:
