@@ -61,7 +61,6 @@ _CODE_INV = pow(_CODE_MUL, -1, _CODE_MOD)
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", np.uint8)
 _VALUE_OF = np.full(256, -1, dtype=np.int64)
 _VALUE_OF[_ALPHABET] = np.arange(36)
-_POW10 = 10 ** np.arange(19, dtype=np.int64)
 
 
 def processor_id(participant: int | np.ndarray) -> np.ndarray:
@@ -135,8 +134,11 @@ def _pan_values(mat, out):  # pragma: no cover - compiled
         for j in range(mat.shape[1]):
             if mat[i, j] != 0:
                 length += 1
-        value = np.int64(0) if 1 <= length <= 18 else np.int64(-1)
-        for j in range(length if value == 0 else 0):
+        if not 1 <= length <= 18:
+            out[i] = -1
+            continue
+        value = np.int64(0)
+        for j in range(length):
             digit = np.int64(mat[i, j]) - 48
             if digit < 0 or digit > 9:
                 value = -1
