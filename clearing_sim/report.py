@@ -1028,29 +1028,88 @@ def _approved(b: Any) -> np.ndarray:
     return _values(b, "approved").astype(bool)
 
 
-def _approved_events(b: Any, ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of one batch's approved purchases (`ok`, read from the batch if not given): response
-    time, settlement time (NaN if none) and amount."""
-    ok = _approved(b) if ok is None else ok
-    amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)[ok]
-    return _floats(b, "t_response_s")[ok], _floats(b, "t_settled_s")[ok], amount
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bucket_of(t, t0, width, buckets):  # pragma: no cover - compiled
+    """The peak search's bucket of time `t` (not NaN): floor((t - t0) / width) within
+    0..buckets-1. Non-decreasing in `t` (each step rounds monotonically), so equal times
+    share a bucket."""
+    x = np.floor((t - t0) / width)
+    return 0 if x < 0 else (buckets - 1 if x > buckets - 1 else int(x))
 
 
-def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The events among `times` that have one (not NaN), and their amounts."""
-    has = ~np.isnan(times)
-    return (times, amount) if has.all() else (times[has], amount[has])
+@numba.njit(cache=True, nogil=True)
+def _buckets_of(times, t0, width, buckets, out):  # pragma: no cover - compiled
+    for i in range(len(times)):
+        out[i] = _bucket_of(times[i], t0, width, buckets)
 
 
-def _per_run(f: Callable[[np.ndarray], np.ndarray], times: np.ndarray) -> np.ndarray:
-    """`f(times)` for an elementwise `f`, computed once per run of equal times when the
-    runs are few (settlement times: a batch's purchases mostly settle in one window)."""
-    bits = times.view(np.int64)
-    starts = np.flatnonzero(bits[1:] != bits[:-1]) + 1
-    if len(starts) > len(times) // 16:
-        return f(times)
-    starts = np.concatenate([[0], starts]) if len(times) else starts
-    return np.repeat(f(times[starts]), np.diff(np.append(starts, len(times))))
+@numba.njit(cache=True, nogil=True, inline="always")
+def _grid_slot(grid, t):  # pragma: no cover - compiled
+    """`np.searchsorted(grid, t, side="left")` for a sorted grid without NaN: how many grid
+    times are below `t` (all of them for NaN, which numpy sorts last). A guess from the
+    grid's span corrected by comparisons (as `_count_edges`): a step or two on an even grid."""
+    n = len(grid)
+    if np.isnan(t):
+        return n
+    if n == 0 or not t > grid[0]:
+        return 0
+    if t > grid[n - 1]:
+        return n
+    # grid[0] < t <= grid[n - 1]: the slot is in 1..n-1
+    g = 1
+    if grid[n - 1] > grid[0]:
+        g = min(max(int((t - grid[0]) * ((n - 1) / (grid[n - 1] - grid[0]))), 1), n - 1)
+    while grid[g - 1] >= t:
+        g -= 1
+    while grid[g] < t:
+        g += 1
+    return g
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_exposure_changes(ok, t_in, t_out, amount, issuer, grid, sums, approved, t0, width,
+                          bucket_sum, bucket_up, bucket_n):  # pragma: no cover - compiled
+    """One batch of `_Exposure._sums_pass`, added in place; returns how many approved rows
+    have a NaN response time.
+
+    Each approved row (`ok`) adds its amount at its response time and takes it away at
+    its settlement time (NaN: none): into `sums[issuer + 1, grid slot]` and counts in
+    `approved[issuer + 1]` (skipped when `sums` has no columns: no grid), and, for the
+    times that are not NaN, into the bucket's sum, its positive changes alone and its
+    event count. Exact int64 sums (wrapping as numpy's do), so the order of the rows
+    does not matter.
+    """
+    buckets = len(bucket_sum)
+    with_grid = sums.shape[1] > 0
+    nan_in = 0
+    # Most of a batch settles at a few times, row after row: the last settlement time's
+    # grid slot and bucket are reused while it repeats.
+    last_out, slot_out, bucket_out = np.nan, 0, 0
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        a = amount[i]
+        t = t_in[i]
+        u = t_out[i]
+        if u != last_out and not np.isnan(u):
+            last_out, slot_out, bucket_out = u, _grid_slot(grid, u), _bucket_of(u, t0, width, buckets)
+        if with_grid:
+            r = issuer[i] + 1
+            approved[r] += 1
+            sums[r, _grid_slot(grid, t)] += a
+            sums[r, len(grid) if np.isnan(u) else slot_out] -= a
+        if np.isnan(t):
+            nan_in += 1
+        else:
+            b = _bucket_of(t, t0, width, buckets)
+            bucket_sum[b] += a
+            bucket_up[b] += max(a, 0)
+            bucket_n[b] += 1
+        if not np.isnan(u):
+            bucket_sum[bucket_out] -= a
+            bucket_up[bucket_out] += max(-a, 0)
+            bucket_n[bucket_out] += 1
+    return nan_in
 
 
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1133,19 +1192,19 @@ class _Exposure:
             self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
 
     def _buckets(self, times: np.ndarray) -> np.ndarray:
-        # Non-decreasing in time (each step rounds monotonically): equal times share a bucket.
-        x = times - self._t0
-        x /= self._width
-        np.floor(x, out=x)
-        np.clip(x, 0, _PEAK_BUCKETS - 1, out=x)
-        return x.astype(np.int64)
+        """The peak search's bucket of each time (no NaN): `_bucket_of`."""
+        out = np.empty(len(times), np.int64)
+        _buckets_of(np.ascontiguousarray(times, dtype=np.float64), self._t0, self._width, _PEAK_BUCKETS, out)
+        return out
 
     def _sums_pass(self, tx: Batches) -> Reading:
         grid = self.grid
         size = 0 if grid is None else len(grid) + 1  # slot len(grid): after the last grid time, or NaN
         iss = _Names(tx.dictionaries("issuer")) if grid is not None else None
+        grid_times = np.empty(0) if grid is None else grid
+        no_issuer = np.empty(0, np.int64)  # the kernel reads no issuer without a grid
         # Row 0: purchases of no known issuer (in the total only); row c + 1: issuer c.
-        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot)
+        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot); no columns: no grid
         approved = np.zeros(1, np.int64)  # approved purchases per row
         self._bucket_sum = np.zeros(_PEAK_BUCKETS, np.int64)
         self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its positive changes alone
@@ -1155,34 +1214,19 @@ class _Exposure:
         def add(b: Any) -> None:
             nonlocal sums, approved
             ok = _approved(b)
-            t_in, t_out, amount = _approved_events(b, ok)
-            if grid is not None and iss is not None:
-                rows = iss.codes(b.column("issuer"))[ok] + 1
-                k = len(iss.names) + 1
-                sums = _grow_rows(sums, k)
-                approved = _grow_rows(approved, k)
-                approved += np.bincount(rows, minlength=k)
-                rows *= size
-                # An event at time t counts at every grid time >= t, as `metrics.sample_step`
-                # samples the curve; NaN sorts after the grid, into the slot left out.
-                gi = np.searchsorted(grid, t_in, side="left")
-                gi += rows
-                go = _per_run(lambda t: np.searchsorted(grid, t, side="left"), t_out)
-                go += rows
-                sums += (_int_sums(gi, amount, k * size) - _int_sums(go, amount, k * size)).reshape(k, size)
-            (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
-            if len(ai) < len(amount):
-                nan_tail.append(amount[np.isnan(t_in)])
-            bi, bo = self._buckets(ti), _per_run(self._buckets, to)
-            added, taken = _int_sums(bi, ai, _PEAK_BUCKETS), _int_sums(bo, ao, _PEAK_BUCKETS)
-            self._bucket_sum += added - taken
-            # Positive changes: responses of positive amounts, settlements of negative ones.
-            self._bucket_up += added if not len(ai) or ai.min() >= 0 else \
-                _int_sums(bi, np.maximum(ai, 0), _PEAK_BUCKETS)
-            if len(ao) and ao.min() < 0:
-                self._bucket_up += _int_sums(bo, np.maximum(-ao, 0), _PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bi, minlength=_PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bo, minlength=_PEAK_BUCKETS)
+            amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
+            t_in = _floats(b, "t_response_s")
+            issuer = no_issuer
+            if iss is not None:
+                issuer = iss.codes(b.column("issuer"))
+                sums = _grow_rows(sums, len(iss.names) + 1)
+                approved = _grow_rows(approved, len(iss.names) + 1)
+            # An event at time t counts at every grid time >= t, as `metrics.sample_step`
+            # samples the curve; NaN sorts after the grid, into the slot left out.
+            if _add_exposure_changes(ok, t_in, _floats(b, "t_settled_s"), amount, issuer, grid_times, sums,
+                                     approved, self._t0, self._width, self._bucket_sum, self._bucket_up,
+                                     self._bucket_n):
+                nan_tail.append(amount[ok & np.isnan(t_in)])
 
         yield _Pass(_EXPOSURE_COLUMNS + (("issuer",) if iss is not None else ()), add)
         self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)

@@ -370,18 +370,91 @@ class TestPeakWindow:
             assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
 
 
-class TestPerRun:
-    """An elementwise function computed once per run of equal times gives what it gives computed everywhere."""
+def _int_sums_ref(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Exact int64 sums per index (the numpy code the exposure kernel replaced, wrapping alike)."""
+    out = np.zeros(size, np.int64)
+    np.add.at(out, index, np.asarray(weights, dtype=np.int64))
+    return out
 
-    @settings(max_examples=60, deadline=None)
-    @given(runs=st.lists(st.tuples(st.sampled_from([0.0, -0.0, 300.0, 86100.0, np.nan, np.inf, 1e-300]),
-                                   st.integers(1, 40)), max_size=8))
-    def test_same_as_everywhere(self, runs):
-        times = np.array([t for t, n in runs for _ in range(n)], dtype=np.float64)
-        grid = np.linspace(0.0, 86400.0, 289)
-        for f in (lambda t: np.searchsorted(grid, t, side="left"), lambda t: np.signbit(t) + 2 * np.isnan(t)):
-            got, want = report._per_run(f, times), f(times)
-            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+def _buckets_ref(times: np.ndarray, t0: float, width: float, buckets: int) -> np.ndarray:
+    """The peak search's buckets as numpy computed them before the kernel."""
+    x = times - t0
+    x /= width
+    np.floor(x, out=x)
+    np.clip(x, 0, buckets - 1, out=x)
+    return x.astype(np.int64)
+
+
+def _sums_ref(ok, t_in, t_out, amount, codes, grid, t0, width, buckets):
+    """One batch of the exposure's sums pass as the numpy code before the kernel added it
+    up: (sums per (issuer + 1, grid slot), approved per issuer + 1, bucket sums, their
+    positive changes, events per bucket, amounts of NaN response times)."""
+    t_in, t_out, amount = t_in[ok], t_out[ok], amount[ok]
+    size = len(grid) + 1
+    k = int(codes.max(initial=-1)) + 2
+    rows = codes[ok] + 1
+    approved = np.bincount(rows, minlength=k)
+    gi = np.searchsorted(grid, t_in, side="left") + rows * size
+    go = np.searchsorted(grid, t_out, side="left") + rows * size
+    sums = (_int_sums_ref(gi, amount, k * size) - _int_sums_ref(go, amount, k * size)).reshape(k, size)
+    has_in, has_out = ~np.isnan(t_in), ~np.isnan(t_out)
+    ti, ai, to, ao = t_in[has_in], amount[has_in], t_out[has_out], amount[has_out]
+    bi, bo = _buckets_ref(ti, t0, width, buckets), _buckets_ref(to, t0, width, buckets)
+    bucket_sum = _int_sums_ref(bi, ai, buckets) - _int_sums_ref(bo, ao, buckets)
+    bucket_up = _int_sums_ref(bi, np.maximum(ai, 0), buckets) + _int_sums_ref(bo, np.maximum(-ao, 0), buckets)
+    bucket_n = np.bincount(bi, minlength=buckets) + np.bincount(bo, minlength=buckets)
+    return sums, approved, bucket_sum, bucket_up, bucket_n, amount[~has_in]
+
+
+_TIMES = st.one_of(st.floats(-1e3, 2e5), st.sampled_from([0.0, -0.0, 300.0, 86100.0, 86400.0, 1e-300]),
+                   st.sampled_from([np.nan, np.inf, -np.inf]))
+_GRIDS = st.one_of(
+    st.integers(1, 3).map(lambda days: np.linspace(0.0, days * report.DAY_S, days * 24 * 12 + 1)),
+    st.lists(st.floats(-1e3, 2e5), min_size=1, max_size=30).map(lambda g: np.sort(np.array(g))),
+)
+
+
+class TestExposureKernel:
+    """The compiled sums pass of the exposure adds up exactly what the numpy code it replaced did."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES, st.one_of(
+               st.integers(-5, 1000), st.integers(-(2**63), 2**63 - 1)), st.integers(-1, 3)), max_size=60),
+           repeat=st.integers(1, 4), grid=_GRIDS, t0=st.floats(-1e3, 1e5),
+           width=st.one_of(st.floats(1e-3, 1e5), st.just(1.0)), buckets=st.sampled_from([1, 5, 64]))
+    def test_same_as_numpy(self, rows, repeat, grid, t0, width, buckets):
+        rows = [r for r in rows for _ in range(repeat)]  # runs of equal settlement times, as in a run
+        ok, t_in, t_out, amount, codes = (np.array(c, dtype=d) for c, d in zip(
+            zip(*rows) if rows else [[]] * 5, (bool, np.float64, np.float64, np.int64, np.int64)))
+        want = _sums_ref(ok, t_in, t_out, amount, codes, grid, t0, width, buckets)
+        k = len(want[1])
+        sums, approved = np.zeros((k, len(grid) + 1), np.int64), np.zeros(k, np.int64)
+        per_bucket = [np.zeros(buckets, np.int64) for _ in range(3)]
+        nan_in = report._add_exposure_changes(ok, t_in, t_out, amount, codes, grid, sums, approved,
+                                              t0, width, *per_bucket)
+        for got, expected in zip((sums, approved, *per_bucket), want):
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        assert nan_in == len(want[5])
+
+    @settings(max_examples=100, deadline=None)
+    @given(times=st.lists(_TIMES.filter(lambda t: not np.isnan(t)), max_size=40), t0=st.floats(-1e6, 1e6),
+           width=st.one_of(st.floats(1e-12, 1e4), st.just(1.0)), buckets=st.sampled_from([1, 64, 1 << 16]))
+    def test_buckets_as_numpy(self, times, t0, width, buckets):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(report, "_PEAK_BUCKETS", buckets)
+            exp = report._Exposure(None, None, read=False)
+            exp._t0, exp._width = t0, width
+            t = np.array(times, dtype=np.float64)
+            assert np.array_equal(exp._buckets(t), _buckets_ref(t, t0, width, buckets))
+
+    @settings(max_examples=100, deadline=None)
+    @given(grid=_GRIDS, times=st.lists(_TIMES, max_size=40), data=st.data())
+    def test_grid_slots_are_the_searchsorted_ones(self, grid, times, data):
+        beside = [float(np.nextafter(g, d)) for g in data.draw(st.lists(st.sampled_from(grid.tolist()), max_size=8))
+                  for d in (-np.inf, np.inf)]
+        t = np.array(times + grid.tolist() + beside, dtype=np.float64)
+        assert [report._grid_slot(grid, x) for x in t] == np.searchsorted(grid, t, side="left").tolist()
 
 
 @settings(max_examples=150, deadline=None)
