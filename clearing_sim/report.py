@@ -624,7 +624,7 @@ class _Shares:
     not depend on how the rows were split into batches. With finite, strictly
     increasing edges, each value's bin comes from comparing it with the edges, as
     np.histogram's does ([left, right), the last bin [left, right]; NaN and values
-    outside the edges in none), and one bincount counts every group; other edges go to
+    outside the edges in none), in one compiled loop over the rows (`_add_shares`); other edges go to
     np.histogram group by group.
     """
 
@@ -656,21 +656,8 @@ class _Shares:
                 self._counts[k + 1] += self._hist(v)
                 self._sizes[k + 1] += len(v)
             return
-        bins = self._bins
-        rows = codes + 1  # row 0: the other group
-        keep = ok.copy() if other else ok & (rows >= 1)
-        self._sizes += np.bincount(rows[keep], minlength=len(self._sizes))
-        v = np.minimum(values, self.edges[-1]) if self.clip else values
-        # 1 + the bin of a value in [left, right); bins + 1 at or past the last edge (and
-        # for NaN), where the last edge itself belongs to the last bin.
-        at = count_edges_at_or_below(self.edges, np.ascontiguousarray(v, dtype=np.float64))
-        past = np.flatnonzero(at > bins)
-        at[past[v[past] == self.edges[-1]]] = bins
-        keep &= at >= 1
-        keep &= at <= bins
-        rows *= bins
-        rows += at - 1
-        self._counts += np.bincount(rows[keep], minlength=self._counts.size).reshape(self._counts.shape)
+        _add_shares(self.edges, np.ascontiguousarray(values, dtype=np.float64), codes, ok, self.clip, other,
+                    self._counts, self._sizes)
 
     def series(self, names: Sequence[str]) -> list[tuple[str, np.ndarray, int]]:
         self._groups(len(names))
@@ -685,34 +672,51 @@ class _Shares:
         return int(self._sizes[0])
 
 
-def count_edges_at_or_below(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """`np.searchsorted(edges, v, side="right")` for finite, strictly increasing edges: how
-    many edges are at or below each value (NaN: all of them). A guess from the edges' span
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edges_at_or_below(edges, x):  # pragma: no cover - compiled
+    """`np.searchsorted(edges, x, side="right")` for finite, strictly increasing edges: how
+    many edges are at or below `x` (NaN: all of them). A guess from the edges' span
     corrected by comparisons, so exact for any such edges and a step or two for even ones
     (hours, `np.linspace`), where a binary search takes a cache miss at every step."""
-    out = np.empty(len(v), np.int64)
-    _count_edges(edges, v, out)
-    return out
+    n = len(edges)
+    e0, e_last = edges[0], edges[n - 1]
+    if x < e0:
+        return 0
+    if not x < e_last:  # at or past the last edge, or NaN
+        return n if (x >= e_last or x != x) else 0
+    # e0 <= x < e_last: x in [edges[g], edges[g + 1]) for one g in 0..n-2
+    g = min(int((x - e0) * ((n - 1) / (e_last - e0))), n - 2)
+    while edges[g] > x:
+        g -= 1
+    while edges[g + 1] <= x:
+        g += 1
+    return g + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_edges(edges, v, out):  # pragma: no cover - compiled
-    n = len(edges)
-    e0, e_last = edges[0], edges[n - 1]
-    scale = (n - 1) / (e_last - e0) if n > 1 else 0.0
-    for i in range(len(v)):
-        x = v[i]
-        if x < e0:
-            out[i] = 0
-        elif not x < e_last:  # at or past the last edge, or NaN
-            out[i] = n if (x >= e_last or x != x) else 0
-        else:  # e0 <= x < e_last: x in [edges[g], edges[g + 1]) for one g in 0..n-2
-            g = min(int((x - e0) * scale), n - 2)
-            while edges[g] > x:
-                g -= 1
-            while edges[g + 1] <= x:
-                g += 1
-            out[i] = g + 1
+def _add_shares(edges, values, codes, ok, clip, other, counts, sizes):  # pragma: no cover - compiled
+    """One batch of `_Shares.add` for finite, strictly increasing edges, added in place:
+    each row with `ok` counts in `sizes[codes + 1]` (code -1, row 0, only with `other`)
+    and in its value's bin of `counts[codes + 1]`: [left, right), the last bin [left,
+    right], none for NaN and values outside the edges, as np.histogram; with `clip`,
+    values above the last edge count in the last bin."""
+    bins = len(edges) - 1
+    last = edges[bins]
+    for i in range(len(values)):
+        if not ok[i]:
+            continue
+        row = codes[i] + 1
+        if row < 1 and not other:
+            continue
+        sizes[row] += 1
+        x = values[i]
+        if clip and x > last:
+            x = last
+        at = _edges_at_or_below(edges, x)  # 1 + the bin of x; bins + 1 at or past the last edge
+        if at > bins and x == last:
+            at = bins
+        if 1 <= at <= bins:
+            counts[row, at - 1] += 1
 
 
 def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray, int]], edges: np.ndarray, colours: dict) -> None:
@@ -1047,7 +1051,7 @@ def _buckets_of(times, t0, width, buckets, out):  # pragma: no cover - compiled
 def _grid_slot(grid, t):  # pragma: no cover - compiled
     """`np.searchsorted(grid, t, side="left")` for a sorted grid without NaN: how many grid
     times are below `t` (all of them for NaN, which numpy sorts last). A guess from the
-    grid's span corrected by comparisons (as `_count_edges`): a step or two on an even grid."""
+    grid's span corrected by comparisons (as `_edges_at_or_below`): a step or two on an even grid."""
     n = len(grid)
     if np.isnan(t):
         return n

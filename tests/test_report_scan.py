@@ -475,4 +475,4 @@ def test_edge_counts_are_the_searchsorted_ones(edges: np.ndarray, values: list[f
     beside = [float(np.nextafter(e, d)) for e in data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=10))
               for d in (-np.inf, np.inf)]
     v = np.array(values + edges.tolist() + beside, dtype=np.float64)
-    assert np.array_equal(report.count_edges_at_or_below(edges, v), np.searchsorted(edges, v, side="right"))
+    assert [report._edges_at_or_below(edges, x) for x in v] == np.searchsorted(edges, v, side="right").tolist()

@@ -255,17 +255,21 @@ class TestShares:
     @settings(max_examples=60, deadline=None)
     @given(data=st.data(), rows=st.lists(st.tuples(st.one_of(st.just(np.nan), st.floats(-5.0, 80.0)),
                                                  st.integers(-1, 2)), max_size=80),
-           hi=st.floats(1.0, 70.0), clip=st.booleans())
-    def test_same_as_whole_column(self, data, rows, hi, clip):
+           hi=st.floats(1.0, 70.0), clip=st.booleans(), other=st.booleans(), every_row=st.booleans())
+    def test_same_as_whole_column(self, data, rows, hi, clip, other, every_row):
         values = np.array([v for v, _ in rows], dtype=np.float64)
         codes = np.array([c for _, c in rows], dtype=np.int64)
         edges = np.linspace(0.0, hi, 13)
         shares = report._Shares(edges, clip=clip)
         cuts = _splits(data.draw, len(rows))
         for v, c in zip(_cut(values, cuts), _cut(codes, cuts)):
-            shares.add(v, c, ~np.isnan(v), 3, other=True)
-        ok = ~np.isnan(values)
-        groups = shares.series(["a", "b", "c"]) + [("other", shares.other, shares.other_size)]
+            shares.add(v, c, None if every_row else ~np.isnan(v), 3, other=other)
+        ok = np.ones(len(values), bool) if every_row else ~np.isnan(values)
+        groups = shares.series(["a", "b", "c"])
+        if other:
+            groups.append(("other", shares.other, shares.other_size))
+        else:
+            assert shares.other_size == 0 and not shares.other.any()
         for (name, counts, n), k in zip(groups, (0, 1, 2, -1)):
             v = values[(codes == k) & ok]
             if clip:
