@@ -1032,6 +1032,27 @@ def _approved(b: Any) -> np.ndarray:
     return _values(b, "approved").astype(bool)
 
 
+@numba.njit(cache=True, nogil=True)
+def _add_event_span(ok, t_in, t_out, span):  # pragma: no cover - compiled
+    """One batch of `_Exposure._span_pass`, in place: `span[0]` the latest response or
+    settlement time (not NaN) of any row (NaN while none), `span[1]` and `span[2]` the
+    earliest and latest finite one of an approved row (`ok`); returns how many rows are approved."""
+    end, lo, hi = span[0], span[1], span[2]
+    approved = 0
+    for i in range(len(ok)):
+        for t in (t_in[i], t_out[i]):
+            if np.isnan(t):
+                continue
+            if not t <= end:  # later, or the first
+                end = t
+            if ok[i] and np.isfinite(t):
+                lo = min(lo, t)
+                hi = max(hi, t)
+        approved += ok[i]
+    span[0], span[1], span[2] = end, lo, hi
+    return approved
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _bucket_of(t, t0, width, buckets):  # pragma: no cover - compiled
     """The peak search's bucket of time `t` (not NaN): floor((t - t0) / width) within
@@ -1166,34 +1187,22 @@ class _Exposure:
         return self
 
     def _span_pass(self) -> Reading:
-        t_lo, t_hi = np.inf, -np.inf  # of the approved purchases' finite event times
-        ends: list[np.float64] = []
+        # The latest time of any event (NaN: none), and the earliest and latest finite
+        # time of an approved purchase's events.
+        span = np.array([np.nan, np.inf, -np.inf])
 
         def add(b: Any) -> None:
-            nonlocal t_lo, t_hi
-            t_resp, t_set, ok = _floats(b, "t_response_s"), _floats(b, "t_settled_s"), _approved(b)
-            for x in (t_resp[~np.isnan(t_resp)], t_set[~np.isnan(t_set)]):
-                if len(x):
-                    ends.append(x.max())
-            self.approved += int(ok.sum())
-            for times in (t_resp[ok], t_set[ok]):
-                if not len(times):
-                    continue
-                lo, hi = times.min(), times.max()
-                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN, or an infinite time
-                    times = times[np.isfinite(times)]
-                    if not len(times):
-                        continue
-                    lo, hi = times.min(), times.max()
-                t_lo, t_hi = min(t_lo, lo), max(t_hi, hi)
+            self.approved += _add_event_span(_approved(b), _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
+                                             span)
 
         yield _Pass(("t_response_s", "t_settled_s", "approved"), add)
-        self.end = float(np.max(ends)) if ends else np.nan
+        self.end = float(span[0])
         self.grid = self._grid_of(self.end) if self._grid_of is not None else None
         if self.approved:
+            t_lo, t_hi = span[1], span[2]
             self._t0 = float(t_lo) if t_hi >= t_lo else 0.0
-            span = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
-            self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
+            width = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
+            self._width = width / _PEAK_BUCKETS if width > 0 else 1.0
 
     def _buckets(self, times: np.ndarray) -> np.ndarray:
         """The peak search's bucket of each time (no NaN): `_bucket_of`."""

@@ -370,6 +370,10 @@ class TestPeakWindow:
             assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
 
 
+def _same_float(a: float, b: float) -> bool:
+    return np.float64(a).tobytes() == np.float64(b).tobytes()
+
+
 def _int_sums_ref(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Exact int64 sums per index (the numpy code the exposure kernel replaced, wrapping alike)."""
     out = np.zeros(size, np.int64)
@@ -436,6 +440,24 @@ class TestExposureKernel:
         for got, expected in zip((sums, approved, *per_bucket), want):
             assert got.dtype == expected.dtype and np.array_equal(got, expected)
         assert nan_in == len(want[5])
+
+    @settings(max_examples=100, deadline=None)
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES), max_size=40), data=st.data())
+    def test_span_as_numpy(self, rows, data):
+        """The span pass's latest time, approved count and finite span of approved times, batch by batch."""
+        ok, t_in, t_out = (np.array(c, dtype=d) for c, d in zip(zip(*rows) if rows else [[]] * 3,
+                                                                (bool, np.float64, np.float64)))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=3)))
+        span, approved = np.array([np.nan, np.inf, -np.inf]), 0
+        for lo, hi in zip([0, *cuts], [*cuts, len(rows)]):
+            approved += report._add_event_span(ok[lo:hi], t_in[lo:hi], t_out[lo:hi], span)
+        times = np.concatenate([t_in, t_out])
+        timed = times[~np.isnan(times)]
+        assert _same_float(span[0], np.max(timed) if len(timed) else np.nan)
+        assert approved == int(ok.sum())
+        ours = np.concatenate([t_in[ok], t_out[ok]])
+        ours = ours[np.isfinite(ours)]
+        assert (span[1], span[2]) == ((ours.min(), ours.max()) if len(ours) else (np.inf, -np.inf))
 
     @settings(max_examples=100, deadline=None)
     @given(times=st.lists(_TIMES.filter(lambda t: not np.isnan(t)), max_size=40), t0=st.floats(-1e6, 1e6),
