@@ -257,12 +257,6 @@ def _floats(batch: Any, name: str) -> np.ndarray:
         np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
 
 
-def _non_nan(batch: Any, name: str) -> np.ndarray:
-    """A float column of a batch without its NaN (and null) values."""
-    x = _floats(batch, name)
-    return x[~np.isnan(x)]
-
-
 def _values(batch: Any, name: str) -> np.ndarray:
     """A column of a batch as numpy values (objects, with None, when it has nulls)."""
     col = batch.column(name)
@@ -397,12 +391,12 @@ def _read_alone(table: Batches | None, reading: Reading) -> Any:
 
 
 def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: str) -> Reading:
-    """The passes over float column `name` (its non-NaN values) that `steps` asks for
+    """The passes over float column `name` (its values; NaN and null are skipped) that `steps` asks for
     (`_OrderStatistics.select`); returns what `steps` returns."""
     try:
         while True:
             sink = next(steps)
-            yield _Pass((name,), lambda b, sink=sink: sink(_non_nan(b, name)))
+            yield _Pass((name,), lambda b, sink=sink: sink(_floats(b, name)))
     except StopIteration as done:
         return done.value
 
@@ -411,6 +405,9 @@ def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: 
 
 _MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
+_SIGN64_I64 = np.int64(-_SIGN64)  # the sign bit alone, as int64
+_ABS64 = np.int64(_SIGN64 - 1)  # every bit but the sign
+_INF_BITS = np.int64(0x7FF0000000000000)  # infinity's bits without the sign: larger ones are NaN
 _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
 # Values of one rank's bucket read into memory to sort (8 MB of keys): more than the
 # largest bucket a wanted rank falls in at 10^8 purchases (latency's median: ~3*10^5),
@@ -418,17 +415,49 @@ _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
 _COLLECT_MAX = 1 << 20
 
 
-def _sort_keys(x: np.ndarray) -> np.ndarray:
-    """uint64 keys in the order of the float64 values `x` (no NaN): flip negatives, set the sign bit of the rest."""
-    v = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
-    flip = v >> 63  # every bit set for a negative value, none for the rest
-    flip |= np.int64(-_SIGN64)  # ... and the sign bit for the rest
-    flip ^= v
-    return flip.view(np.uint64)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sort_key(bits):  # pragma: no cover - compiled
+    """The uint64 key, in the order of the float64 values, of a float64's bits (int64):
+    flip a negative value's bits, set the sign bit of the rest."""
+    return np.uint64(((bits >> 63) | _SIGN64_I64) ^ bits)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_keys(bits, lo, hi, shift, counts):  # pragma: no cover - compiled
+    """Count the values (float64 bits as int64; NaN skipped) whose key is in lo..hi in
+    `counts[(key - lo) >> shift]`; returns how many values are not NaN."""
+    n = 0
+    for b in bits:
+        if (b & _ABS64) > _INF_BITS:  # NaN
+            continue
+        n += 1
+        k = _sort_key(b)
+        if lo <= k <= hi:
+            counts[(k - lo) >> shift] += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _collect_keys(bits, lo, hi, out, filled):  # pragma: no cover - compiled
+    """Append to `out[filled:]` the keys in lo..hi of the values (float64 bits as int64;
+    NaN skipped); returns how many keys `out` would hold with room for all of them."""
+    for b in bits:
+        if (b & _ABS64) <= _INF_BITS:
+            k = _sort_key(b)
+            if lo <= k <= hi:
+                if filled < len(out):
+                    out[filled] = k
+                filled += 1
+    return filled
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    """The bits (int64) of float64 values."""
+    return np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
 
 
 def _key_value(key: int) -> np.float64:
-    """The float64 whose sort key is `key` (inverse of `_sort_keys`)."""
+    """The float64 whose sort key is `key` (inverse of `_sort_key`)."""
     bits = key ^ _SIGN64 if key & _SIGN64 else ~key & _MASK64
     return np.array([bits], dtype=np.uint64).view(np.float64)[0]
 
@@ -446,7 +475,7 @@ class _OrderStatistics:
     values remain in it, which one more pass reads and sorts. Memory: the counters, and
     those few values per rank. `select` asks for the later passes one at a time (so a
     reading can run them beside other readings' passes); given `read()`, which yields the
-    values (float64, no NaN) batch by batch as often as asked, the first pass runs at
+    values (float64; NaN is skipped) batch by batch as often as asked, the first pass runs at
     once and `values_at`, `max` and `percentiles` run the later ones themselves.
     """
 
@@ -460,15 +489,8 @@ class _OrderStatistics:
                 self.add(x)
 
     def add(self, x: np.ndarray) -> None:
-        """Count one batch of values (float64, no NaN) in the first pass."""
-        self.count += len(x)
-        if len(x):
-            top = _sort_keys(x)
-            top >>= np.uint64(64 - _BUCKET_BITS)
-            top = top.view(np.int64)
-            lo = int(top.min())  # count only the span of buckets the batch touches
-            counts = np.bincount(top - lo)
-            self._top[lo:lo + len(counts)] += counts
+        """Count one batch of values (float64; NaN skipped) in the first pass."""
+        self.count += _count_keys(_bits(x), np.uint64(0), np.uint64(_MASK64), np.uint64(64 - _BUCKET_BITS), self._top)
 
     def select(self, ranks: Iterable[int] = (), qs: Sequence[float] = ()) -> Generator[
             _Sink, None, tuple[dict[int, np.float64], list[np.float64]]]:
@@ -498,31 +520,32 @@ class _OrderStatistics:
             if not open_:
                 break
             ranges = sorted({(lo, hi, n) for lo, hi, _, n in open_.values()})
-            collected: dict[tuple[int, int], list[np.ndarray]] = {(lo, hi): [] for lo, hi, _ in ranges}
-            counted: dict[tuple[int, int], np.ndarray] = {}
             steps = {(lo, hi): max(0, (hi - lo).bit_length() - _BUCKET_BITS) for lo, hi, _ in ranges}
+            # A range's values are collected when few (its count is known: `n`), else
+            # counted in 2^_BUCKET_BITS sub-ranges.
+            collected = {(lo, hi): np.empty(n, np.uint64) for lo, hi, n in ranges if n <= _COLLECT_MAX}
+            filled = dict.fromkeys(collected, 0)
+            counted = {(lo, hi): np.zeros(((hi - lo) >> steps[(lo, hi)]) + 1, np.int64)
+                       for lo, hi, n in ranges if n > _COLLECT_MAX}
 
-            def sink(x: np.ndarray, ranges=ranges, collected=collected, counted=counted, steps=steps) -> None:
-                keys = _sort_keys(x)
-                for lo, hi, n in ranges:
-                    sel = keys[(keys >= np.uint64(lo)) & (keys <= np.uint64(hi))]
-                    if n <= _COLLECT_MAX:
-                        collected[(lo, hi)].append(sel)
-                        continue
-                    s = steps[(lo, hi)]
-                    c = np.bincount(((sel - np.uint64(lo)) >> np.uint64(s)).astype(np.int64),
-                                    minlength=((hi - lo) >> s) + 1)
-                    counted[(lo, hi)] = counted[(lo, hi)] + c if (lo, hi) in counted else c
+            def sink(x: np.ndarray, collected=collected, filled=filled, counted=counted, steps=steps) -> None:
+                bits = _bits(x)
+                for lo, hi in collected:
+                    filled[(lo, hi)] = _collect_keys(bits, np.uint64(lo), np.uint64(hi), collected[(lo, hi)],
+                                                     filled[(lo, hi)])
+                for lo, hi in counted:
+                    _count_keys(bits, np.uint64(lo), np.uint64(hi), np.uint64(steps[(lo, hi)]), counted[(lo, hi)])
 
             yield sink
             for r, (lo, hi, k, n) in list(open_.items()):
                 if n <= _COLLECT_MAX:
-                    keys = np.sort(np.concatenate(collected[(lo, hi)]))
+                    assert filled[(lo, hi)] == n, "a pass read other values than the one before"
+                    keys = np.sort(collected[(lo, hi)])
                     self._known[r] = _key_value(int(keys[k]))
                     del open_[r]
                     continue
                 s = steps[(lo, hi)]
-                counts = counted.get((lo, hi), np.zeros(((hi - lo) >> s) + 1, np.int64))
+                counts = counted[(lo, hi)]
                 cum = np.cumsum(counts)
                 b = int(np.searchsorted(cum, k, side="right"))
                 below = int(cum[b - 1]) if b else 0
@@ -816,7 +839,7 @@ class _Distribution(NamedTuple):
 def _read_latency(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("latency_ms", "issuer"))
     stats = _OrderStatistics()
-    yield _Pass(("latency_ms",), lambda b: stats.add(_non_nan(b, "latency_ms")))
+    yield _Pass(("latency_ms",), lambda b: stats.add(_floats(b, "latency_ms")))
     if stats.count == 0:
         raise _Missing("latency_ms (no values)")
     _, (hi_q, p50, p99) = yield from _passes_of(stats.select((), [99.9, 50, 99]), "latency_ms")
@@ -915,7 +938,7 @@ def _draw_outcomes(fig: Any, outcomes: _Outcomes, summary: dict) -> str:
 def _read_settlement_lag(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("settlement_lag_h", "acquirer"))
     stats = _OrderStatistics()
-    yield _Pass(("settlement_lag_h",), lambda b: stats.add(_non_nan(b, "settlement_lag_h")))
+    yield _Pass(("settlement_lag_h",), lambda b: stats.add(_floats(b, "settlement_lag_h")))
     if stats.count == 0:
         raise _Missing("settlement_lag_h (nothing settled)")
     # The largest value (the axis) and the marks, found in the same passes.
