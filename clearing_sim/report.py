@@ -1115,6 +1115,29 @@ def _grid_slot(grid, t):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _candidate_events(ok, t_in, t_out, amount, candidate, t0, width, times, delta):  # pragma: no cover - compiled
+    """The events of one batch's approved rows (`ok`) whose time is in a `candidate`
+    bucket of the peak search, written to `times` and `delta` (room for two per row):
+    +amount at the response time, -amount at the settlement time; returns how many."""
+    buckets = len(candidate)
+    m = 0
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        t = t_in[i]
+        if not np.isnan(t) and candidate[_bucket_of(t, t0, width, buckets)]:
+            times[m] = t
+            delta[m] = amount[i]
+            m += 1
+        t = t_out[i]
+        if not np.isnan(t) and candidate[_bucket_of(t, t0, width, buckets)]:
+            times[m] = t
+            delta[m] = -amount[i]
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
 def _add_exposure_changes(ok, t_in, t_out, amount, issuer, grid, sums, approved, t0, width,
                           bucket_sum, bucket_up, bucket_n):  # pragma: no cover - compiled
     """One batch of `_Exposure._sums_pass`, added in place; returns how many approved rows
@@ -1274,31 +1297,6 @@ class _Exposure:
             self.per_issuer = [(name, int(approved[c + 1]), np.cumsum(sums[c + 1])[:-1])
                                for c, name in enumerate(iss.names)]
 
-    def _near(self, candidate: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """A test of event times (and their rows' approval) that holds for every approved
-        event in a candidate bucket, and for few others: a time between one of a bucket
-        before the first candidate and one of a bucket after the last. `_buckets` is
-        non-decreasing in time, so a time outside those two is in no candidate bucket;
-        both are checked with `_buckets` itself (no bound where no bucket is outside)."""
-        first, last = np.flatnonzero(candidate)[[0, -1]]
-        lo = hi = None
-        if first > 0:
-            tries = [self._t0 + (first - k) * self._width for k in (1, 2, 4, 64)] + [-np.inf]
-            lo = next(t for t in tries if self._buckets(np.array([t]))[0] < first)
-        if last < _PEAK_BUCKETS - 1:
-            tries = [self._t0 + (last + k) * self._width for k in (2, 3, 5, 65)] + [np.inf]
-            hi = next(t for t in tries if self._buckets(np.array([t]))[0] > last)
-
-        def near(times: np.ndarray, ok: np.ndarray) -> np.ndarray:
-            sel = ok & ~np.isnan(times)
-            if lo is not None:
-                sel &= times > lo
-            if hi is not None:
-                sel &= times < hi
-            return sel
-
-        return near
-
     def _peak_pass(self) -> Reading:
         start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
         has = self._bucket_n > 0
@@ -1314,17 +1312,16 @@ class _Exposure:
             candidate = has & ((upper > reached) | ((upper == reached) & (np.arange(_PEAK_BUCKETS) <= first_reached)))
             times_l: list[np.ndarray] = []
             delta_l: list[np.ndarray] = []
-            near = self._near(candidate)
 
             def add(b: Any) -> None:
                 ok = _approved(b)
-                amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
-                t_in, t_out = _floats(b, "t_response_s"), _floats(b, "t_settled_s")
-                ni, no = near(t_in, ok), near(t_out, ok)
-                ti, ai, to, ao = t_in[ni], amount[ni], t_out[no], amount[no]
-                si, so = candidate[self._buckets(ti)], candidate[self._buckets(to)]
+                times = np.empty(2 * len(ok))
+                delta = np.empty(2 * len(ok), np.int64)
+                m = _candidate_events(ok, _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
+                                      np.asarray(_values(b, "amount_minor"), dtype=np.int64), candidate,
+                                      self._t0, self._width, times, delta)
                 # One event per distinct time (many settle at the same time): its net change.
-                t, d = _by_time(np.concatenate([ti[si], to[so]]), np.concatenate([ai[si], -ao[so]]))
+                t, d = _by_time(times[:m], delta[:m])
                 times_l.append(t)
                 delta_l.append(d)
 

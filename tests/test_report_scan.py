@@ -339,37 +339,6 @@ class TestReadAhead:
         assert got.equals(pq.read_table(files["small"]["transactions"], columns=["txn_id", "issuer"]))
 
 
-class TestPeakWindow:
-    """The peak pass's time window keeps every approved event of a candidate bucket, whatever the bucket width."""
-
-    @settings(max_examples=150, deadline=None)
-    @given(t0=st.floats(-1e6, 1e6), width=st.one_of(st.floats(1e-12, 1e4), st.just(1.0)),
-           at=st.lists(st.one_of(st.floats(-0.2, 1.2), st.sampled_from([np.inf, -np.inf, np.nan])),
-                       min_size=1, max_size=50),
-           data=st.data())
-    def test_keeps_every_candidate_event(self, t0, width, at, data):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(report, "_PEAK_BUCKETS", 64)
-            exp = report._Exposure(None, None, read=False)
-            exp._t0, exp._width = t0, width
-            # Times over the buckets and around them (`at` is the fraction of the 64 buckets' span).
-            t = np.array([t0 + a * 64 * width if np.isfinite(a) else a for a in at])
-            timed = ~np.isnan(t)
-            buckets = exp._buckets(t[timed])
-            candidate = np.zeros(64, bool)
-            if len(buckets):
-                candidate[buckets[data.draw(st.lists(st.integers(0, len(buckets) - 1), min_size=1, max_size=3))]] = True
-            candidate[data.draw(st.lists(st.integers(0, 63), max_size=2))] = True
-            if not candidate.any():
-                candidate[0] = True
-            near = exp._near(candidate)(t, np.ones(len(t), bool))
-            in_candidate = np.zeros(len(t), bool)
-            in_candidate[timed] = candidate[buckets]
-            assert not (in_candidate & ~near).any()
-            assert not near[~timed].any()
-            assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
-
-
 def _same_float(a: float, b: float) -> bool:
     return np.float64(a).tobytes() == np.float64(b).tobytes()
 
@@ -440,6 +409,26 @@ class TestExposureKernel:
         for got, expected in zip((sums, approved, *per_bucket), want):
             assert got.dtype == expected.dtype and np.array_equal(got, expected)
         assert nan_in == len(want[5])
+
+    @settings(max_examples=150, deadline=None)
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES, st.integers(-(2**63), 2**63 - 1)), max_size=40),
+           repeat=st.integers(1, 3), t0=st.floats(-1e3, 1e5), width=st.one_of(st.floats(1e-3, 1e5), st.just(1.0)),
+           data=st.data())
+    def test_candidate_events_as_numpy(self, rows, repeat, t0, width, data):
+        """The peak pass keeps the approved events of candidate buckets, with the same net change per time."""
+        rows = [r for r in rows for _ in range(repeat)]
+        ok, t_in, t_out, amount = (np.array(c, dtype=d) for c, d in zip(
+            zip(*rows) if rows else [[]] * 4, (bool, np.float64, np.float64, np.int64)))
+        candidate = np.array(data.draw(st.lists(st.booleans(), min_size=64, max_size=64)))
+        times, delta = np.empty(2 * len(ok)), np.empty(2 * len(ok), np.int64)
+        m = report._candidate_events(ok, t_in, t_out, amount, candidate, t0, width, times, delta)
+        sel = [ok & ~np.isnan(t) for t in (t_in, t_out)]
+        sel = [s & candidate[_buckets_ref(np.where(s, t, 0.0), t0, width, 64)] for s, t in zip(sel, (t_in, t_out))]
+        want = report._by_time(np.concatenate([t_in[sel[0]], t_out[sel[1]]]),
+                               np.concatenate([amount[sel[0]], -amount[sel[1]]]))
+        got = report._by_time(times[:m], delta[:m])
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and np.array_equal(g, w)
 
     @settings(max_examples=100, deadline=None)
     @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES), max_size=40), data=st.data())
