@@ -1087,6 +1087,7 @@ def _bucket_of(t, t0, width, buckets):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _buckets_of(times, t0, width, buckets, out):  # pragma: no cover - compiled
+    """`out[i]`: the bucket of `times[i]` (`_bucket_of`)."""
     for i in range(len(times)):
         out[i] = _bucket_of(times[i], t0, width, buckets)
 
