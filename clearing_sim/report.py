@@ -257,12 +257,6 @@ def _floats(batch: Any, name: str) -> np.ndarray:
         np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
 
 
-def _non_nan(batch: Any, name: str) -> np.ndarray:
-    """A float column of a batch without its NaN (and null) values."""
-    x = _floats(batch, name)
-    return x[~np.isnan(x)]
-
-
 def _values(batch: Any, name: str) -> np.ndarray:
     """A column of a batch as numpy values (objects, with None, when it has nulls)."""
     col = batch.column(name)
@@ -397,12 +391,12 @@ def _read_alone(table: Batches | None, reading: Reading) -> Any:
 
 
 def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: str) -> Reading:
-    """The passes over float column `name` (its non-NaN values) that `steps` asks for
+    """The passes over float column `name` (its values; NaN and null are skipped) that `steps` asks for
     (`_OrderStatistics.select`); returns what `steps` returns."""
     try:
         while True:
             sink = next(steps)
-            yield _Pass((name,), lambda b, sink=sink: sink(_non_nan(b, name)))
+            yield _Pass((name,), lambda b, sink=sink: sink(_floats(b, name)))
     except StopIteration as done:
         return done.value
 
@@ -411,6 +405,9 @@ def _passes_of(steps: Generator[Callable[[np.ndarray], None], None, Any], name: 
 
 _MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
+_SIGN64_I64 = np.int64(-_SIGN64)  # the sign bit alone, as int64
+_ABS64 = np.int64(_SIGN64 - 1)  # every bit but the sign
+_INF_BITS = np.int64(0x7FF0000000000000)  # infinity's bits without the sign: larger ones are NaN
 _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
 # Values of one rank's bucket read into memory to sort (8 MB of keys): more than the
 # largest bucket a wanted rank falls in at 10^8 purchases (latency's median: ~3*10^5),
@@ -418,17 +415,49 @@ _BUCKET_BITS = 20  # 2^20 counters (8 MB) per refinement pass
 _COLLECT_MAX = 1 << 20
 
 
-def _sort_keys(x: np.ndarray) -> np.ndarray:
-    """uint64 keys in the order of the float64 values `x` (no NaN): flip negatives, set the sign bit of the rest."""
-    v = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
-    flip = v >> 63  # every bit set for a negative value, none for the rest
-    flip |= np.int64(-_SIGN64)  # ... and the sign bit for the rest
-    flip ^= v
-    return flip.view(np.uint64)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sort_key(bits):  # pragma: no cover - compiled
+    """The uint64 key, in the order of the float64 values, of a float64's bits (int64):
+    flip a negative value's bits, set the sign bit of the rest."""
+    return np.uint64(((bits >> 63) | _SIGN64_I64) ^ bits)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_keys(bits, lo, hi, shift, counts):  # pragma: no cover - compiled
+    """Count the values (float64 bits as int64; NaN skipped) whose key is in lo..hi in
+    `counts[(key - lo) >> shift]`; returns how many values are not NaN."""
+    n = 0
+    for b in bits:
+        if (b & _ABS64) > _INF_BITS:  # NaN
+            continue
+        n += 1
+        k = _sort_key(b)
+        if lo <= k <= hi:
+            counts[(k - lo) >> shift] += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _collect_keys(bits, lo, hi, out, filled):  # pragma: no cover - compiled
+    """Append to `out[filled:]` the keys in lo..hi of the values (float64 bits as int64;
+    NaN skipped); returns how many keys `out` would hold with room for all of them."""
+    for b in bits:
+        if (b & _ABS64) <= _INF_BITS:
+            k = _sort_key(b)
+            if lo <= k <= hi:
+                if filled < len(out):
+                    out[filled] = k
+                filled += 1
+    return filled
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    """The bits (int64) of float64 values."""
+    return np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
 
 
 def _key_value(key: int) -> np.float64:
-    """The float64 whose sort key is `key` (inverse of `_sort_keys`)."""
+    """The float64 whose sort key is `key` (inverse of `_sort_key`)."""
     bits = key ^ _SIGN64 if key & _SIGN64 else ~key & _MASK64
     return np.array([bits], dtype=np.uint64).view(np.float64)[0]
 
@@ -446,7 +475,7 @@ class _OrderStatistics:
     values remain in it, which one more pass reads and sorts. Memory: the counters, and
     those few values per rank. `select` asks for the later passes one at a time (so a
     reading can run them beside other readings' passes); given `read()`, which yields the
-    values (float64, no NaN) batch by batch as often as asked, the first pass runs at
+    values (float64; NaN is skipped) batch by batch as often as asked, the first pass runs at
     once and `values_at`, `max` and `percentiles` run the later ones themselves.
     """
 
@@ -460,15 +489,8 @@ class _OrderStatistics:
                 self.add(x)
 
     def add(self, x: np.ndarray) -> None:
-        """Count one batch of values (float64, no NaN) in the first pass."""
-        self.count += len(x)
-        if len(x):
-            top = _sort_keys(x)
-            top >>= np.uint64(64 - _BUCKET_BITS)
-            top = top.view(np.int64)
-            lo = int(top.min())  # count only the span of buckets the batch touches
-            counts = np.bincount(top - lo)
-            self._top[lo:lo + len(counts)] += counts
+        """Count one batch of values (float64; NaN skipped) in the first pass."""
+        self.count += _count_keys(_bits(x), np.uint64(0), np.uint64(_MASK64), np.uint64(64 - _BUCKET_BITS), self._top)
 
     def select(self, ranks: Iterable[int] = (), qs: Sequence[float] = ()) -> Generator[
             _Sink, None, tuple[dict[int, np.float64], list[np.float64]]]:
@@ -498,31 +520,32 @@ class _OrderStatistics:
             if not open_:
                 break
             ranges = sorted({(lo, hi, n) for lo, hi, _, n in open_.values()})
-            collected: dict[tuple[int, int], list[np.ndarray]] = {(lo, hi): [] for lo, hi, _ in ranges}
-            counted: dict[tuple[int, int], np.ndarray] = {}
             steps = {(lo, hi): max(0, (hi - lo).bit_length() - _BUCKET_BITS) for lo, hi, _ in ranges}
+            # A range's values are collected when few (its count is known: `n`), else
+            # counted in 2^_BUCKET_BITS sub-ranges.
+            collected = {(lo, hi): np.empty(n, np.uint64) for lo, hi, n in ranges if n <= _COLLECT_MAX}
+            filled = dict.fromkeys(collected, 0)
+            counted = {(lo, hi): np.zeros(((hi - lo) >> steps[(lo, hi)]) + 1, np.int64)
+                       for lo, hi, n in ranges if n > _COLLECT_MAX}
 
-            def sink(x: np.ndarray, ranges=ranges, collected=collected, counted=counted, steps=steps) -> None:
-                keys = _sort_keys(x)
-                for lo, hi, n in ranges:
-                    sel = keys[(keys >= np.uint64(lo)) & (keys <= np.uint64(hi))]
-                    if n <= _COLLECT_MAX:
-                        collected[(lo, hi)].append(sel)
-                        continue
-                    s = steps[(lo, hi)]
-                    c = np.bincount(((sel - np.uint64(lo)) >> np.uint64(s)).astype(np.int64),
-                                    minlength=((hi - lo) >> s) + 1)
-                    counted[(lo, hi)] = counted[(lo, hi)] + c if (lo, hi) in counted else c
+            def sink(x: np.ndarray, collected=collected, filled=filled, counted=counted, steps=steps) -> None:
+                bits = _bits(x)
+                for lo, hi in collected:
+                    filled[(lo, hi)] = _collect_keys(bits, np.uint64(lo), np.uint64(hi), collected[(lo, hi)],
+                                                     filled[(lo, hi)])
+                for lo, hi in counted:
+                    _count_keys(bits, np.uint64(lo), np.uint64(hi), np.uint64(steps[(lo, hi)]), counted[(lo, hi)])
 
             yield sink
             for r, (lo, hi, k, n) in list(open_.items()):
                 if n <= _COLLECT_MAX:
-                    keys = np.sort(np.concatenate(collected[(lo, hi)]))
+                    assert filled[(lo, hi)] == n, "a pass read other values than the one before"
+                    keys = np.sort(collected[(lo, hi)])
                     self._known[r] = _key_value(int(keys[k]))
                     del open_[r]
                     continue
                 s = steps[(lo, hi)]
-                counts = counted.get((lo, hi), np.zeros(((hi - lo) >> s) + 1, np.int64))
+                counts = counted[(lo, hi)]
                 cum = np.cumsum(counts)
                 b = int(np.searchsorted(cum, k, side="right"))
                 below = int(cum[b - 1]) if b else 0
@@ -624,7 +647,7 @@ class _Shares:
     not depend on how the rows were split into batches. With finite, strictly
     increasing edges, each value's bin comes from comparing it with the edges, as
     np.histogram's does ([left, right), the last bin [left, right]; NaN and values
-    outside the edges in none), and one bincount counts every group; other edges go to
+    outside the edges in none), in one compiled loop over the rows (`_add_shares`); other edges go to
     np.histogram group by group.
     """
 
@@ -656,21 +679,8 @@ class _Shares:
                 self._counts[k + 1] += self._hist(v)
                 self._sizes[k + 1] += len(v)
             return
-        bins = self._bins
-        rows = codes + 1  # row 0: the other group
-        keep = ok.copy() if other else ok & (rows >= 1)
-        self._sizes += np.bincount(rows[keep], minlength=len(self._sizes))
-        v = np.minimum(values, self.edges[-1]) if self.clip else values
-        # 1 + the bin of a value in [left, right); bins + 1 at or past the last edge (and
-        # for NaN), where the last edge itself belongs to the last bin.
-        at = count_edges_at_or_below(self.edges, np.ascontiguousarray(v, dtype=np.float64))
-        past = np.flatnonzero(at > bins)
-        at[past[v[past] == self.edges[-1]]] = bins
-        keep &= at >= 1
-        keep &= at <= bins
-        rows *= bins
-        rows += at - 1
-        self._counts += np.bincount(rows[keep], minlength=self._counts.size).reshape(self._counts.shape)
+        _add_shares(self.edges, np.ascontiguousarray(values, dtype=np.float64), codes, ok, self.clip, other,
+                    self._counts, self._sizes)
 
     def series(self, names: Sequence[str]) -> list[tuple[str, np.ndarray, int]]:
         self._groups(len(names))
@@ -685,34 +695,51 @@ class _Shares:
         return int(self._sizes[0])
 
 
-def count_edges_at_or_below(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """`np.searchsorted(edges, v, side="right")` for finite, strictly increasing edges: how
-    many edges are at or below each value (NaN: all of them). A guess from the edges' span
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edges_at_or_below(edges, x):  # pragma: no cover - compiled
+    """`np.searchsorted(edges, x, side="right")` for finite, strictly increasing edges: how
+    many edges are at or below `x` (NaN: all of them). A guess from the edges' span
     corrected by comparisons, so exact for any such edges and a step or two for even ones
     (hours, `np.linspace`), where a binary search takes a cache miss at every step."""
-    out = np.empty(len(v), np.int64)
-    _count_edges(edges, v, out)
-    return out
+    n = len(edges)
+    e0, e_last = edges[0], edges[n - 1]
+    if x < e0:
+        return 0
+    if not x < e_last:  # at or past the last edge, or NaN
+        return n if (x >= e_last or x != x) else 0
+    # e0 <= x < e_last: x in [edges[g], edges[g + 1]) for one g in 0..n-2
+    g = min(int((x - e0) * ((n - 1) / (e_last - e0))), n - 2)
+    while edges[g] > x:
+        g -= 1
+    while edges[g + 1] <= x:
+        g += 1
+    return g + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_edges(edges, v, out):  # pragma: no cover - compiled
-    n = len(edges)
-    e0, e_last = edges[0], edges[n - 1]
-    scale = (n - 1) / (e_last - e0) if n > 1 else 0.0
-    for i in range(len(v)):
-        x = v[i]
-        if x < e0:
-            out[i] = 0
-        elif not x < e_last:  # at or past the last edge, or NaN
-            out[i] = n if (x >= e_last or x != x) else 0
-        else:  # e0 <= x < e_last: x in [edges[g], edges[g + 1]) for one g in 0..n-2
-            g = min(int((x - e0) * scale), n - 2)
-            while edges[g] > x:
-                g -= 1
-            while edges[g + 1] <= x:
-                g += 1
-            out[i] = g + 1
+def _add_shares(edges, values, codes, ok, clip, other, counts, sizes):  # pragma: no cover - compiled
+    """One batch of `_Shares.add` for finite, strictly increasing edges, added in place:
+    each row with `ok` counts in `sizes[codes + 1]` (code -1, row 0, only with `other`)
+    and in its value's bin of `counts[codes + 1]`: [left, right), the last bin [left,
+    right], none for NaN and values outside the edges, as np.histogram; with `clip`,
+    values above the last edge count in the last bin."""
+    bins = len(edges) - 1
+    last = edges[bins]
+    for i in range(len(values)):
+        if not ok[i]:
+            continue
+        row = codes[i] + 1
+        if row < 1 and not other:
+            continue
+        sizes[row] += 1
+        x = values[i]
+        if clip and x > last:
+            x = last
+        at = _edges_at_or_below(edges, x)  # 1 + the bin of x; bins + 1 at or past the last edge
+        if at > bins and x == last:
+            at = bins
+        if 1 <= at <= bins:
+            counts[row, at - 1] += 1
 
 
 def _share_stairs(ax: Any, series: list[tuple[str, np.ndarray, int]], edges: np.ndarray, colours: dict) -> None:
@@ -812,7 +839,7 @@ class _Distribution(NamedTuple):
 def _read_latency(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("latency_ms", "issuer"))
     stats = _OrderStatistics()
-    yield _Pass(("latency_ms",), lambda b: stats.add(_non_nan(b, "latency_ms")))
+    yield _Pass(("latency_ms",), lambda b: stats.add(_floats(b, "latency_ms")))
     if stats.count == 0:
         raise _Missing("latency_ms (no values)")
     _, (hi_q, p50, p99) = yield from _passes_of(stats.select((), [99.9, 50, 99]), "latency_ms")
@@ -911,7 +938,7 @@ def _draw_outcomes(fig: Any, outcomes: _Outcomes, summary: dict) -> str:
 def _read_settlement_lag(tx: Batches | None, summary: dict) -> Reading:
     tx = _need_columns(tx, ("settlement_lag_h", "acquirer"))
     stats = _OrderStatistics()
-    yield _Pass(("settlement_lag_h",), lambda b: stats.add(_non_nan(b, "settlement_lag_h")))
+    yield _Pass(("settlement_lag_h",), lambda b: stats.add(_floats(b, "settlement_lag_h")))
     if stats.count == 0:
         raise _Missing("settlement_lag_h (nothing settled)")
     # The largest value (the axis) and the marks, found in the same passes.
@@ -1028,29 +1055,133 @@ def _approved(b: Any) -> np.ndarray:
     return _values(b, "approved").astype(bool)
 
 
-def _approved_events(b: Any, ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of one batch's approved purchases (`ok`, read from the batch if not given): response
-    time, settlement time (NaN if none) and amount."""
-    ok = _approved(b) if ok is None else ok
-    amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)[ok]
-    return _floats(b, "t_response_s")[ok], _floats(b, "t_settled_s")[ok], amount
+@numba.njit(cache=True, nogil=True)
+def _add_event_span(ok, t_in, t_out, span):  # pragma: no cover - compiled
+    """One batch of `_Exposure._span_pass`, in place: `span[0]` the latest response or
+    settlement time (not NaN) of any row (NaN while none), `span[1]` and `span[2]` the
+    earliest and latest finite one of an approved row (`ok`); returns how many rows are approved."""
+    end, lo, hi = span[0], span[1], span[2]
+    approved = 0
+    for i in range(len(ok)):
+        for t in (t_in[i], t_out[i]):
+            if np.isnan(t):
+                continue
+            if not t <= end:  # later, or the first
+                end = t
+            if ok[i] and np.isfinite(t):
+                lo = min(lo, t)
+                hi = max(hi, t)
+        approved += ok[i]
+    span[0], span[1], span[2] = end, lo, hi
+    return approved
 
 
-def _timed(times: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The events among `times` that have one (not NaN), and their amounts."""
-    has = ~np.isnan(times)
-    return (times, amount) if has.all() else (times[has], amount[has])
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bucket_of(t, t0, width, buckets):  # pragma: no cover - compiled
+    """The peak search's bucket of time `t` (not NaN): floor((t - t0) / width) within
+    0..buckets-1. Non-decreasing in `t` (each step rounds monotonically), so equal times
+    share a bucket."""
+    x = np.floor((t - t0) / width)
+    return 0 if x < 0 else (buckets - 1 if x > buckets - 1 else int(x))
 
 
-def _per_run(f: Callable[[np.ndarray], np.ndarray], times: np.ndarray) -> np.ndarray:
-    """`f(times)` for an elementwise `f`, computed once per run of equal times when the
-    runs are few (settlement times: a batch's purchases mostly settle in one window)."""
-    bits = times.view(np.int64)
-    starts = np.flatnonzero(bits[1:] != bits[:-1]) + 1
-    if len(starts) > len(times) // 16:
-        return f(times)
-    starts = np.concatenate([[0], starts]) if len(times) else starts
-    return np.repeat(f(times[starts]), np.diff(np.append(starts, len(times))))
+@numba.njit(cache=True, nogil=True)
+def _buckets_of(times, t0, width, buckets, out):  # pragma: no cover - compiled
+    """`out[i]`: the bucket of `times[i]` (`_bucket_of`)."""
+    for i in range(len(times)):
+        out[i] = _bucket_of(times[i], t0, width, buckets)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _grid_slot(grid, t):  # pragma: no cover - compiled
+    """`np.searchsorted(grid, t, side="left")` for a sorted grid without NaN: how many grid
+    times are below `t` (all of them for NaN, which numpy sorts last). A guess from the
+    grid's span corrected by comparisons (as `_edges_at_or_below`): a step or two on an even grid."""
+    n = len(grid)
+    if np.isnan(t):
+        return n
+    if n == 0 or not t > grid[0]:
+        return 0
+    if t > grid[n - 1]:
+        return n
+    # grid[0] < t <= grid[n - 1]: the slot is in 1..n-1
+    g = 1
+    if grid[n - 1] > grid[0]:
+        g = min(max(int((t - grid[0]) * ((n - 1) / (grid[n - 1] - grid[0]))), 1), n - 1)
+    while grid[g - 1] >= t:
+        g -= 1
+    while grid[g] < t:
+        g += 1
+    return g
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidate_events(ok, t_in, t_out, amount, candidate, t0, width, times, delta):  # pragma: no cover - compiled
+    """The events of one batch's approved rows (`ok`) whose time is in a `candidate`
+    bucket of the peak search, written to `times` and `delta` (room for two per row):
+    +amount at the response time, -amount at the settlement time; returns how many."""
+    buckets = len(candidate)
+    m = 0
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        t = t_in[i]
+        if not np.isnan(t) and candidate[_bucket_of(t, t0, width, buckets)]:
+            times[m] = t
+            delta[m] = amount[i]
+            m += 1
+        t = t_out[i]
+        if not np.isnan(t) and candidate[_bucket_of(t, t0, width, buckets)]:
+            times[m] = t
+            delta[m] = -amount[i]
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_exposure_changes(ok, t_in, t_out, amount, issuer, grid, sums, approved, t0, width,
+                          bucket_sum, bucket_up, bucket_n):  # pragma: no cover - compiled
+    """One batch of `_Exposure._sums_pass`, added in place; returns how many approved rows
+    have a NaN response time.
+
+    Each approved row (`ok`) adds its amount at its response time and takes it away at
+    its settlement time (NaN: none): into `sums[issuer + 1, grid slot]` and counts in
+    `approved[issuer + 1]` (skipped when `sums` has no columns: no grid), and, for the
+    times that are not NaN, into the bucket's sum, its positive changes alone and its
+    event count. Exact int64 sums (wrapping as numpy's do), so the order of the rows
+    does not matter.
+    """
+    buckets = len(bucket_sum)
+    with_grid = sums.shape[1] > 0
+    nan_in = 0
+    # Most of a batch settles at a few times, row after row: the last settlement time's
+    # grid slot and bucket are reused while it repeats.
+    last_out, slot_out, bucket_out = np.nan, 0, 0
+    for i in range(len(ok)):
+        if not ok[i]:
+            continue
+        a = amount[i]
+        t = t_in[i]
+        u = t_out[i]
+        if u != last_out and not np.isnan(u):
+            last_out, slot_out, bucket_out = u, _grid_slot(grid, u), _bucket_of(u, t0, width, buckets)
+        if with_grid:
+            r = issuer[i] + 1
+            approved[r] += 1
+            sums[r, _grid_slot(grid, t)] += a
+            sums[r, len(grid) if np.isnan(u) else slot_out] -= a
+        if np.isnan(t):
+            nan_in += 1
+        else:
+            b = _bucket_of(t, t0, width, buckets)
+            bucket_sum[b] += a
+            bucket_up[b] += max(a, 0)
+            bucket_n[b] += 1
+        if not np.isnan(u):
+            bucket_sum[bucket_out] -= a
+            bucket_up[bucket_out] += max(-a, 0)
+            bucket_n[bucket_out] += 1
+    return nan_in
 
 
 def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1103,49 +1234,37 @@ class _Exposure:
         return self
 
     def _span_pass(self) -> Reading:
-        t_lo, t_hi = np.inf, -np.inf  # of the approved purchases' finite event times
-        ends: list[np.float64] = []
+        # The latest time of any event (NaN: none), and the earliest and latest finite
+        # time of an approved purchase's events.
+        span = np.array([np.nan, np.inf, -np.inf])
 
         def add(b: Any) -> None:
-            nonlocal t_lo, t_hi
-            t_resp, t_set, ok = _floats(b, "t_response_s"), _floats(b, "t_settled_s"), _approved(b)
-            for x in (t_resp[~np.isnan(t_resp)], t_set[~np.isnan(t_set)]):
-                if len(x):
-                    ends.append(x.max())
-            self.approved += int(ok.sum())
-            for times in (t_resp[ok], t_set[ok]):
-                if not len(times):
-                    continue
-                lo, hi = times.min(), times.max()
-                if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN, or an infinite time
-                    times = times[np.isfinite(times)]
-                    if not len(times):
-                        continue
-                    lo, hi = times.min(), times.max()
-                t_lo, t_hi = min(t_lo, lo), max(t_hi, hi)
+            self.approved += _add_event_span(_approved(b), _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
+                                             span)
 
         yield _Pass(("t_response_s", "t_settled_s", "approved"), add)
-        self.end = float(np.max(ends)) if ends else np.nan
+        self.end = float(span[0])
         self.grid = self._grid_of(self.end) if self._grid_of is not None else None
         if self.approved:
+            t_lo, t_hi = span[1], span[2]
             self._t0 = float(t_lo) if t_hi >= t_lo else 0.0
-            span = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
-            self._width = span / _PEAK_BUCKETS if span > 0 else 1.0
+            width = float(t_hi - t_lo) if t_hi >= t_lo else 0.0
+            self._width = width / _PEAK_BUCKETS if width > 0 else 1.0
 
     def _buckets(self, times: np.ndarray) -> np.ndarray:
-        # Non-decreasing in time (each step rounds monotonically): equal times share a bucket.
-        x = times - self._t0
-        x /= self._width
-        np.floor(x, out=x)
-        np.clip(x, 0, _PEAK_BUCKETS - 1, out=x)
-        return x.astype(np.int64)
+        """The peak search's bucket of each time (no NaN): `_bucket_of`."""
+        out = np.empty(len(times), np.int64)
+        _buckets_of(np.ascontiguousarray(times, dtype=np.float64), self._t0, self._width, _PEAK_BUCKETS, out)
+        return out
 
     def _sums_pass(self, tx: Batches) -> Reading:
         grid = self.grid
         size = 0 if grid is None else len(grid) + 1  # slot len(grid): after the last grid time, or NaN
         iss = _Names(tx.dictionaries("issuer")) if grid is not None else None
+        grid_times = np.empty(0) if grid is None else grid
+        no_issuer = np.empty(0, np.int64)  # the kernel reads no issuer without a grid
         # Row 0: purchases of no known issuer (in the total only); row c + 1: issuer c.
-        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot)
+        sums = np.zeros((1, size), np.int64)  # changes of exposure per (row, grid slot); no columns: no grid
         approved = np.zeros(1, np.int64)  # approved purchases per row
         self._bucket_sum = np.zeros(_PEAK_BUCKETS, np.int64)
         self._bucket_up = np.zeros(_PEAK_BUCKETS, np.int64)  # the sum of its positive changes alone
@@ -1155,34 +1274,19 @@ class _Exposure:
         def add(b: Any) -> None:
             nonlocal sums, approved
             ok = _approved(b)
-            t_in, t_out, amount = _approved_events(b, ok)
-            if grid is not None and iss is not None:
-                rows = iss.codes(b.column("issuer"))[ok] + 1
-                k = len(iss.names) + 1
-                sums = _grow_rows(sums, k)
-                approved = _grow_rows(approved, k)
-                approved += np.bincount(rows, minlength=k)
-                rows *= size
-                # An event at time t counts at every grid time >= t, as `metrics.sample_step`
-                # samples the curve; NaN sorts after the grid, into the slot left out.
-                gi = np.searchsorted(grid, t_in, side="left")
-                gi += rows
-                go = _per_run(lambda t: np.searchsorted(grid, t, side="left"), t_out)
-                go += rows
-                sums += (_int_sums(gi, amount, k * size) - _int_sums(go, amount, k * size)).reshape(k, size)
-            (ti, ai), (to, ao) = _timed(t_in, amount), _timed(t_out, amount)
-            if len(ai) < len(amount):
-                nan_tail.append(amount[np.isnan(t_in)])
-            bi, bo = self._buckets(ti), _per_run(self._buckets, to)
-            added, taken = _int_sums(bi, ai, _PEAK_BUCKETS), _int_sums(bo, ao, _PEAK_BUCKETS)
-            self._bucket_sum += added - taken
-            # Positive changes: responses of positive amounts, settlements of negative ones.
-            self._bucket_up += added if not len(ai) or ai.min() >= 0 else \
-                _int_sums(bi, np.maximum(ai, 0), _PEAK_BUCKETS)
-            if len(ao) and ao.min() < 0:
-                self._bucket_up += _int_sums(bo, np.maximum(-ao, 0), _PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bi, minlength=_PEAK_BUCKETS)
-            self._bucket_n += np.bincount(bo, minlength=_PEAK_BUCKETS)
+            amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
+            t_in = _floats(b, "t_response_s")
+            issuer = no_issuer
+            if iss is not None:
+                issuer = iss.codes(b.column("issuer"))
+                sums = _grow_rows(sums, len(iss.names) + 1)
+                approved = _grow_rows(approved, len(iss.names) + 1)
+            # An event at time t counts at every grid time >= t, as `metrics.sample_step`
+            # samples the curve; NaN sorts after the grid, into the slot left out.
+            if _add_exposure_changes(ok, t_in, _floats(b, "t_settled_s"), amount, issuer, grid_times, sums,
+                                     approved, self._t0, self._width, self._bucket_sum, self._bucket_up,
+                                     self._bucket_n):
+                nan_tail.append(amount[ok & np.isnan(t_in)])
 
         yield _Pass(_EXPOSURE_COLUMNS + (("issuer",) if iss is not None else ()), add)
         self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)
@@ -1193,31 +1297,6 @@ class _Exposure:
             self.total = np.cumsum(sums.sum(axis=0))[:-1]
             self.per_issuer = [(name, int(approved[c + 1]), np.cumsum(sums[c + 1])[:-1])
                                for c, name in enumerate(iss.names)]
-
-    def _near(self, candidate: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """A test of event times (and their rows' approval) that holds for every approved
-        event in a candidate bucket, and for few others: a time between one of a bucket
-        before the first candidate and one of a bucket after the last. `_buckets` is
-        non-decreasing in time, so a time outside those two is in no candidate bucket;
-        both are checked with `_buckets` itself (no bound where no bucket is outside)."""
-        first, last = np.flatnonzero(candidate)[[0, -1]]
-        lo = hi = None
-        if first > 0:
-            tries = [self._t0 + (first - k) * self._width for k in (1, 2, 4, 64)] + [-np.inf]
-            lo = next(t for t in tries if self._buckets(np.array([t]))[0] < first)
-        if last < _PEAK_BUCKETS - 1:
-            tries = [self._t0 + (last + k) * self._width for k in (2, 3, 5, 65)] + [np.inf]
-            hi = next(t for t in tries if self._buckets(np.array([t]))[0] > last)
-
-        def near(times: np.ndarray, ok: np.ndarray) -> np.ndarray:
-            sel = ok & ~np.isnan(times)
-            if lo is not None:
-                sel &= times > lo
-            if hi is not None:
-                sel &= times < hi
-            return sel
-
-        return near
 
     def _peak_pass(self) -> Reading:
         start = np.cumsum(self._bucket_sum) - self._bucket_sum  # the level before each bucket
@@ -1234,17 +1313,16 @@ class _Exposure:
             candidate = has & ((upper > reached) | ((upper == reached) & (np.arange(_PEAK_BUCKETS) <= first_reached)))
             times_l: list[np.ndarray] = []
             delta_l: list[np.ndarray] = []
-            near = self._near(candidate)
 
             def add(b: Any) -> None:
                 ok = _approved(b)
-                amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
-                t_in, t_out = _floats(b, "t_response_s"), _floats(b, "t_settled_s")
-                ni, no = near(t_in, ok), near(t_out, ok)
-                ti, ai, to, ao = t_in[ni], amount[ni], t_out[no], amount[no]
-                si, so = candidate[self._buckets(ti)], candidate[self._buckets(to)]
+                times = np.empty(2 * len(ok))
+                delta = np.empty(2 * len(ok), np.int64)
+                m = _candidate_events(ok, _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
+                                      np.asarray(_values(b, "amount_minor"), dtype=np.int64), candidate,
+                                      self._t0, self._width, times, delta)
                 # One event per distinct time (many settle at the same time): its net change.
-                t, d = _by_time(np.concatenate([ti[si], to[so]]), np.concatenate([ai[si], -ao[so]]))
+                t, d = _by_time(times[:m], delta[:m])
                 times_l.append(t)
                 delta_l.append(d)
 

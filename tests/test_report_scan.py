@@ -4,8 +4,10 @@
 columns of every reading's next pass once and hands each batch to all of them. These
 tests hold that a reading gives the same data side by side as read by itself (and as
 the whole-column numpy code), that the transactions are read in three rounds instead of
-once or more per plot, that a reading's failure stays with its plot, and that the
-Parquet batches decoded ahead by a helper thread come in order, bounded and closed.
+once or more per plot, that a reading's failure stays with its plot, that the
+Parquet batches decoded ahead by a helper thread come in order, bounded and closed, and
+that the compiled loops of the exposure's passes add up what the numpy code they
+replaced did (reference copies here).
 """
 
 from __future__ import annotations
@@ -339,49 +341,130 @@ class TestReadAhead:
         assert got.equals(pq.read_table(files["small"]["transactions"], columns=["txn_id", "issuer"]))
 
 
-class TestPeakWindow:
-    """The peak pass's time window keeps every approved event of a candidate bucket, whatever the bucket width."""
+def _int_sums_ref(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Exact int64 sums per index (the numpy code the exposure kernel replaced, wrapping alike)."""
+    out = np.zeros(size, np.int64)
+    np.add.at(out, index, np.asarray(weights, dtype=np.int64))
+    return out
+
+
+def _buckets_ref(times: np.ndarray, t0: float, width: float, buckets: int) -> np.ndarray:
+    """The peak search's buckets as numpy computed them before the kernel."""
+    x = times - t0
+    x /= width
+    np.floor(x, out=x)
+    np.clip(x, 0, buckets - 1, out=x)
+    return x.astype(np.int64)
+
+
+def _sums_ref(ok, t_in, t_out, amount, codes, grid, t0, width, buckets):
+    """One batch of the exposure's sums pass as the numpy code before the kernel added it
+    up: (sums per (issuer + 1, grid slot), approved per issuer + 1, bucket sums, their
+    positive changes, events per bucket, amounts of NaN response times)."""
+    t_in, t_out, amount = t_in[ok], t_out[ok], amount[ok]
+    size = len(grid) + 1
+    k = int(codes.max(initial=-1)) + 2
+    rows = codes[ok] + 1
+    approved = np.bincount(rows, minlength=k)
+    gi = np.searchsorted(grid, t_in, side="left") + rows * size
+    go = np.searchsorted(grid, t_out, side="left") + rows * size
+    sums = (_int_sums_ref(gi, amount, k * size) - _int_sums_ref(go, amount, k * size)).reshape(k, size)
+    has_in, has_out = ~np.isnan(t_in), ~np.isnan(t_out)
+    ti, ai, to, ao = t_in[has_in], amount[has_in], t_out[has_out], amount[has_out]
+    bi, bo = _buckets_ref(ti, t0, width, buckets), _buckets_ref(to, t0, width, buckets)
+    bucket_sum = _int_sums_ref(bi, ai, buckets) - _int_sums_ref(bo, ao, buckets)
+    bucket_up = _int_sums_ref(bi, np.maximum(ai, 0), buckets) + _int_sums_ref(bo, np.maximum(-ao, 0), buckets)
+    bucket_n = np.bincount(bi, minlength=buckets) + np.bincount(bo, minlength=buckets)
+    return sums, approved, bucket_sum, bucket_up, bucket_n, amount[~has_in]
+
+
+_TIMES = st.one_of(st.floats(-1e3, 2e5), st.sampled_from([0.0, -0.0, 300.0, 86100.0, 86400.0, 1e-300]),
+                   st.sampled_from([np.nan, np.inf, -np.inf]))
+_GRIDS = st.one_of(
+    st.integers(1, 3).map(lambda days: np.linspace(0.0, days * report.DAY_S, days * 24 * 12 + 1)),
+    st.lists(st.floats(-1e3, 2e5), min_size=1, max_size=30).map(lambda g: np.sort(np.array(g))),
+)
+
+
+class TestExposureKernel:
+    """The exposure's compiled loops (span, sums and peak passes) give what the numpy code they replaced gave."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES, st.one_of(
+               st.integers(-5, 1000), st.integers(-(2**63), 2**63 - 1)), st.integers(-1, 3)), max_size=60),
+           repeat=st.integers(1, 4), grid=_GRIDS, t0=st.floats(-1e3, 1e5),
+           width=st.one_of(st.floats(1e-3, 1e5), st.just(1.0)), buckets=st.sampled_from([1, 5, 64]))
+    def test_same_as_numpy(self, rows, repeat, grid, t0, width, buckets):
+        rows = [r for r in rows for _ in range(repeat)]  # runs of equal settlement times, as in a run
+        ok, t_in, t_out, amount, codes = (np.array(c, dtype=d) for c, d in zip(
+            zip(*rows) if rows else [[]] * 5, (bool, np.float64, np.float64, np.int64, np.int64)))
+        want = _sums_ref(ok, t_in, t_out, amount, codes, grid, t0, width, buckets)
+        k = len(want[1])
+        sums, approved = np.zeros((k, len(grid) + 1), np.int64), np.zeros(k, np.int64)
+        per_bucket = [np.zeros(buckets, np.int64) for _ in range(3)]
+        nan_in = report._add_exposure_changes(ok, t_in, t_out, amount, codes, grid, sums, approved,
+                                              t0, width, *per_bucket)
+        for got, expected in zip((sums, approved, *per_bucket), want):
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        assert nan_in == len(want[5])
 
     @settings(max_examples=150, deadline=None)
-    @given(t0=st.floats(-1e6, 1e6), width=st.one_of(st.floats(1e-12, 1e4), st.just(1.0)),
-           at=st.lists(st.one_of(st.floats(-0.2, 1.2), st.sampled_from([np.inf, -np.inf, np.nan])),
-                       min_size=1, max_size=50),
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES, st.integers(-(2**63), 2**63 - 1)), max_size=40),
+           repeat=st.integers(1, 3), t0=st.floats(-1e3, 1e5), width=st.one_of(st.floats(1e-3, 1e5), st.just(1.0)),
            data=st.data())
-    def test_keeps_every_candidate_event(self, t0, width, at, data):
+    def test_candidate_events_as_numpy(self, rows, repeat, t0, width, data):
+        """The peak pass keeps the approved events of candidate buckets, with the same net change per time."""
+        rows = [r for r in rows for _ in range(repeat)]
+        ok, t_in, t_out, amount = (np.array(c, dtype=d) for c, d in zip(
+            zip(*rows) if rows else [[]] * 4, (bool, np.float64, np.float64, np.int64)))
+        candidate = np.array(data.draw(st.lists(st.booleans(), min_size=64, max_size=64)))
+        times, delta = np.empty(2 * len(ok)), np.empty(2 * len(ok), np.int64)
+        m = report._candidate_events(ok, t_in, t_out, amount, candidate, t0, width, times, delta)
+        sel = [ok & ~np.isnan(t) for t in (t_in, t_out)]
+        sel = [s & candidate[_buckets_ref(np.where(s, t, 0.0), t0, width, 64)] for s, t in zip(sel, (t_in, t_out))]
+        want = report._by_time(np.concatenate([t_in[sel[0]], t_out[sel[1]]]),
+                               np.concatenate([amount[sel[0]], -amount[sel[1]]]))
+        got = report._by_time(times[:m], delta[:m])
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and np.array_equal(g, w)
+
+    @settings(max_examples=100, deadline=None)
+    @given(rows=st.lists(st.tuples(st.booleans(), _TIMES, _TIMES), max_size=40), data=st.data())
+    def test_span_as_numpy(self, rows, data):
+        """The span pass's latest time, approved count and finite span of approved times, batch by batch."""
+        ok, t_in, t_out = (np.array(c, dtype=d) for c, d in zip(zip(*rows) if rows else [[]] * 3,
+                                                                (bool, np.float64, np.float64)))
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=3)))
+        span, approved = np.array([np.nan, np.inf, -np.inf]), 0
+        for lo, hi in zip([0, *cuts], [*cuts, len(rows)]):
+            approved += report._add_event_span(ok[lo:hi], t_in[lo:hi], t_out[lo:hi], span)
+        times = np.concatenate([t_in, t_out])
+        timed = times[~np.isnan(times)]
+        want = np.max(timed) if len(timed) else np.nan
+        assert span[0] == want or np.isnan(span[0]) and np.isnan(want)  # 0.0 or -0.0 at a tie, as numpy's max
+        assert approved == int(ok.sum())
+        ours = np.concatenate([t_in[ok], t_out[ok]])
+        ours = ours[np.isfinite(ours)]
+        assert (span[1], span[2]) == ((ours.min(), ours.max()) if len(ours) else (np.inf, -np.inf))
+
+    @settings(max_examples=100, deadline=None)
+    @given(times=st.lists(_TIMES.filter(lambda t: not np.isnan(t)), max_size=40), t0=st.floats(-1e6, 1e6),
+           width=st.one_of(st.floats(1e-12, 1e4), st.just(1.0)), buckets=st.sampled_from([1, 64, 1 << 16]))
+    def test_buckets_as_numpy(self, times, t0, width, buckets):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(report, "_PEAK_BUCKETS", 64)
+            mp.setattr(report, "_PEAK_BUCKETS", buckets)
             exp = report._Exposure(None, None, read=False)
             exp._t0, exp._width = t0, width
-            # Times over the buckets and around them (`at` is the fraction of the 64 buckets' span).
-            t = np.array([t0 + a * 64 * width if np.isfinite(a) else a for a in at])
-            timed = ~np.isnan(t)
-            buckets = exp._buckets(t[timed])
-            candidate = np.zeros(64, bool)
-            if len(buckets):
-                candidate[buckets[data.draw(st.lists(st.integers(0, len(buckets) - 1), min_size=1, max_size=3))]] = True
-            candidate[data.draw(st.lists(st.integers(0, 63), max_size=2))] = True
-            if not candidate.any():
-                candidate[0] = True
-            near = exp._near(candidate)(t, np.ones(len(t), bool))
-            in_candidate = np.zeros(len(t), bool)
-            in_candidate[timed] = candidate[buckets]
-            assert not (in_candidate & ~near).any()
-            assert not near[~timed].any()
-            assert not exp._near(candidate)(t, np.zeros(len(t), bool)).any()  # declined: never an event
+            t = np.array(times, dtype=np.float64)
+            assert np.array_equal(exp._buckets(t), _buckets_ref(t, t0, width, buckets))
 
-
-class TestPerRun:
-    """An elementwise function computed once per run of equal times gives what it gives computed everywhere."""
-
-    @settings(max_examples=60, deadline=None)
-    @given(runs=st.lists(st.tuples(st.sampled_from([0.0, -0.0, 300.0, 86100.0, np.nan, np.inf, 1e-300]),
-                                   st.integers(1, 40)), max_size=8))
-    def test_same_as_everywhere(self, runs):
-        times = np.array([t for t, n in runs for _ in range(n)], dtype=np.float64)
-        grid = np.linspace(0.0, 86400.0, 289)
-        for f in (lambda t: np.searchsorted(grid, t, side="left"), lambda t: np.signbit(t) + 2 * np.isnan(t)):
-            got, want = report._per_run(f, times), f(times)
-            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    @settings(max_examples=100, deadline=None)
+    @given(grid=_GRIDS, times=st.lists(_TIMES, max_size=40), data=st.data())
+    def test_grid_slots_are_the_searchsorted_ones(self, grid, times, data):
+        beside = [float(np.nextafter(g, d)) for g in data.draw(st.lists(st.sampled_from(grid.tolist()), max_size=8))
+                  for d in (-np.inf, np.inf)]
+        t = np.array(times + grid.tolist() + beside, dtype=np.float64)
+        assert [report._grid_slot(grid, x) for x in t] == np.searchsorted(grid, t, side="left").tolist()
 
 
 @settings(max_examples=150, deadline=None)
@@ -402,4 +485,4 @@ def test_edge_counts_are_the_searchsorted_ones(edges: np.ndarray, values: list[f
     beside = [float(np.nextafter(e, d)) for e in data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=10))
               for d in (-np.inf, np.inf)]
     v = np.array(values + edges.tolist() + beside, dtype=np.float64)
-    assert np.array_equal(report.count_edges_at_or_below(edges, v), np.searchsorted(edges, v, side="right"))
+    assert [report._edges_at_or_below(edges, x) for x in v] == np.searchsorted(edges, v, side="right").tolist()
