@@ -32,7 +32,7 @@ import attrs
 import numba
 import numpy as np
 
-from clearing_sim.rng import counter_uniform_one, stream
+from clearing_sim.rng import counter_uniform_one, standard_normal_into, stream
 from clearing_sim.scenario import Distribution, Scenario
 
 HOUR_S = 3600.0
@@ -98,11 +98,12 @@ def sample_into(dist: Distribution, rng: np.random.Generator, out: np.ndarray) -
     """Fill `out` (C-contiguous float64) with `len(out)` draws of a scenario distribution:
     the numbers `sample` gives, drawn the same way, without temporaries.
 
-    A lognormal is `median * exp(sigma * z)` from standard normals `z`, each product
-    taken in place (an IEEE product does not depend on the order of its two factors).
+    A lognormal is `median * exp(sigma * z)` from standard normals `z` (numpy's, drawn by
+    `clearing_sim.rng.standard_normal_into`), each product taken in place (an IEEE product does not
+    depend on the order of its two factors).
     """
     if dist.distribution == "lognormal":
-        rng.standard_normal(out=out)
+        standard_normal_into(rng, out)
         np.multiply(out, float(dist.sigma), out=out)  # type: ignore[arg-type]
         np.exp(out, out=out)
         np.multiply(out, float(dist.median), out=out)  # type: ignore[arg-type]
