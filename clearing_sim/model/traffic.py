@@ -19,8 +19,9 @@ without temporaries (in place, hop rows as views of one array), purchases are gr
 acquirer, issuer or category with one counting sort rather than a comparison per group
 (each group's positions ascending, so its draws come in the same order), and the
 integer and IEEE-only steps are compiled loops that release the GIL. numpy keeps every
-random draw and every exp, log and cos: the numbers are the same, bit for bit, as drawing
-group by group with whole-array numpy arithmetic.
+random draw (the standard normals come from numpy's own algorithm compiled,
+`rng.standard_normal_into`) and every exp, log and cos: the numbers are the same, bit for
+bit, as drawing group by group with whole-array numpy arithmetic.
 """
 
 from __future__ import annotations
