@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing_sim.errors import InvariantError
-from clearing_sim.model.authorisation import HOST_ANSWERED, HOST_LATE, ISSUER_UNAVAILABLE
-from clearing_sim.model.fast_authorisation import _STATE, _IssuerStream, _Table, _table_dtypes
+from clearing_sim.model.authorisation import HOST_ANSWERED, HOST_LATE, ISSUER_UNAVAILABLE, REVERSAL
+from clearing_sim.model.fast_authorisation import _STATE, _IssuerStream, _Messages, _Table, _table_dtypes
 
 
 class _ReferenceTable:
@@ -186,3 +186,55 @@ class TestAnswersPass:
         for name in DTYPES:
             got, want = tables[0][name], tables[1][name]
             assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+
+
+def _ref_reversals(stream, W: float) -> None:
+    """_IssuerStream._reversals as numpy array code, before reversals_step."""
+    tb = stream.table
+    rows = np.flatnonzero(~tb["reversal_done"] & (tb["in_bank"] | (tb["acq_deadline"] < W)))
+    if len(rows) == 0:
+        return
+    tb["reversal_done"][rows] = True
+    rows = rows[~tb["in_bank"][rows]]
+    lost = tb["out_lost_in_switch"][rows] | tb["lost_in_flight"][rows]
+    resp = tb["out_t_response_s"][rows]
+    rev = rows[lost | np.isnan(resp) | (resp > tb["acq_deadline"][rows])]
+    tb["out_reversed"][rev] = True
+    tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
+    tb["messages_open"][rev] += 1
+    stream.queued[REVERSAL] += len(rev)
+    _Messages._add(stream.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
+                                  "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})
+
+
+class TestReversalsPass:
+    """The compiled reversals pass writes what the numpy pass wrote and queues the same messages."""
+
+    @settings(max_examples=80, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 400), calls=st.integers(1, 3))
+    def test_same_columns_and_queue(self, seed: int, m: int, calls: int) -> None:
+        rng = np.random.default_rng(seed)
+        streams = [types.SimpleNamespace(table=_Table(DTYPES, FILLS), queued=[0, 0], msg=_Messages())
+                   for _ in range(2)]
+        rows = new_rows(rng, 0, m)
+        rows["out_t_response_s"][rng.random(m) < 0.3] = np.nan
+        rows["t_rev"] = rows["acq_deadline"] + rng.random(m)
+        at_deadline = rng.random(m) < 0.2  # answers exactly at the acquirer's deadline
+        rows["out_t_response_s"][at_deadline] = rows["acq_deadline"][at_deadline]
+        state = {"reversal_done": rng.random(m) < 0.3, "lost_in_flight": rng.random(m) < 0.1,
+                 "messages_open": rng.integers(0, 3, m)}
+        for s in streams:
+            s.table.append(rows)
+            for name, v in state.items():
+                s.table[name][:] = v
+        deadlines = rows["acq_deadline"][~np.isnan(rows["acq_deadline"])]
+        ws = [rng.choice(deadlines) if len(deadlines) and rng.random() < 0.5 else rng.normal() for _ in range(calls)]
+        for W in sorted(ws):  # watermarks exactly at a deadline too
+            _IssuerStream._reversals(streams[0], float(W))
+            _ref_reversals(streams[1], float(W))
+        got, want = streams
+        for name in DTYPES:
+            assert got.table[name].tobytes() == want.table[name].tobytes(), name
+        assert got.queued == want.queued
+        for name, v in want.msg.q.items():
+            assert got.msg.q[name].dtype == v.dtype and got.msg.q[name].tobytes() == v.tobytes(), name

@@ -338,17 +338,12 @@ class _IssuerStream:
         """The acquirer's timer, decided once its deadline has passed: every answer that
         could reach the acquirer by then is known, so one still missing comes too late."""
         tb = self.table
-        rows = np.flatnonzero(~tb["reversal_done"] & (tb["in_bank"] | (tb["acq_deadline"] < W)))
-        if len(rows) == 0:
+        rev = np.empty(len(tb), dtype=np.int64)
+        rev = rev[:k.reversals_step(W, tb["reversal_done"], tb["in_bank"], tb["acq_deadline"], tb["out_lost_in_switch"],
+                                    tb["lost_in_flight"], tb["out_t_response_s"], tb["t_rev"], tb["out_reversed"],
+                                    tb["out_t_reversal_s"], tb["messages_open"], rev)]
+        if len(rev) == 0:
             return
-        tb["reversal_done"][rows] = True
-        rows = rows[~tb["in_bank"][rows]]
-        lost = tb["out_lost_in_switch"][rows] | tb["lost_in_flight"][rows]
-        resp = tb["out_t_response_s"][rows]
-        rev = rows[lost | np.isnan(resp) | (resp > tb["acq_deadline"][rows])]
-        tb["out_reversed"][rev] = True
-        tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
-        tb["messages_open"][rev] += 1
         self.queued[REVERSAL] += len(rev)
         _Messages._add(self.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
                                     "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})

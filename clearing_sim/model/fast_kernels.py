@@ -226,6 +226,33 @@ def answers_step(t_end, t_lost, t_start, host_lost, h3, h4, deadline, next_resta
             out_t_host_start_s[i] = t_start[i]
 
 
+# --- the acquirers' timers --------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def reversals_step(W, reversal_done, in_bank, acq_deadline, out_lost_in_switch, lost_in_flight, out_t_response_s,
+                   t_rev, out_reversed, out_t_reversal_s, messages_open, rev):
+    """Per row whose acquirer timer is decided (not yet done; in the bank, or its deadline
+    before W): done; a switched one whose answer was lost, never came or came after the
+    deadline is reversed at t_rev and has one more message open. Writes the reversed rows,
+    ascending, to the front of `rev` (sized for every row) and returns how many."""
+    m = 0
+    for i in range(len(reversal_done)):
+        if reversal_done[i] or not (in_bank[i] or acq_deadline[i] < W):
+            continue
+        reversal_done[i] = True
+        if in_bank[i]:
+            continue
+        resp = out_t_response_s[i]
+        if out_lost_in_switch[i] or lost_in_flight[i] or np.isnan(resp) or resp > acq_deadline[i]:
+            out_reversed[i] = True
+            out_t_reversal_s[i] = t_rev[i]
+            messages_open[i] += 1
+            rev[m] = i
+            m += 1
+    return m
+
+
 # --- the switch's stand-in --------------------------------------------------------------------
 
 
