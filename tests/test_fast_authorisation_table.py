@@ -3,13 +3,16 @@ old concatenate-and-mask table kept, column for column, dtype for dtype."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing_sim.errors import InvariantError
-from clearing_sim.model.fast_authorisation import _STATE, _Table, _table_dtypes
+from clearing_sim.model.authorisation import HOST_ANSWERED, HOST_LATE, ISSUER_UNAVAILABLE, REVERSAL
+from clearing_sim.model.fast_authorisation import _STATE, _IssuerStream, _Messages, _Table, _table_dtypes
 
 
 class _ReferenceTable:
@@ -119,3 +122,119 @@ class TestBufferedTable:
         table.keep(np.empty(0, dtype=np.int64))
         table.free()
         assert table.capacity == _Table.MIN_CAPACITY and len(table) == 0
+
+
+def _ref_answers(tb: _Table) -> None:
+    """_IssuerStream._answers as numpy array code, before answers_step."""
+    done = ~np.isnan(tb["t_end"])
+    new = np.flatnonzero(done & ~tb["answered"])
+    if len(new):
+        t_end = tb["t_end"][new]
+        t_answer = t_end + tb["h3"][new]
+        in_bank = tb["in_bank"][new]
+        network = tb["network"][new]
+        in_time = in_bank | (t_answer <= tb["deadline"][new])
+        tb["in_time"][new] = in_time
+        tb["out_host_outcome"][new] = np.where(in_time, HOST_ANSWERED, HOST_LATE)
+        tb["out_t_host_end_s"][new] = t_end
+        lost_in_flight = in_time & network & (t_answer > tb["next_restart"][new])
+        tb["lost_in_flight"][new] = lost_in_flight
+        net = new[in_time & network & ~lost_in_flight]
+        net_answer = t_end[in_time & network & ~lost_in_flight] + tb["h3"][net]
+        tb["out_t_switch_response_s"][net] = net_answer
+        tb["out_t_response_s"][net] = net_answer + tb["h4"][net]
+        bank = new[in_time & in_bank]
+        tb["out_t_response_s"][bank] = tb["t_end"][bank] + tb["h4"][bank]
+        tb["answered"][new] = True
+    lost = np.flatnonzero((tb["host_lost"] != 0) & ~tb["answered"])
+    if len(lost):
+        tb["out_host_outcome"][lost] = tb["host_lost"][lost]
+        bank = lost[tb["in_bank"][lost]]
+        tb["out_response_code"][bank] = ISSUER_UNAVAILABLE
+        tb["out_t_response_s"][bank] = tb["t_lost"][bank] + tb["h4"][bank]
+        tb["answered"][lost] = True
+    started = ~np.isnan(tb["t_start"])
+    tb["out_t_host_start_s"][started] = tb["t_start"][started]
+
+
+class TestAnswersPass:
+    """The compiled answers pass writes what the numpy pass wrote, column for column, bit for bit."""
+
+    @settings(max_examples=80, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 400))
+    def test_same_columns(self, seed: int, m: int) -> None:
+        rng = np.random.default_rng(seed)
+        tables = [_Table(DTYPES, FILLS), _Table(DTYPES, FILLS)]
+        rows = new_rows(rng, 0, m)
+        for table in tables:
+            table.append(rows)
+        # Host state as the host pass leaves it: some ends, losses and starts, some rows answered
+        # before; answers exactly at the deadline or at the next restart.
+        t_start = np.where(rng.random(m) < 0.7, rng.random(m) * 100, np.nan)
+        t_end = np.where(rng.random(m) < 0.6, t_start + rng.random(m), np.nan)
+        t_answer = t_end + rows["h3"]
+        deadline = np.where(rng.random(m) < 0.2, t_answer, rng.random(m) * 120)
+        restart = np.where(rng.random(m) < 0.2, t_answer, np.where(rng.random(m) < 0.5, np.inf, rng.random(m) * 120))
+        state = {"t_start": t_start, "t_end": t_end, "t_lost": rng.random(m) * 100, "deadline": deadline,
+                 "next_restart": restart, "host_lost": np.where(rng.random(m) < 0.3, rng.integers(2, 5, m), 0),
+                 "answered": rng.random(m) < 0.3, "in_time": rng.random(m) < 0.5, "lost_in_flight": rng.random(m) < 0.1}
+        for table in tables:
+            for name, v in state.items():
+                table[name][:] = v
+        _IssuerStream._answers(types.SimpleNamespace(table=tables[0]))
+        _ref_answers(tables[1])
+        for name in DTYPES:
+            got, want = tables[0][name], tables[1][name]
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+
+
+def _ref_reversals(stream, W: float) -> None:
+    """_IssuerStream._reversals as numpy array code, before reversals_step."""
+    tb = stream.table
+    rows = np.flatnonzero(~tb["reversal_done"] & (tb["in_bank"] | (tb["acq_deadline"] < W)))
+    if len(rows) == 0:
+        return
+    tb["reversal_done"][rows] = True
+    rows = rows[~tb["in_bank"][rows]]
+    lost = tb["out_lost_in_switch"][rows] | tb["lost_in_flight"][rows]
+    resp = tb["out_t_response_s"][rows]
+    rev = rows[lost | np.isnan(resp) | (resp > tb["acq_deadline"][rows])]
+    tb["out_reversed"][rev] = True
+    tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
+    tb["messages_open"][rev] += 1
+    stream.queued[REVERSAL] += len(rev)
+    _Messages._add(stream.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
+                                  "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})
+
+
+class TestReversalsPass:
+    """The compiled reversals pass writes what the numpy pass wrote and queues the same messages."""
+
+    @settings(max_examples=80, deadline=None)
+    @given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 400), calls=st.integers(1, 3))
+    def test_same_columns_and_queue(self, seed: int, m: int, calls: int) -> None:
+        rng = np.random.default_rng(seed)
+        streams = [types.SimpleNamespace(table=_Table(DTYPES, FILLS), queued=[0, 0], msg=_Messages())
+                   for _ in range(2)]
+        rows = new_rows(rng, 0, m)
+        rows["out_t_response_s"][rng.random(m) < 0.3] = np.nan
+        rows["t_rev"] = rows["acq_deadline"] + rng.random(m)
+        at_deadline = rng.random(m) < 0.2  # answers exactly at the acquirer's deadline
+        rows["out_t_response_s"][at_deadline] = rows["acq_deadline"][at_deadline]
+        state = {"reversal_done": rng.random(m) < 0.3, "lost_in_flight": rng.random(m) < 0.1,
+                 "messages_open": rng.integers(0, 3, m)}
+        for s in streams:
+            s.table.append(rows)
+            for name, v in state.items():
+                s.table[name][:] = v
+        deadlines = rows["acq_deadline"][~np.isnan(rows["acq_deadline"])]
+        ws = [rng.choice(deadlines) if len(deadlines) and rng.random() < 0.5 else rng.normal() for _ in range(calls)]
+        for W in sorted(ws):  # watermarks exactly at a deadline too
+            _IssuerStream._reversals(streams[0], float(W))
+            _ref_reversals(streams[1], float(W))
+        got, want = streams
+        for name in DTYPES:
+            assert got.table[name].tobytes() == want.table[name].tobytes(), name
+        assert got.queued == want.queued
+        for name, v in want.msg.q.items():
+            assert got.msg.q[name].dtype == v.dtype and got.msg.q[name].tobytes() == v.tobytes(), name

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearing_sim.rng import counter_uniform, splitmix64, stream
+from clearing_sim.rng import counter_uniform, splitmix64, standard_normal_into, stream
 
 
 class TestStreams:
@@ -74,3 +74,47 @@ class TestCounterDrawsSameAsBefore:
     def test_many(self) -> None:
         c = np.random.default_rng(2).integers(0, 2**63 - 1, 300_000)
         assert _same(counter_uniform(2**63 + 5, c), _ref_counter_uniform(2**63 + 5, c))
+
+
+class TestStandardNormalsSameAsNumpy:
+    """standard_normal_into gives numpy's standard normals and leaves the stream where numpy does."""
+
+    @staticmethod
+    def _both(seed: int, keys: tuple[int, ...], skip: int, skip32: int, n: int):
+        numpy_rng, ours_rng = stream(seed, "x", *keys), stream(seed, "x", *keys)
+        for rng in (numpy_rng, ours_rng):  # any position, a buffered 32-bit half included
+            rng.random(skip)
+            rng.integers(0, 2**32, size=skip32, dtype=np.uint32)
+        want = numpy_rng.standard_normal(n)
+        got = np.empty(n)
+        standard_normal_into(ours_rng, got)
+        return want, got, numpy_rng, ours_rng
+
+    @given(seed=st.integers(0, 2**64 - 1), keys=st.lists(st.integers(0, 2**31), max_size=3),
+           skip=st.integers(0, 50), skip32=st.integers(0, 3), n=st.integers(0, 3000))
+    @settings(max_examples=100, deadline=None)
+    def test_any_stream_and_position(self, seed, keys, skip, skip32, n) -> None:
+        want, got, numpy_rng, ours_rng = self._both(seed, tuple(keys), skip, skip32, n)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+        assert ours_rng.bit_generator.state == numpy_rng.bit_generator.state
+        assert np.array_equal(ours_rng.random(3), numpy_rng.random(3))
+
+    def test_many_with_tails(self) -> None:
+        want, got, numpy_rng, ours_rng = self._both(3, (1, 2), 0, 0, 3_000_000)
+        assert (np.abs(want) > 3.6541528853610088).sum() > 100  # the ziggurat's tail branch ran
+        assert np.array_equal(got, want)
+        assert ours_rng.bit_generator.state == numpy_rng.bit_generator.state
+
+    def test_strided_view_of_a_block(self) -> None:
+        """A row of a (hops, n) block, as traffic fills it."""
+        block = np.empty((4, 1000))
+        standard_normal_into(stream(4, "network", 0, 1), block[2])
+        assert np.array_equal(block[2], stream(4, "network", 0, 1).standard_normal(1000))
+
+    def test_refuses_other_generators_and_outputs(self) -> None:
+        with pytest.raises(TypeError):
+            standard_normal_into(np.random.Generator(np.random.MT19937(1)), np.empty(3))
+        with pytest.raises(ValueError):
+            standard_normal_into(stream(1, "x"), np.empty(6)[::2])
+        with pytest.raises(ValueError):
+            standard_normal_into(stream(1, "x"), np.empty(3, dtype=np.float32))

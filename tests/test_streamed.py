@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -17,9 +18,9 @@ from clearing_sim.cli import main
 from clearing_sim.errors import InputError
 from clearing_sim.model import defaults as rules
 from clearing_sim.model.settlement import ObligationKind, SettlementWindow
-from clearing_sim.model.stream_clearing import Submissions, why_not_streamable
+from clearing_sim.model.stream_clearing import SPILL_DTYPE, Submissions, _fill_records, why_not_streamable
 from clearing_sim.model.network import horizon_days
-from clearing_sim.model.traffic import DAY_S
+from clearing_sim.model.traffic import DAY_S, group_order
 from clearing_sim.scenario import clock_seconds, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -128,6 +129,53 @@ class TestSubmissions:
             if slot >= 0:
                 a, day, seq = subs.describe(slot)
                 assert (a, day * DAY_S + clocks[seq] >= t) == (acquirer, True)
+
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.data(), st.integers(1, 3))
+    def test_same_as_the_numpy_version(self, data, days: int) -> None:
+        """Submissions.of (compiled) gives what it gave as numpy code, for any acquirers and finite
+        times, answers exactly at a submission or at midnight included."""
+        sc = _intraday_windows()
+        subs = Submissions(sc, days)
+        exact = [d * DAY_S + clock_seconds(c) for a in sc.acquirers for c in a.submission_times
+                 for d in range(-1, days + 1)] + [d * DAY_S for d in range(-1, days + 2)]
+        times = np.array(data.draw(st.lists(st.one_of(st.floats(-DAY_S, (days + 1) * DAY_S), st.sampled_from(exact)),
+                                            max_size=60)), dtype=np.float64)
+        acquirer = np.array(data.draw(st.lists(st.integers(0, len(sc.acquirers) - 1), min_size=len(times),
+                                               max_size=len(times))), dtype=np.int64)
+        got = subs.of(acquirer, times)
+        want = _ref_submissions_of(subs, acquirer, times)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+    def test_an_unknown_acquirer_is_an_error(self) -> None:
+        subs = Submissions(_intraday_windows(), 1)
+        with pytest.raises(ValueError):
+            subs.of(np.array([0, len(subs.times)]), np.array([1.0, 2.0]))
+
+
+@functools.cache
+def _intraday_windows():
+    return load_scenario(SCENARIOS / "intraday_windows.yaml")
+
+
+def _ref_submissions_of(subs: Submissions, acquirer: np.ndarray, t_response_s: np.ndarray) -> np.ndarray:
+    """Submissions.of as numpy code, acquirer by acquirer, before its compiled loop."""
+    out = np.full(len(acquirer), -1, dtype=np.int64)
+    order, edges = group_order(acquirer, 0, len(subs.times))
+    for a, times in enumerate(subs.times):
+        rows = order[edges[a]:edges[a + 1]]
+        if len(rows) == 0:
+            continue
+        t = t_response_s[rows]
+        day = np.floor(t / DAY_S)
+        clock = t - day * DAY_S
+        seq = np.searchsorted(times, clock, side="left")
+        day = day.astype(np.int64) + (seq == len(times))
+        seq = np.where(seq == len(times), 0, seq)
+        slot = subs.offset[a] + day * len(times) + seq
+        out[rows] = np.where(day < subs.horizon_days, slot, -1)
+    return out
 
 
 class TestSummedObligations:
@@ -338,3 +386,40 @@ class TestReorder:
         reorder.add_part(parts[0], parts[0]["txn_id"])
         with pytest.raises(streamed.InvariantError, match="out of id order"):
             reorder.take({"gid": np.array([2, 0])} | {c: v[[2, 0]] for c, v in truth.items()})
+
+
+def _ref_fill_records(rows, order, txn_id, t_arrival_s, amount, interchange, fee_iss, fee_acq, mcc, product, issuer):
+    """The spill records as Presentments.add filled them before _fill_records: field by field."""
+    at = rows[order]
+    rec = np.empty(len(rows), dtype=SPILL_DTYPE)
+    rec["txn_id"] = txn_id[at]
+    rec["t_arrival_s"] = t_arrival_s[at]
+    rec["amount_minor"] = amount[order]
+    rec["interchange_minor"] = interchange[order]
+    rec["scheme_fee_issuer_minor"] = fee_iss[order]
+    rec["scheme_fee_acquirer_minor"] = fee_acq[order]
+    rec["mcc"] = mcc[order]
+    rec["product"] = product[order]
+    rec["issuer"] = issuer[order]
+    return rec
+
+
+class TestSpillRecords:
+    """A part's spill records, filled record by record, are byte for byte the field-by-field fill."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(0, 300), st.integers(1, 20), st.integers(0, 2**32 - 1))
+    def test_same_bytes(self, n: int, slots: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        rows = np.flatnonzero(rng.random(n) < 0.8)  # the presentable rows of a part of n
+        m = len(rows)
+        order, _ = group_order(rng.integers(0, slots, m), 0, slots)
+        big = np.iinfo(np.int64)
+        cols = (np.arange(10**9, 10**9 + n, dtype=np.int64), rng.random(n) * 1e5,
+                rng.integers(big.min, big.max, m, endpoint=True), rng.integers(-(10**12), 10**12, m),
+                rng.integers(-5, 10**6, m), rng.integers(-5, 10**6, m),
+                rng.integers(0, 10_000, m).astype(np.int16), rng.integers(-1, 4, m).astype(np.int8),
+                rng.integers(0, 30, m))
+        got = np.empty(m, dtype=SPILL_DTYPE)
+        _fill_records(rows, order, *cols, got)
+        assert got.tobytes() == _ref_fill_records(rows, order, *cols).tobytes()

@@ -56,8 +56,6 @@ from clearing_sim.model import fast_kernels as k
 from clearing_sim.model.authorisation import (
     ADVICE,
     APPROVED,
-    HOST_ANSWERED,
-    HOST_LATE,
     ISSUER_UNAVAILABLE,
     OUTCOME_COLUMNS,
     OUTCOME_FILLS,
@@ -300,35 +298,11 @@ class _IssuerStream:
     def _answers(self) -> None:
         """Requests the host finished or lost: answers in time or late, in-bank answers."""
         tb = self.table
-        done = ~np.isnan(tb["t_end"])
-        new = np.flatnonzero(done & ~tb["answered"])
-        if len(new):
-            t_end = tb["t_end"][new]
-            t_answer = t_end + tb["h3"][new]
-            in_bank = tb["in_bank"][new]
-            network = tb["network"][new]
-            in_time = in_bank | (t_answer <= tb["deadline"][new])
-            tb["in_time"][new] = in_time
-            tb["out_host_outcome"][new] = np.where(in_time, HOST_ANSWERED, HOST_LATE)
-            tb["out_t_host_end_s"][new] = t_end
-            lost_in_flight = in_time & network & (t_answer > tb["next_restart"][new])
-            tb["lost_in_flight"][new] = lost_in_flight
-            net = new[in_time & network & ~lost_in_flight]
-            net_answer = t_end[in_time & network & ~lost_in_flight] + tb["h3"][net]
-            tb["out_t_switch_response_s"][net] = net_answer
-            tb["out_t_response_s"][net] = net_answer + tb["h4"][net]
-            bank = new[in_time & in_bank]
-            tb["out_t_response_s"][bank] = tb["t_end"][bank] + tb["h4"][bank]
-            tb["answered"][new] = True
-        lost = np.flatnonzero((tb["host_lost"] != 0) & ~tb["answered"])
-        if len(lost):
-            tb["out_host_outcome"][lost] = tb["host_lost"][lost]
-            bank = lost[tb["in_bank"][lost]]
-            tb["out_response_code"][bank] = ISSUER_UNAVAILABLE
-            tb["out_t_response_s"][bank] = tb["t_lost"][bank] + tb["h4"][bank]
-            tb["answered"][lost] = True
-        started = ~np.isnan(tb["t_start"])
-        tb["out_t_host_start_s"][started] = tb["t_start"][started]
+        k.answers_step(tb["t_end"], tb["t_lost"], tb["t_start"], tb["host_lost"], tb["h3"], tb["h4"], tb["deadline"],
+                       tb["next_restart"], tb["network"], tb["in_bank"], tb["answered"], tb["in_time"],
+                       tb["lost_in_flight"], tb["out_host_outcome"], tb["out_t_host_end_s"],
+                       tb["out_t_switch_response_s"], tb["out_t_response_s"], tb["out_response_code"],
+                       tb["out_t_host_start_s"])
 
     def _stand_in(self, W: float) -> None:
         """Stand-in for requests never sent (at t_sw) and not answered in time (at the deadline)."""
@@ -364,17 +338,12 @@ class _IssuerStream:
         """The acquirer's timer, decided once its deadline has passed: every answer that
         could reach the acquirer by then is known, so one still missing comes too late."""
         tb = self.table
-        rows = np.flatnonzero(~tb["reversal_done"] & (tb["in_bank"] | (tb["acq_deadline"] < W)))
-        if len(rows) == 0:
+        rev = np.empty(len(tb), dtype=np.int64)
+        rev = rev[:k.reversals_step(W, tb["reversal_done"], tb["in_bank"], tb["acq_deadline"], tb["out_lost_in_switch"],
+                                    tb["lost_in_flight"], tb["out_t_response_s"], tb["t_rev"], tb["out_reversed"],
+                                    tb["out_t_reversal_s"], tb["messages_open"], rev)]
+        if len(rev) == 0:
             return
-        tb["reversal_done"][rows] = True
-        rows = rows[~tb["in_bank"][rows]]
-        lost = tb["out_lost_in_switch"][rows] | tb["lost_in_flight"][rows]
-        resp = tb["out_t_response_s"][rows]
-        rev = rows[lost | np.isnan(resp) | (resp > tb["acq_deadline"][rows])]
-        tb["out_reversed"][rev] = True
-        tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
-        tb["messages_open"][rev] += 1
         self.queued[REVERSAL] += len(rev)
         _Messages._add(self.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
                                     "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})

@@ -17,10 +17,13 @@ import numpy as np
 
 _INF = math.inf
 
-# Host outcomes decided inside the kernel (values of clearing_sim.model.authorisation).
+# Host outcomes and a response code decided inside the kernels (values of clearing_sim.model.authorisation).
 _DROPPED = 2
 _LOST_WAITING = 3
 _LOST_IN_SERVICE = 4
+_HOST_ANSWERED = 5
+_HOST_LATE = 6
+_ISSUER_UNAVAILABLE = 91
 
 # Slots of the host's scalar state (an int64 array the kernel updates in place).
 ST_BUSY, ST_CAP, ST_EPOCH, ST_SEQ, ST_CHANGE, ST_DEPTH_MAX, ST_HEAP, ST_WAIT_HEAD, ST_WAIT_TAIL = range(9)
@@ -183,6 +186,71 @@ def host_step(arrivals, t_in, service, W, queue_limit, ch_t, ch_down, ch_cap, cr
     st[ST_WAIT_HEAD] = w_head
     st[ST_WAIT_TAIL] = w_tail
     return ia
+
+
+# --- the host's answers -----------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def answers_step(t_end, t_lost, t_start, host_lost, h3, h4, deadline, next_restart, network, in_bank, answered,
+                 in_time, lost_in_flight, out_host_outcome, out_t_host_end_s, out_t_switch_response_s,
+                 out_t_response_s, out_response_code, out_t_host_start_s):
+    """Per row not yet `answered`: a host answer (t_end known) is in time if the row is in the
+    bank or the answer (t_end + h3) reaches the switch by the deadline, and lost in flight if a
+    switch restart comes first; a request the host lost (host_lost != 0) is answered by its
+    outcome (`91` at t_lost + h4 in the bank). Every row's known t_start is copied out."""
+    for i in range(len(t_end)):
+        te = t_end[i]
+        if not answered[i]:
+            if not np.isnan(te):
+                t_answer = te + h3[i]
+                it = in_bank[i] or t_answer <= deadline[i]
+                in_time[i] = it
+                out_host_outcome[i] = _HOST_ANSWERED if it else _HOST_LATE
+                out_t_host_end_s[i] = te
+                lif = it and network[i] and t_answer > next_restart[i]
+                lost_in_flight[i] = lif
+                if it and network[i] and not lif:
+                    out_t_switch_response_s[i] = t_answer
+                    out_t_response_s[i] = t_answer + h4[i]
+                if it and in_bank[i]:
+                    out_t_response_s[i] = te + h4[i]
+                answered[i] = True
+            elif host_lost[i] != 0:
+                out_host_outcome[i] = host_lost[i]
+                if in_bank[i]:
+                    out_response_code[i] = _ISSUER_UNAVAILABLE
+                    out_t_response_s[i] = t_lost[i] + h4[i]
+                answered[i] = True
+        if not np.isnan(t_start[i]):
+            out_t_host_start_s[i] = t_start[i]
+
+
+# --- the acquirers' timers --------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def reversals_step(W, reversal_done, in_bank, acq_deadline, out_lost_in_switch, lost_in_flight, out_t_response_s,
+                   t_rev, out_reversed, out_t_reversal_s, messages_open, rev):
+    """Per row whose acquirer timer is decided (not yet done; in the bank, or its deadline
+    before W): done; a switched one whose answer was lost, never came or came after the
+    deadline is reversed at t_rev and has one more message open. Writes the reversed rows,
+    ascending, to the front of `rev` (sized for every row) and returns how many."""
+    m = 0
+    for i in range(len(reversal_done)):
+        if reversal_done[i] or not (in_bank[i] or acq_deadline[i] < W):
+            continue
+        reversal_done[i] = True
+        if in_bank[i]:
+            continue
+        resp = out_t_response_s[i]
+        if out_lost_in_switch[i] or lost_in_flight[i] or np.isnan(resp) or resp > acq_deadline[i]:
+            out_reversed[i] = True
+            out_t_reversal_s[i] = t_rev[i]
+            messages_open[i] += 1
+            rev[m] = i
+            m += 1
+    return m
 
 
 # --- the switch's stand-in --------------------------------------------------------------------

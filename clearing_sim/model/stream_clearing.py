@@ -98,6 +98,51 @@ def _accumulate(key, amount, interchange, fee_iss, fee_acq, out):  # pragma: no 
             out[k, j + 1] += 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _fill_records(rows, order, txn_id, t_arrival_s, amount, interchange, fee_iss, fee_acq, mcc, product, issuer,
+                  rec):  # pragma: no cover - compiled
+    """rec[j] = the record of presentment order[j], whose purchase is row rows[order[j]] of the
+    part (txn_id, t_arrival_s; the other columns are per presentment): record by record in one
+    pass, where filling field by field gathered each column and wrote it through every record."""
+    for j in range(len(order)):
+        k = order[j]
+        i = rows[k]
+        r = rec[j]
+        r.txn_id = txn_id[i]
+        r.t_arrival_s = t_arrival_s[i]
+        r.amount_minor = amount[k]
+        r.interchange_minor = interchange[k]
+        r.scheme_fee_issuer_minor = fee_iss[k]
+        r.scheme_fee_acquirer_minor = fee_acq[k]
+        r.mcc = mcc[k]
+        r.product = product[k]
+        r.issuer = issuer[k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _submission_kernel(acquirer, t_response_s, times, start, offset, horizon_days, out):  # pragma: no cover
+    """Submissions.of, answer by answer: the day of t, then the first of the acquirer's clock
+    times (increasing) at or after t's clock time, else the next day's first."""
+    for i in range(len(acquirer)):
+        t = t_response_s[i]
+        if not np.isfinite(t):
+            out[i] = -1
+            continue
+        a = acquirer[i]
+        lo = start[a]
+        k = start[a + 1] - lo
+        day = np.floor(t / DAY_S)
+        clock = t - day * DAY_S  # exact: t and day * DAY_S are within a factor of 2
+        seq = 0
+        while seq < k and times[lo + seq] < clock:
+            seq += 1
+        d = np.int64(day)
+        if seq == k:
+            d += 1
+            seq = 0
+        out[i] = offset[a] + d * k + seq if d < horizon_days else -1
+
+
 class Submissions:
     """Every acquirer submission of the run, numbered: acquirer by acquirer, day by day, in time order."""
 
@@ -105,26 +150,24 @@ class Submissions:
         self.horizon_days = horizon_days
         self.times = [np.array([clock_seconds(t) for t in a.submission_times], dtype=np.float64)
                       for a in scenario.acquirers]
+        self._times_flat = np.concatenate(self.times)  # acquirer a's: [_times_start[a], _times_start[a + 1])
+        self._times_start = np.cumsum([0] + [len(t) for t in self.times]).astype(np.int64)
         per = np.array([horizon_days * len(t) for t in self.times], dtype=np.int64)
         self.offset = np.concatenate([[0], np.cumsum(per)])
         self.n = int(self.offset[-1])
 
     def of(self, acquirer: np.ndarray, t_response_s: np.ndarray) -> np.ndarray:
-        """The submission of each answer: the acquirer's first at or after it; -1 past the last one."""
-        out = np.full(len(acquirer), -1, dtype=np.int64)
-        order, edges = group_order(acquirer, 0, len(self.times))
-        for a, times in enumerate(self.times):
-            rows = order[edges[a]:edges[a + 1]]
-            if len(rows) == 0:
-                continue
-            t = t_response_s[rows]
-            day = np.floor(t / DAY_S)
-            clock = t - day * DAY_S  # exact: t and day * DAY_S are within a factor of 2
-            seq = np.searchsorted(times, clock, side="left")
-            day = day.astype(np.int64) + (seq == len(times))
-            seq = np.where(seq == len(times), 0, seq)
-            slot = self.offset[a] + day * len(times) + seq
-            out[rows] = np.where(day < self.horizon_days, slot, -1)
+        """The submission of each answer: the acquirer's first at or after it; -1 past the last
+        one, or for a time that is not finite.
+
+        Raises ValueError for an acquirer outside the scenario's.
+        """
+        acquirer = np.asarray(acquirer)
+        if len(acquirer) and (acquirer.min() < 0 or acquirer.max() >= len(self.times)):
+            raise ValueError(f"an acquirer outside [0, {len(self.times)})")
+        out = np.empty(len(acquirer), dtype=np.int64)
+        _submission_kernel(acquirer, np.asarray(t_response_s, dtype=np.float64), self._times_flat,
+                           self._times_start, self.offset, self.horizon_days, out)
         return out
 
     def describe(self, slot: int) -> tuple[int, int, int]:
@@ -172,19 +215,11 @@ class Presentments:
         fee_iss, fee_acq = (f.astype(np.int64) for f in self.fees.scheme_fees(amount))
         key = s * self.n_parties + self.issuer_party[issuer]
         _accumulate(key, amount, interchange, fee_iss, fee_acq, self.sums)
-        # The records grouped by submission, in id order within each, filled column by column.
+        # The records grouped by submission, in id order within each.
         order, starts = group_order(s, 0, self.submissions.n)
-        at = rows[order]
         rec = np.empty(len(rows), dtype=SPILL_DTYPE)
-        rec["txn_id"] = txn["txn_id"][at]
-        rec["t_arrival_s"] = txn["t_arrival_s"][at]
-        rec["amount_minor"] = amount[order]
-        rec["interchange_minor"] = interchange[order]
-        rec["scheme_fee_issuer_minor"] = fee_iss[order]
-        rec["scheme_fee_acquirer_minor"] = fee_acq[order]
-        rec["mcc"] = mcc[order]
-        rec["product"] = product[order]
-        rec["issuer"] = issuer[order]
+        _fill_records(rows, order, txn["txn_id"], txn["t_arrival_s"], amount, interchange, fee_iss, fee_acq, mcc,
+                      product, issuer, rec)
         for slot_no in np.flatnonzero(np.diff(starts)).tolist():  # the submissions this part reached
             with open(self.spill_path(slot_no), "ab") as fh:
                 rec[starts[slot_no]:starts[slot_no + 1]].tofile(fh)

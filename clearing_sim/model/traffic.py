@@ -19,8 +19,9 @@ without temporaries (in place, hop rows as views of one array), purchases are gr
 acquirer, issuer or category with one counting sort rather than a comparison per group
 (each group's positions ascending, so its draws come in the same order), and the
 integer and IEEE-only steps are compiled loops that release the GIL. numpy keeps every
-random draw and every exp, log and cos: the numbers are the same, bit for bit, as drawing
-group by group with whole-array numpy arithmetic.
+random draw (the standard normals come from numpy's own algorithm compiled,
+`rng.standard_normal_into`) and every exp, log and cos: the numbers are the same, bit for
+bit, as drawing group by group with whole-array numpy arithmetic.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import attrs
 import numba
 import numpy as np
 
-from clearing_sim.rng import counter_uniform_one, stream
+from clearing_sim.rng import counter_uniform_one, standard_normal_into, stream
 from clearing_sim.scenario import Distribution, Scenario
 
 HOUR_S = 3600.0
@@ -98,11 +99,12 @@ def sample_into(dist: Distribution, rng: np.random.Generator, out: np.ndarray) -
     """Fill `out` (C-contiguous float64) with `len(out)` draws of a scenario distribution:
     the numbers `sample` gives, drawn the same way, without temporaries.
 
-    A lognormal is `median * exp(sigma * z)` from standard normals `z`, each product
-    taken in place (an IEEE product does not depend on the order of its two factors).
+    A lognormal is `median * exp(sigma * z)` from standard normals `z` (numpy's, drawn by
+    `clearing_sim.rng.standard_normal_into`), each product taken in place (an IEEE product does not
+    depend on the order of its two factors).
     """
     if dist.distribution == "lognormal":
-        rng.standard_normal(out=out)
+        standard_normal_into(rng, out)
         np.multiply(out, float(dist.sigma), out=out)  # type: ignore[arg-type]
         np.exp(out, out=out)
         np.multiply(out, float(dist.median), out=out)  # type: ignore[arg-type]
