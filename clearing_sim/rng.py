@@ -12,11 +12,16 @@ where numpy would leave it). Must never use module-level or global random state.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numba
 import numpy as np
-from numba.np.random import _constants as _zig
+
+try:  # numba's copy of numpy's ziggurat tables: a private module, hence the guard (`_compiled_normals`)
+    from numba.np.random import _constants as _zig
+except ImportError:  # pragma: no cover - depends on the installed numba
+    _zig = None
 
 
 def _name_key(name: str) -> int:
@@ -116,16 +121,18 @@ def counter_uniform(key: int, counter: np.ndarray) -> np.ndarray:
 # `Generator.standard_normal` calls the ziggurat through two function pointers per draw (about
 # 14 ns each); the same steps compiled in one loop take about 6 ns. The tables are numba's
 # copy of numpy's (numba.np.random ports numpy's distributions); tests compare the draws with
-# numpy's, tails included.
+# numpy's, tails included. Both the tables' home (a private numba module) and numpy's algorithm
+# could change in another release, so the compiled copy is used only after it has given numpy's
+# own numbers once in the process (`_compiled_normals`); otherwise numpy draws them.
 
 _M32 = np.uint64(0xFFFFFFFF)
 _PCG_MULT_LO = np.uint64(0x4385DF649FCCF645)  # PCG64's 128-bit multiplier, low and high words
 _PCG_MULT_HI = np.uint64(0x2360ED051FC65DA4)
-_ZIG_KI = np.asarray(_zig.ki_double, dtype=np.uint64)
-_ZIG_WI = np.asarray(_zig.wi_double, dtype=np.float64)
-_ZIG_FI = np.asarray(_zig.fi_double, dtype=np.float64)
-_ZIG_R = float(_zig.ziggurat_nor_r)
-_ZIG_INV_R = float(_zig.ziggurat_nor_inv_r)
+_ZIG_KI = np.asarray(_zig.ki_double if _zig else [0] * 256, dtype=np.uint64)
+_ZIG_WI = np.asarray(_zig.wi_double if _zig else [0.0] * 256, dtype=np.float64)
+_ZIG_FI = np.asarray(_zig.fi_double if _zig else [0.0] * 256, dtype=np.float64)
+_ZIG_R = float(_zig.ziggurat_nor_r) if _zig else 0.0
+_ZIG_INV_R = float(_zig.ziggurat_nor_inv_r) if _zig else 0.0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -196,9 +203,30 @@ def standard_normal_into(rng: np.random.Generator, out: np.ndarray) -> None:
         raise TypeError(f"standard_normal_into needs a PCG64 generator, got {type(bit_gen).__name__}")
     if out.dtype != np.float64 or not out.flags.c_contiguous:
         raise ValueError("standard_normal_into fills a C-contiguous float64 array")
+    if _compiled_normals():
+        _compiled_standard_normals(bit_gen, out)
+    else:
+        rng.standard_normal(out=out)
+
+
+def _compiled_standard_normals(bit_gen: np.random.PCG64, out: np.ndarray) -> None:
     state = bit_gen.state
     v, inc = state["state"]["state"], state["state"]["inc"]
     s = np.array([v >> 64, v & 0xFFFFFFFFFFFFFFFF, inc >> 64, inc & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     _standard_normal_kernel(s, _ZIG_KI, _ZIG_WI, _ZIG_FI, out.reshape(-1))
     state["state"]["state"] = (int(s[0]) << 64) | int(s[1])
     bit_gen.state = state
+
+
+@functools.cache
+def _compiled_normals() -> bool:
+    """Whether the compiled copy gives this numpy's standard normals, checked once per process on
+    20,000 draws (the ziggurat's common and wedge branches; tests check the tail too): with a
+    numba without the tables, or a numpy with another algorithm, numpy draws them itself."""
+    if _zig is None:
+        return False
+    ours, theirs = np.random.Generator(np.random.PCG64(20261126)), np.random.Generator(np.random.PCG64(20261126))
+    got = np.empty(20_000)
+    _compiled_standard_normals(ours.bit_generator, got)
+    return bool(np.array_equal(got, theirs.standard_normal(20_000))
+                and ours.bit_generator.state == theirs.bit_generator.state)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clearing_sim import rng as rng_module
 from clearing_sim.rng import counter_uniform, splitmix64, standard_normal_into, stream
 
 
@@ -110,6 +111,21 @@ class TestStandardNormalsSameAsNumpy:
         block = np.empty((4, 1000))
         standard_normal_into(stream(4, "network", 0, 1), block[2])
         assert np.array_equal(block[2], stream(4, "network", 0, 1).standard_normal(1000))
+
+    def test_the_compiled_copy_is_the_one_in_use(self) -> None:
+        """On this install the self-check passes, so the tests above test what runs draw with."""
+        assert rng_module._compiled_normals()
+
+    def test_falls_back_to_numpy_when_the_copy_differs(self, monkeypatch) -> None:
+        monkeypatch.setattr(rng_module, "_compiled_standard_normals",
+                            lambda bit_gen, out: out.fill(0.0))  # a copy that has drifted
+        monkeypatch.setattr(rng_module, "_compiled_normals", rng_module._compiled_normals.__wrapped__)
+        assert not rng_module._compiled_normals()
+        numpy_rng, ours_rng = stream(9, "x"), stream(9, "x")
+        got = np.empty(500)
+        standard_normal_into(ours_rng, got)
+        assert np.array_equal(got, numpy_rng.standard_normal(500))
+        assert ours_rng.bit_generator.state == numpy_rng.bit_generator.state
 
     def test_refuses_other_generators_and_outputs(self) -> None:
         with pytest.raises(TypeError):
