@@ -5,9 +5,9 @@ Owns: turning (root seed, component name, block keys) into an independent
 which components ask, the mode, the worker or the executor, which is what makes
 runs replayable and the two fidelity modes see the same draws; the counter-based
 draws (SplitMix64 of a key and a counter), compiled loops (numba, releasing the GIL) with
-numpy's wrapping uint64 arithmetic; and a stream's standard normals drawn by a compiled
-copy of numpy's own algorithm (the same numbers, in the same order, and the stream left
-where numpy would leave it). Must never use module-level or global random state.
+numpy's wrapping uint64 arithmetic; and a stream's standard normals drawn in a compiled
+loop from the stream itself (numba's port of numpy's algorithm: the same numbers, in the
+same order, and the stream left where numpy would leave it). Must never use module-level or global random state.
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ import zlib
 
 import numba
 import numpy as np
-
-try:  # numba's copy of numpy's ziggurat tables: a private module, hence the guard (`_compiled_normals`)
-    from numba.np.random import _constants as _zig
-except ImportError:  # pragma: no cover - depends on the installed numba
-    _zig = None
 
 
 def _name_key(name: str) -> int:
@@ -116,80 +111,21 @@ def counter_uniform(key: int, counter: np.ndarray) -> np.ndarray:
     return out if out.ndim else out[()]  # a scalar counter gives a scalar, as numpy arithmetic does
 
 
-# --- standard normals: numpy's ziggurat on PCG64, compiled -------------------------------------
+# --- standard normals, compiled ------------------------------------------------------------------
 #
-# `Generator.standard_normal` calls the ziggurat through two function pointers per draw (about
-# 14 ns each); the same steps compiled in one loop take about 6 ns. The tables are numba's
-# copy of numpy's (numba.np.random ports numpy's distributions); tests compare the draws with
-# numpy's, tails included. Both the tables' home (a private numba module) and numpy's algorithm
-# could change in another release, so the compiled copy is used only after it has given numpy's
-# own numbers once in the process (`_compiled_normals`); otherwise numpy draws them.
-
-_M32 = np.uint64(0xFFFFFFFF)
-_PCG_MULT_LO = np.uint64(0x4385DF649FCCF645)  # PCG64's 128-bit multiplier, low and high words
-_PCG_MULT_HI = np.uint64(0x2360ED051FC65DA4)
-_ZIG_KI = np.asarray(_zig.ki_double if _zig else [0] * 256, dtype=np.uint64)
-_ZIG_WI = np.asarray(_zig.wi_double if _zig else [0.0] * 256, dtype=np.float64)
-_ZIG_FI = np.asarray(_zig.fi_double if _zig else [0.0] * 256, dtype=np.float64)
-_ZIG_R = float(_zig.ziggurat_nor_r) if _zig else 0.0
-_ZIG_INV_R = float(_zig.ziggurat_nor_inv_r) if _zig else 0.0
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _pcg64_next(s):
-    """PCG64's next uint64 (numpy's `pcg64_next64`): the 128-bit LCG state (s[0] high word,
-    s[1] low) steps by the multiplier and the increment (s[2], s[3]), then the XSL-RR output."""
-    lo = s[1]
-    a_lo = lo & _M32
-    a_hi = lo >> np.uint64(32)
-    b_lo = _PCG_MULT_LO & _M32
-    b_hi = _PCG_MULT_LO >> np.uint64(32)
-    p1 = a_lo * b_hi
-    p2 = a_hi * b_lo
-    mid = ((a_lo * b_lo) >> np.uint64(32)) + (p1 & _M32) + (p2 & _M32)
-    carry_hi = a_hi * b_hi + (p1 >> np.uint64(32)) + (p2 >> np.uint64(32)) + (mid >> np.uint64(32))
-    prod_lo = lo * _PCG_MULT_LO
-    new_lo = prod_lo + s[3]
-    new_hi = carry_hi + s[0] * _PCG_MULT_LO + lo * _PCG_MULT_HI + s[2] + np.uint64(new_lo < prod_lo)
-    s[0] = new_hi
-    s[1] = new_lo
-    rot = new_hi >> np.uint64(58)
-    v = new_hi ^ new_lo
-    return (v >> rot) | (v << ((np.uint64(64) - rot) & np.uint64(63)))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _pcg64_double(s):
-    """numpy's `next_double`: the top 53 bits of the next uint64, in [0, 1)."""
-    return np.float64(_pcg64_next(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+# `Generator.standard_normal` calls numpy's ziggurat through two function pointers per draw
+# (about 14-18 ns); numba draws from the generator's own bit generator in a compiled loop
+# (numba.np.random ports numpy's distributions, tables included) in about 5-7 ns. numba's
+# port and numpy's algorithm could part in another release, so the compiled loop is used only
+# after it has given numpy's own numbers once in the process (`_compiled_normals`); otherwise
+# numpy draws them. Tests compare the draws with numpy's, tails included.
 
 
 @numba.njit(cache=True, nogil=True)
-def _standard_normal_kernel(s, ki, wi, fi, out):
-    """numpy's `random_standard_normal`, step for step, once per element of `out`."""
+def _standard_normal_kernel(rng, out):  # pragma: no cover - compiled
+    """`rng.standard_normal()` once per element of `out` (numba's np.random.Generator support)."""
     for i in range(out.shape[0]):
-        while True:
-            r = _pcg64_next(s)
-            idx = np.int64(r & np.uint64(0xFF))
-            r >>= np.uint64(8)
-            rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
-            x = np.float64(rabs) * wi[idx]
-            if r & np.uint64(1):
-                x = -x
-            if rabs < ki[idx]:  # 99.3% of draws
-                out[i] = x
-                break
-            if idx == 0:  # the tail beyond _ZIG_R
-                while True:
-                    xx = -_ZIG_INV_R * np.log1p(-_pcg64_double(s))
-                    yy = -np.log1p(-_pcg64_double(s))
-                    if yy + yy > xx * xx:
-                        out[i] = -(_ZIG_R + xx) if (rabs >> np.uint64(8)) & np.uint64(1) else _ZIG_R + xx
-                        break
-                break
-            if (fi[idx - 1] - fi[idx]) * _pcg64_double(s) + fi[idx] < np.exp(-0.5 * x * x):
-                out[i] = x
-                break
+        out[i] = rng.standard_normal()
 
 
 def standard_normal_into(rng: np.random.Generator, out: np.ndarray) -> None:
@@ -204,29 +140,25 @@ def standard_normal_into(rng: np.random.Generator, out: np.ndarray) -> None:
     if out.dtype != np.float64 or not out.flags.c_contiguous:
         raise ValueError("standard_normal_into fills a C-contiguous float64 array")
     if _compiled_normals():
-        _compiled_standard_normals(bit_gen, out)
+        _compiled_standard_normals(rng, out)
     else:
         rng.standard_normal(out=out)
 
 
-def _compiled_standard_normals(bit_gen: np.random.PCG64, out: np.ndarray) -> None:
-    state = bit_gen.state
-    v, inc = state["state"]["state"], state["state"]["inc"]
-    s = np.array([v >> 64, v & 0xFFFFFFFFFFFFFFFF, inc >> 64, inc & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
-    _standard_normal_kernel(s, _ZIG_KI, _ZIG_WI, _ZIG_FI, out.reshape(-1))
-    state["state"]["state"] = (int(s[0]) << 64) | int(s[1])
-    bit_gen.state = state
+def _compiled_standard_normals(rng: np.random.Generator, out: np.ndarray) -> None:
+    with rng.bit_generator.lock:  # as numpy's own draws hold it
+        _standard_normal_kernel(rng, out.reshape(-1))
 
 
 @functools.cache
 def _compiled_normals() -> bool:
-    """Whether the compiled copy gives this numpy's standard normals, checked once per process on
-    20,000 draws (the ziggurat's common and wedge branches; tests check the tail too): with a
-    numba without the tables, or a numpy with another algorithm, numpy draws them itself."""
-    if _zig is None:
-        return False
+    """Whether the compiled loop gives this numpy's standard normals, checked once per process on
+    20,000 draws (the ziggurat's common and wedge branches; tests check the tail too)."""
     ours, theirs = np.random.Generator(np.random.PCG64(20261126)), np.random.Generator(np.random.PCG64(20261126))
     got = np.empty(20_000)
-    _compiled_standard_normals(ours.bit_generator, got)
+    try:
+        _compiled_standard_normals(ours, got)
+    except numba.core.errors.NumbaError:  # pragma: no cover - a numba that cannot compile it
+        return False
     return bool(np.array_equal(got, theirs.standard_normal(20_000))
                 and ours.bit_generator.state == theirs.bit_generator.state)

@@ -106,7 +106,7 @@ class TestStandardNormalsSameAsNumpy:
         assert np.array_equal(got, want)
         assert ours_rng.bit_generator.state == numpy_rng.bit_generator.state
 
-    def test_strided_view_of_a_block(self) -> None:
+    def test_row_of_a_block(self) -> None:
         """A row of a (hops, n) block, as traffic fills it."""
         block = np.empty((4, 1000))
         standard_normal_into(stream(4, "network", 0, 1), block[2])
@@ -118,7 +118,7 @@ class TestStandardNormalsSameAsNumpy:
 
     def test_falls_back_to_numpy_when_the_copy_differs(self, monkeypatch) -> None:
         monkeypatch.setattr(rng_module, "_compiled_standard_normals",
-                            lambda bit_gen, out: out.fill(0.0))  # a copy that has drifted
+                            lambda rng, out: out.fill(0.0))  # a copy that has drifted
         monkeypatch.setattr(rng_module, "_compiled_normals", rng_module._compiled_normals.__wrapped__)
         assert not rng_module._compiled_normals()
         numpy_rng, ours_rng = stream(9, "x"), stream(9, "x")
