@@ -716,13 +716,14 @@ def _each_in_span(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) ->
     return fn(values)
 
 
-def _date_parts(days: np.ndarray, day1_date: dt.date) -> tuple[np.ndarray, np.ndarray]:
-    """Per day number from day 1: (year, YYMMDD as (year - 2000) * 10**4 + month * 100 + day)."""
+def _yymmdd(days: np.ndarray, day1_date: dt.date) -> np.ndarray:
+    """Per day number from day 1: YYMMDD as (year - 2000) * 10**4 + month * 100 + day (the year
+    is `yymmdd // 10**4 + 2000`, before 2000 too: month and day make 101 to 1231)."""
     dates = np.datetime64(day1_date, "D") + days.astype("m8[D]")
     year = dates.astype("M8[Y]").astype(np.int64) + 1970
     month = dates.astype("M8[M]").astype(np.int64) % 12 + 1
     day = (dates - dates.astype("M8[M]").astype("M8[D]")).astype(np.int64) + 1
-    return year, ((year - 2000) * 100 + month) * 100 + day
+    return ((year - 2000) * 100 + month) * 100 + day
 
 
 def local_time_from_sim_seconds(sim_seconds: Any, day1_date: dt.date) -> np.ndarray:
@@ -733,8 +734,8 @@ def local_time_from_sim_seconds(sim_seconds: Any, day1_date: dt.date) -> np.ndar
     """
     seconds = np.asarray(sim_seconds, np.int64)
     days, second_of_day = np.divmod(seconds, _SECONDS_PER_DAY)
-    parts = _each_in_span(days, lambda d: np.stack(_date_parts(d, day1_date), axis=-1))
-    year, yymmdd = parts[..., 0], parts[..., 1]
+    yymmdd = _each_in_span(days, lambda d: _yymmdd(d, day1_date))
+    year = yymmdd // 10**4 + 2000
     row = _first(np.atleast_1d((year < FIRST_YEAR) | (year > LAST_YEAR)))
     if row is not None:
         value = int(np.atleast_1d(seconds)[row])

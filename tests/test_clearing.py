@@ -487,3 +487,20 @@ class TestRepeats:
         assert np.array_equal(_repeats(arn), _repeats_with_unique(arn))
         ids = rng.integers(0, 1000, 20_000)
         assert np.array_equal(_repeats(ids), _repeats_with_unique(ids))
+
+
+class TestRecordsTable:
+    """`ClearingNetwork.records()`: joined once, read-only, never a sender's own array."""
+
+    def test_a_lone_chunk_is_copied_and_frozen(self) -> None:
+        from types import SimpleNamespace
+
+        from clearing_sim.model.clearing import ClearingNetwork
+
+        sender = np.array([1, 2, 3], dtype=np.int64)
+        net = SimpleNamespace(_records={"amount_minor": [sender], "kind": [np.array([1]), np.array([2])]})
+        got = ClearingNetwork.records(net)
+        assert not got["amount_minor"].flags.writeable and got["amount_minor"] is not sender
+        assert sender.flags.writeable and np.array_equal(got["amount_minor"], sender)
+        assert not got["kind"].flags.writeable and np.array_equal(got["kind"], [1, 2])
+        assert ClearingNetwork.records(net)["amount_minor"] is got["amount_minor"]  # kept joined

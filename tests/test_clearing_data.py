@@ -161,14 +161,23 @@ class TestDigitMatrix:
         got = cd.digit_matrix(v, width)
         assert got.dtype == np.uint8 and np.array_equal(got, _digit_matrix_numpy(v, width))
 
-    def test_local_time_of_every_purchase_is_the_records(self) -> None:
-        """`RecordFactory.purchase_local_time` is `local_time` of each purchase's arrival."""
+
+class TestRecordFactory:
+    """A record carries its purchase's DE 12 (worked out once per purchase, looked up per record)."""
+
+    def test_local_time_is_the_purchase_arrival_to_the_second(self) -> None:
         t = np.array([0.0, 59.9, 86_399.5, 3 * 86_400.0 + 1.25])
-        txn = {"t_arrival_s": t}
-        factory = cd.RecordFactory(dt.date(2026, 11, 2), txn, np.zeros(4, np.int64), np.zeros(1, np.int64),
+        n = len(t)
+        txn = {"t_arrival_s": t, "txn_id": np.arange(n, dtype=np.int64), "acquirer": np.zeros(n, np.int64),
+               "issuer": np.zeros(n, np.int64), "amount_minor": np.full(n, 100, np.int64),
+               "mcc": np.full(n, 5411, np.int64)}
+        start = dt.date(2026, 11, 2)
+        factory = cd.RecordFactory(start, txn, np.full(n, 3796010000000001, np.int64), np.zeros(1, np.int64),
                                    np.zeros(1, np.int64), 4837)
-        assert np.array_equal(factory.purchase_local_time, factory.local_time(t))
-        assert np.array_equal(factory.purchase_local_time[[3, 1]], factory.local_time(t[[3, 1]]))
+        idx = np.array([3, 1, 1, 0])
+        cols = factory.columns(cd.KIND_FIRST_PRESENTMENT, idx)
+        want = ipm.local_time_from_sim_seconds(np.floor(t[idx]).astype(np.int64), start)  # as before
+        assert cols["local_time"].dtype == want.dtype and np.array_equal(cols["local_time"], want)
 
 
 def _digit_matrix_numpy(values: np.ndarray, width: int) -> np.ndarray:

@@ -942,7 +942,8 @@ class TestCompiledChecksAsBefore:
         t = np.array(values, dtype=np.int64)
         got = ipm._valid_local_time(t)
         assert got.dtype == bool and np.array_equal(got, _valid_local_time_numpy(t))
-        assert ipm._valid_local_time(np.int64(values[0] if values else 0)).shape == ()
+        x = np.int64(values[0] if values else 0)
+        assert ipm._valid_local_time(x).shape == () and ipm._valid_local_time(x) == _valid_local_time_numpy(x)
 
     @settings(max_examples=400)
     @example(raw=[b"1" * 19, b"1" * 12, b"1" * 11, b"12\x0034", b"", b"\x001", b"123a"])

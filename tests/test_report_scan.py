@@ -341,13 +341,6 @@ class TestReadAhead:
         assert got.equals(pq.read_table(files["small"]["transactions"], columns=["txn_id", "issuer"]))
 
 
-def _int_sums_ref(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
-    """Exact int64 sums per index (the numpy code the exposure kernel replaced, wrapping alike)."""
-    out = np.zeros(size, np.int64)
-    np.add.at(out, index, np.asarray(weights, dtype=np.int64))
-    return out
-
-
 def _buckets_ref(times: np.ndarray, t0: float, width: float, buckets: int) -> np.ndarray:
     """The peak search's buckets as numpy computed them before the kernel."""
     x = times - t0
@@ -368,12 +361,12 @@ def _sums_ref(ok, t_in, t_out, amount, codes, grid, t0, width, buckets):
     approved = np.bincount(rows, minlength=k)
     gi = np.searchsorted(grid, t_in, side="left") + rows * size
     go = np.searchsorted(grid, t_out, side="left") + rows * size
-    sums = (_int_sums_ref(gi, amount, k * size) - _int_sums_ref(go, amount, k * size)).reshape(k, size)
+    sums = (report._int_sums(gi, amount, k * size) - report._int_sums(go, amount, k * size)).reshape(k, size)
     has_in, has_out = ~np.isnan(t_in), ~np.isnan(t_out)
     ti, ai, to, ao = t_in[has_in], amount[has_in], t_out[has_out], amount[has_out]
     bi, bo = _buckets_ref(ti, t0, width, buckets), _buckets_ref(to, t0, width, buckets)
-    bucket_sum = _int_sums_ref(bi, ai, buckets) - _int_sums_ref(bo, ao, buckets)
-    bucket_up = _int_sums_ref(bi, np.maximum(ai, 0), buckets) + _int_sums_ref(bo, np.maximum(-ao, 0), buckets)
+    bucket_sum = report._int_sums(bi, ai, buckets) - report._int_sums(bo, ao, buckets)
+    bucket_up = report._int_sums(bi, np.maximum(ai, 0), buckets) + report._int_sums(bo, np.maximum(-ao, 0), buckets)
     bucket_n = np.bincount(bi, minlength=buckets) + np.bincount(bo, minlength=buckets)
     return sums, approved, bucket_sum, bucket_up, bucket_n, amount[~has_in]
 

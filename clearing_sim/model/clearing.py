@@ -38,6 +38,7 @@ from clearing_sim.model.acquirers import SubmittedFile
 from clearing_sim.model.authorisation import APPROVED
 from clearing_sim.model.settlement import ObligationKind, SettlementSystem
 from clearing_sim.model.traffic import DAY_S
+from clearing_sim.rng import splitmix64_one
 from clearing_sim.scenario import Scenario, clock_seconds
 
 RECORD_COLUMNS = (
@@ -90,7 +91,7 @@ def _repeats(values: np.ndarray) -> np.ndarray:
 def _repeated_rows(mat, out):  # pragma: no cover - compiled
     """out[i]: whether row i of `mat` (bytes) equals an earlier row. The rows are copied into
     zero-padded 8-byte words; open addressing on a hash of each row (every word mixed in
-    with MurmurHash3's finaliser), in a table at least twice the rows (so a probe always
+    with SplitMix64's output function, `rng.splitmix64_one`), in a table at least twice the rows (so a probe always
     ends); rows that share a slot are compared word by word."""
     n, n_bytes = mat.shape
     width = (n_bytes + 7) // 8
@@ -107,12 +108,7 @@ def _repeated_rows(mat, out):  # pragma: no cover - compiled
     for i in range(n):
         h = np.uint64(0)
         for j in range(width):
-            h ^= words[i, j]
-            h ^= h >> np.uint64(33)
-            h *= np.uint64(0xFF51AFD7ED558CCD)
-            h ^= h >> np.uint64(33)
-            h *= np.uint64(0xC4CEB9FE1A85EC53)
-            h ^= h >> np.uint64(33)
+            h = splitmix64_one(h ^ words[i, j])
         slot = h & mask
         out[i] = False
         while first_at[slot] >= 0:
@@ -541,10 +537,11 @@ class ClearingNetwork:
         """Every record the network received, one row each: cleared or rejected with a reason.
 
         Each column's chunks are joined into one when asked and kept joined, so the dozen
-        callers of a finished run share one copy; the arrays are read-only for that reason.
+        callers of a finished run share one copy; the arrays are read-only for that reason
+        (a lone chunk still writable may be a sender's own array: it is copied too).
         """
         for k, chunks in self._records.items():
-            if len(chunks) != 1:
+            if len(chunks) != 1 or chunks[0].flags.writeable:
                 joined = np.concatenate(chunks) if chunks else np.empty(0, dtype=_DTYPES.get(k, np.int64))
                 joined.flags.writeable = False
                 chunks[:] = [joined]

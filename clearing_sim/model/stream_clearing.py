@@ -152,8 +152,7 @@ class Submissions:
                       for a in scenario.acquirers]
         self._times_flat = np.concatenate(self.times)  # acquirer a's: [_times_start[a], _times_start[a + 1])
         self._times_start = np.cumsum([0] + [len(t) for t in self.times]).astype(np.int64)
-        per = np.array([horizon_days * len(t) for t in self.times], dtype=np.int64)
-        self.offset = np.concatenate([[0], np.cumsum(per)])
+        self.offset = horizon_days * self._times_start  # acquirer a's submissions: [offset[a], offset[a + 1])
         self.n = int(self.offset[-1])
 
     def of(self, acquirer: np.ndarray, t_response_s: np.ndarray) -> np.ndarray:
