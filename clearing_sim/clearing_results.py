@@ -10,6 +10,7 @@ model or touch the file system.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -128,13 +129,51 @@ def dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
     unique, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
     lut = inverse.reshape(-1).astype(np.int32)
     index = np.asarray(index)
-    if len(index) and len(values) and index.min() >= 0:  # no nulls: one lookup, no mask
-        idx = pa.array(lut[index])
+    if len(values) == 0:  # every row is null
+        remapped = np.full(len(index), -1, dtype=np.int32)
+        idx = pa.array(remapped, mask=remapped < 0)
     else:
-        index = index.astype(np.int64)
-        remapped = np.where(index >= 0, lut[np.maximum(index, 0)] if len(values) else -1, -1)
-        idx = pa.array(remapped.astype(np.int32), mask=remapped < 0)
+        idx = dictionary_indices(lut, index, keep_negative=False)
     return pa.DictionaryArray.from_arrays(idx, pa.array(unique.tolist(), pa.string()))
+
+
+def dictionary_indices(lut: np.ndarray, index: np.ndarray, keep_negative: bool) -> pa.Array:
+    """Arrow int32 dictionary indices `lut[index]` (`lut` int32), null where `index` < 0; the
+    null rows hold `index` itself (`keep_negative`) or -1. Raises IndexError for an index past
+    `lut`. One compiled pass makes the values and the validity bitmap (numpy gathered, compared
+    and packed a mask in passes of their own); no bitmap when nothing is null, as `pa.array`
+    with an all-false mask gives."""
+    index = np.ascontiguousarray(index)
+    if index.dtype.kind not in "iu":
+        index = index.astype(np.int64)
+    n = len(index)
+    out = np.empty(n, dtype=np.int32)
+    bitmap = np.empty((n + 7) // 8, dtype=np.uint8)
+    nulls = _lookup_into(np.ascontiguousarray(lut, dtype=np.int32), index, keep_negative, out, bitmap)
+    if nulls < 0:
+        raise IndexError(f"dictionary index {int(index.max())} is out of bounds for {len(lut)} values")
+    validity = pa.py_buffer(bitmap) if nulls else None
+    return pa.Array.from_buffers(pa.int32(), n, [validity, pa.py_buffer(out)], null_count=nulls)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup_into(lut, index, keep_negative, out, bitmap):  # pragma: no cover - compiled
+    """out[i] = lut[index[i]], or the null value where index[i] < 0; bit i of `bitmap` (least
+    significant first) set where valid, the bits past the last row clear. Returns how many
+    rows are null, or -1 if an index is past `lut`."""
+    nulls = 0
+    bitmap[:] = 0
+    for i in range(len(index)):
+        k = index[i]
+        if k < 0:
+            out[i] = k if keep_negative else -1
+            nulls += 1
+        elif k >= len(lut):
+            return -1
+        else:
+            out[i] = lut[k]
+            bitmap[i >> 3] |= np.uint8(1 << (i & 7))
+    return nulls
 
 
 def string_column(values: np.ndarray) -> pa.StringArray:

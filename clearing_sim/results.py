@@ -22,7 +22,7 @@ from clearing_sim.model.authorisation import (
     ROUTES,
 )
 from clearing_sim.clearing_results import dict_array as clearing_dict_array
-from clearing_sim.clearing_results import clearing_records_table, clearing_summary
+from clearing_sim.clearing_results import clearing_records_table, clearing_summary, dictionary_indices
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
@@ -157,7 +157,7 @@ def assemble_summary(sc, mode: str, horizon_days: int, auth: dict, clearing: dic
 
 def _dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
     """Dictionary-encoded strings (index -1 is null)."""
-    idx = pa.array(np.asarray(index, dtype=np.int32), mask=np.asarray(index) < 0)
+    idx = dictionary_indices(np.arange(len(values), dtype=np.int32), index, keep_negative=True)
     return pa.DictionaryArray.from_arrays(idx, pa.array(values, pa.string()))
 
 

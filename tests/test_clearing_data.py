@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -343,3 +344,89 @@ def test_yddd_by_day_lookup_is_the_calendar(days, spread) -> None:
                      dtype="M8[D]")
     expect = [d.year % 10 * 1000 + d.timetuple().tm_yday for d in dates.astype(dt.date).tolist()]
     assert cd.yddd(dates).tolist() == expect
+
+
+def _old_dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
+    """clearing_results.dict_array before its indices were looked up by a compiled pass (reference)."""
+    unique, inverse = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
+    lut = inverse.reshape(-1).astype(np.int32)
+    index = np.asarray(index)
+    if len(index) and len(values) and index.min() >= 0:
+        idx = pa.array(lut[index])
+    else:
+        index = index.astype(np.int64)
+        remapped = np.where(index >= 0, lut[np.maximum(index, 0)] if len(values) else -1, -1)
+        idx = pa.array(remapped.astype(np.int32), mask=remapped < 0)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(unique.tolist(), pa.string()))
+
+
+def _old_results_dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
+    """results._dict_array before the same change (reference)."""
+    idx = pa.array(np.asarray(index, dtype=np.int32), mask=np.asarray(index) < 0)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(values, pa.string()))
+
+
+def _ipc_bytes(array: pa.Array) -> bytes:
+    table = pa.table({"c": array})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _assert_same_array(new: pa.DictionaryArray, old: pa.DictionaryArray) -> None:
+    """Same values, nulls, dictionary, buffers (a null row's stored index too) and IPC bytes."""
+    assert new.type == old.type and new.null_count == old.null_count
+    assert new.dictionary.equals(old.dictionary)
+    nb, ob = new.indices.buffers(), old.indices.buffers()
+    assert (nb[0] is None) == (ob[0] is None)
+    if nb[0] is not None:  # the validity bits of the rows (and the padding bits clear)
+        assert nb[0].to_pybytes() == ob[0].to_pybytes()
+    assert nb[1].to_pybytes() == ob[1].to_pybytes()
+    assert _ipc_bytes(new) == _ipc_bytes(old)
+
+
+class TestDictionaryIndicesSameAsNumpy:
+    """`clearing_results.dictionary_indices` (one compiled pass) gives the dictionary columns
+    the numpy code gave, buffer for buffer, in both the tables' builders that use it."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.sampled_from(["CUP", "ICBC", "file-1", "file-1", "\u4e2d", "b", "a"]), min_size=0,
+                    max_size=8),
+           st.data(), st.sampled_from([np.int8, np.int16, np.int32, np.int64]))
+    def test_hypothesis_indices(self, values, data, dtype) -> None:
+        from clearing_sim.clearing_results import dict_array
+        from clearing_sim.results import _dict_array
+
+        index = np.array(data.draw(st.lists(st.integers(-1, len(values) - 1), max_size=70)), dtype=dtype)
+        _assert_same_array(dict_array(values, index), _old_dict_array(values, index))
+        unique_values = list(dict.fromkeys(values))
+        index = np.minimum(index, len(unique_values) - 1).astype(dtype)
+        _assert_same_array(_dict_array(unique_values, index), _old_results_dict_array(unique_values, index))
+
+    def test_scenario_columns(self) -> None:
+        """Every dictionary column of a shipped scenario's tables, built both ways."""
+        import clearing_sim
+        from clearing_sim.clearing_results import dict_array
+        from clearing_sim.results import _dict_array
+
+        res = clearing_sim.run(clearing_sim.load_scenario("scenarios/corrupt_file.yaml"), mode="fast")
+        checked = 0
+        for table, build, old in ((res.transactions, _dict_array, _old_results_dict_array),
+                                  (res.clearing_records, dict_array, _old_dict_array)):
+            for name in table.column_names:
+                col = table.column(name).combine_chunks()
+                if not pa.types.is_dictionary(col.type):
+                    continue
+                index = col.indices.to_numpy(zero_copy_only=False)
+                index = np.where(col.is_null().to_numpy(zero_copy_only=False), -1, index).astype(np.int64)
+                values = col.dictionary.to_pylist()
+                _assert_same_array(build(values, index), old(values, index))
+                checked += 1
+        assert checked >= 10
+
+    def test_index_past_the_values_raises(self) -> None:
+        from clearing_sim.clearing_results import dict_array
+
+        with pytest.raises(IndexError):
+            dict_array(["a", "b"], np.array([0, 2]))
