@@ -504,3 +504,53 @@ class TestRecordsTable:
         assert sender.flags.writeable and np.array_equal(got["amount_minor"], sender)
         assert not got["kind"].flags.writeable and np.array_equal(got["kind"], [1, 2])
         assert ClearingNetwork.records(net)["amount_minor"] is got["amount_minor"]  # kept joined
+
+
+def _old_purchases_ready(acq, mine: np.ndarray, now: float) -> np.ndarray:
+    """AcquirerSubmissions._purchases_ready before its compiled pass (reference)."""
+    with np.errstate(invalid="ignore"):
+        ready = (acq.response_code[mine] == APPROVED) & (acq.t_response[mine] <= now)
+    ready &= ~acq.presented[mine]
+    ready &= ~acq.reversed[mine] & ~acq.in_bank[mine]
+    return mine[ready]
+
+
+class TestPurchasesReadySameAsNumpy:
+    """The acquirer's choice of purchases for a file (one compiled pass) is the numpy masks'."""
+
+    @staticmethod
+    def _check(acq, mine: np.ndarray, now: float) -> None:
+        from clearing_sim.model.acquirers import AcquirerSubmissions
+
+        got = AcquirerSubmissions._purchases_ready(acq, mine, now)
+        expect = _old_purchases_ready(acq, mine, now)
+        assert got.dtype == expect.dtype and np.array_equal(got, expect)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.data(), st.integers(0, 60))
+    def test_hypothesis_columns(self, data, n) -> None:
+        import types
+
+        flags = st.lists(st.booleans(), min_size=n, max_size=n)
+        times = st.lists(st.sampled_from([0.0, 5.0, 10.0, 10.5, float("nan"), float("inf")]), min_size=n,
+                         max_size=n)
+        acq = types.SimpleNamespace(
+            response_code=np.array(data.draw(st.lists(st.sampled_from([APPROVED, 5, 51]), min_size=n, max_size=n)),
+                                   dtype=np.int16),
+            t_response=np.array(data.draw(times), dtype=np.float64),
+            presented=np.array(data.draw(flags), dtype=bool), reversed=np.array(data.draw(flags), dtype=bool),
+            in_bank=np.array(data.draw(flags), dtype=bool))
+        mine = np.flatnonzero(np.array(data.draw(flags), dtype=bool))
+        self._check(acq, mine, data.draw(st.sampled_from([0.0, 5.0, 10.0, 10.25, float("inf")])))
+
+    def test_scenario_acquirers(self) -> None:
+        """Every acquirer of a shipped scenario at the end of its run and at half time."""
+        from clearing_sim.api import load_scenario
+
+        acq = simulate(load_scenario("scenarios/refunds_and_disputes.yaml"), "fast").acquirers
+        acq.presented[::3] = False
+        horizon = float(np.nanmax(acq.t_response))
+        for a in range(int(acq.acquirer.max()) + 1):
+            mine = np.flatnonzero(acq.acquirer == a)
+            for now in (horizon / 2, horizon):
+                self._check(acq, mine, now)
