@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 
 @numba.njit(cache=True, nogil=True)
-def _ready_into(mine, code, approved, t_response, now, presented, reversed_, in_bank, out):  # pragma: no cover - compiled
+def _ready_into(mine, code, approved, t_response, now, presented, reversed_,  # pragma: no cover - compiled
+               in_bank, out):
     """Write to `out` the purchases of `mine` that were approved, whose response reached the
     acquirer by `now` (never when it is NaN), that are not presented, reversed nor kept in
     the bank; return how many. One pass (numpy gathered five columns and combined masks)."""

@@ -91,8 +91,8 @@ def _repeats(values: np.ndarray) -> np.ndarray:
 def _repeated_rows(mat, out):  # pragma: no cover - compiled
     """out[i]: whether row i of `mat` (bytes) equals an earlier row. The rows are copied into
     zero-padded 8-byte words; open addressing on a hash of each row (every word mixed in
-    with SplitMix64's output function, `rng.splitmix64_one`), in a table at least twice the rows (so a probe always
-    ends); rows that share a slot are compared word by word."""
+    with `rng.splitmix64_one`), in a table at least twice the rows (so a probe always ends);
+    rows that share a slot are compared word by word."""
     n, n_bytes = mat.shape
     width = (n_bytes + 7) // 8
     padded = np.zeros(n * width * 8, dtype=np.uint8)
