@@ -17,8 +17,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/clearing-sim run scenarios/baseline.yaml
 
+# Tests run in worker processes, one a logical CPU (at most four: each holds its own fixtures
+# and numba's compiled kernels); benchmarks never do (pytest-benchmark turns itself off
+# under xdist), so the workers are asked for here and not in pyproject.toml's addopts.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n logical --maxprocesses=4
 
 bench: install
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json -p no:cacheprovider
