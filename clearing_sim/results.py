@@ -22,7 +22,7 @@ from clearing_sim.model.authorisation import (
     ROUTES,
 )
 from clearing_sim.clearing_results import dict_array as clearing_dict_array
-from clearing_sim.clearing_results import clearing_records_table, clearing_summary, dictionary_indices
+from clearing_sim.clearing_results import clearing_records_table, clearing_summary, declare_not_null, dictionary_indices
 from clearing_sim.model.network import SimulationState
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim import settlement_figures
@@ -187,6 +187,9 @@ class TableNames:
 
 
 _CODES = [_code(c) for c in range(100)]
+# The transactions' columns that may hold nulls: a purchase with an unknown BIN has no
+# issuer, and one never presented (or not cleared) no file, cycle or window.
+TRANSACTION_NULLABLE = frozenset({"issuer", "clearing_file", "clearing_cycle", "settlement_window"})
 
 
 def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, np.ndarray], pan: np.ndarray,
@@ -196,7 +199,7 @@ def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, n
     traffic columns `t`, outcome columns `o`, PANs, the file (index into `names.files`), cycle
     and window their first presentment cleared in (-1: none), and how and when they settled."""
     code = o["response_code"]
-    return pa.table({
+    return declare_not_null(pa.table({
         "txn_id": t["txn_id"],
         "day": t["day"].astype(np.int16) + 1,
         "t_arrival_s": t["t_arrival_s"],
@@ -234,14 +237,13 @@ def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, n
         "t_advice_applied_s": o["t_advice_applied_s"],
         "t_reversal_applied_s": o["t_reversal_applied_s"],
         "credit_limit_minor": t["credit_limit_minor"],
-    })
+    }), TRANSACTION_NULLABLE)
 
 
 def clearing_table(state: SimulationState) -> pa.Table:
     """One row per clearing record received: cleared, or rejected with its reason, and how it settled."""
-    table = clearing_records_table(state)
     status = settlement_figures.record_settlement(state)[0]
-    return table.append_column("settlement_status", _dict_array(list(settlement_figures.STATUSES), status))
+    return clearing_records_table(state, _dict_array(list(settlement_figures.STATUSES), status))
 
 
 def settlements_table(state: SimulationState) -> pa.Table:

@@ -235,6 +235,12 @@ def bank_delay_figures(state) -> list[dict]:
     return out
 
 
+# The settlements' columns that may hold nulls: a participant without a settlement account
+# has no balances, one that did not default no round. The rest are declared not null, and
+# the Parquet writer refuses a null in them.
+SETTLEMENT_NULLABLE = frozenset({"available_minor", "balance_before_minor", "balance_after_minor", "default_round"})
+
+
 def settlements_table(state) -> pa.Table:
     """One row per settlement window and participant: obligation, settled position, funding and defaults."""
     ids = list(state.scenario.participant_ids)
@@ -277,14 +283,14 @@ def settlements_table(state) -> pa.Table:
             cols["loss_share_minor"].append(int(res.loss_share[i]) if res else 0)
             cols["unwound_records"].append(w.records_unwound)
     i64, f64, s = pa.int64(), pa.float64(), pa.string()
-    schema = pa.schema([
+    schema = pa.schema([pa.field(name, t, nullable=name in SETTLEMENT_NULLABLE) for name, t in (
         ("window_id", s), ("window_index", pa.int32()), ("business_date", s), ("status", s),
         ("t_close_s", f64), ("t_settled_s", f64), ("participant", s), ("position_minor", i64),
         ("obligation_minor", i64), ("gross_paid_minor", i64), ("gross_received_minor", i64),
         ("available_minor", i64), ("balance_before_minor", i64), ("balance_after_minor", i64),
         ("defaulted", pa.bool_()), ("default_round", pa.int32()), ("guarantee_fund_draw_minor", i64),
         ("loss_share_minor", i64), ("unwound_records", i64),
-    ])
+    )])
     return pa.table(cols, schema=schema)
 
 

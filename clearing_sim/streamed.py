@@ -436,15 +436,14 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
             "scheme_fee_acquirer_minor": rec["scheme_fee_acquirer_minor"],
         }
         next_id += n
-        table = record_rows(names, r, rec["txn_id"], np.full(n, f.index), rec["issuer"])
         status = np.full(n, w_code[window], dtype=np.int64)
-        out.add(table.append_column("settlement_status", _dict_array(statuses, status)))
+        out.add(record_rows(names, r, rec["txn_id"], np.full(n, f.index), rec["issuer"], _dict_array(statuses, status)))
     e = np.empty(0, dtype=np.int64)
     r = {k: e for k in ("record_id", "file", "message_number", "sender", "receiver", "kind", "status", "reason",
                         "mcc", "product", "cycle", "window", "amount_minor", "interchange_minor",
                         "scheme_fee_issuer_minor", "scheme_fee_acquirer_minor")}
     r["arn"] = np.empty(0, dtype="S23")
-    out.close(record_rows(names, r, e, e, e).append_column("settlement_status", _dict_array(statuses, e)))
+    out.close(record_rows(names, r, e, e, e, _dict_array(statuses, e)))
 
 
 def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: StreamedClearing) -> dict:

@@ -6,6 +6,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 
 from clearing_sim.outputs import write_table, write_table_options
@@ -81,3 +82,31 @@ def test_round_trip(tmp_path_factory, ints, floats, floats32, names):
     for name in t.column_names:
         a, b = t[name].to_pylist(), back[name].to_pylist()
         assert [x if x == x else "nan" for x in a] == [x if x == x else "nan" for x in b]
+
+
+class TestDeclareNotNull:
+    """`clearing_results.declare_not_null`: the tables' columns that never lack a value are REQUIRED in Parquet."""
+
+    def test_required_columns_have_no_definition_levels(self, tmp_path):
+        from clearing_sim.clearing_results import declare_not_null
+
+        t = pa.table({"a": np.arange(5, dtype=np.int64), "b": pa.array([1.0, None, 3.0, 4.0, 5.0]),
+                      "c": pa.DictionaryArray.from_arrays(pa.array([0, 1, 0, 1, 0], pa.int32()),
+                                                          pa.array(["x", "y"]))})
+        out = declare_not_null(t, frozenset({"b"}))
+        assert [f.nullable for f in out.schema] == [False, True, False]
+        assert all(out.column(i).equals(t.column(i)) for i in range(3))  # only the schema's flags changed
+        write_table(tmp_path / "t.parquet", out)
+        schema = pq.ParquetFile(tmp_path / "t.parquet").schema
+        assert [schema.column(i).max_definition_level for i in range(3)] == [0, 1, 0]
+        back = pq.read_table(tmp_path / "t.parquet")
+        assert back.schema.equals(out.schema) and back.equals(out)
+
+    def test_a_null_in_a_declared_column_is_refused(self):
+        from clearing_sim.clearing_results import declare_not_null
+        from clearing_sim.errors import InvariantError
+
+        t = pa.table({"a": pa.array([1, None], pa.int64()), "b": pa.array([None, 2], pa.int64())})
+        with pytest.raises(InvariantError, match="'a' has 1 null"):
+            declare_not_null(t, frozenset({"b"}))
+        assert declare_not_null(t, frozenset({"a", "b"})).schema.equals(t.schema)

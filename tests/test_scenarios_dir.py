@@ -10,6 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from clearing_sim.cli import main
+from clearing_sim.clearing_results import RECORD_NULLABLE
+from clearing_sim.results import TRANSACTION_NULLABLE
+from clearing_sim.settlement_figures import SETTLEMENT_NULLABLE
+
+NULLABLE = {"transactions": TRANSACTION_NULLABLE, "clearing_records": RECORD_NULLABLE,
+            "settlements": SETTLEMENT_NULLABLE}
 
 # sweep_*.yaml are sweep files (a base scenario and a grid), loaded by tests/test_sweep.py.
 SCENARIOS = sorted(p for p in (Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml")
@@ -41,6 +47,9 @@ def test_scenario_runs(path: Path, tmp_path: Path) -> None:
         d = pq.read_table(tmp_path / "run" / f"{name}.parquet")
         q = pq.read_table(tmp_path / "fast" / f"{name}.parquet")
         assert d.column_names == q.column_names, name
+        # The same schema whatever the scenario: the columns that may be null are fixed per table.
+        assert d.schema.equals(q.schema), name
+        assert {f.name for f in d.schema if f.nullable} == NULLABLE[name], name
         for col in d.column_names:
             x, y = d[col].to_numpy(zero_copy_only=False), q[col].to_numpy(zero_copy_only=False)
             same = np.array_equal(x, y, equal_nan=True) if x.dtype.kind == "f" else d[col].equals(q[col])
