@@ -177,9 +177,13 @@ class Batches:
 
         def dictionaries(name: str) -> list[Any]:
             # Every chunk's dictionary, empty chunks too: pyarrow's unify_dictionaries of
-            # the whole column sees them all, while to_batches() skips empty chunks.
+            # the whole column sees them all, while to_batches() skips empty chunks. None
+            # of a table without rows: its Parquet file has no dictionary page to read them
+            # from, and the report of either must be the same.
             col = table.column(name)
-            return [c.dictionary for c in col.chunks] if pa.types.is_dictionary(col.type) else []
+            if not pa.types.is_dictionary(col.type) or table.num_rows == 0:
+                return []
+            return [c.dictionary for c in col.chunks]
 
         return cls(table.schema, read, dictionaries)
 

@@ -149,6 +149,20 @@ def test_day_without_purchases_warns_nothing():
     assert "<html" in html
 
 
+def test_day_without_purchases_same_report_from_its_folder(tmp_path):
+    """A run with no purchases writes the report that its folder gives back (no acquirer names
+    come from an in-memory table without rows, which its Parquet file cannot give)."""
+    path = tmp_path / "empty.yaml"
+    path.write_text(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: 0"), encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html == report.report_from_folder(out)
+    result = clearing_sim.run(parse_scenario(path.read_text(encoding="utf-8"), "empty.yaml"))
+    assert result.transactions.num_rows == 0
+    assert html == report.build_report(result.summary, result.transactions, result.settlements)
+
+
 class TestRunFolder:
     """Every run folder gets report.html, written with the rest of the folder."""
 
