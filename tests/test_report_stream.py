@@ -239,6 +239,8 @@ class TestNames:
     def test_same_as_whole_column(self, col, batch_rows):
         table = pa.table({"x": col})
         want_codes, want_names = _old_coded(table, "x")
+        if table.num_rows == 0:  # no names, as the table's Parquet file (no dictionary page) gives
+            want_names = []
         got_codes, got_names = report._coded(table, "x")
         assert got_names == want_names
         assert got_codes.tolist() == want_codes.tolist()
