@@ -3,7 +3,8 @@
 Owns: the clearing figures of a finished run (files and records received, cleared and
 rejected, rejects by reason, refunds, chargebacks and second presentments, fees by
 participant, the cycles) and the schema of the clearing records table (one row per
-record received, cleared or rejected with its reason). Plain ints and strings in a
+record received, cleared or rejected with its reason), with the column helpers every
+table uses (`dictionary_indices`, `declare_not_null`). Plain ints and strings in a
 fixed key order, so the same run serialises to the same bytes. Must never run the
 model or touch the file system.
 """
