@@ -50,6 +50,7 @@ from clearing_sim.model.stream_clearing import (
     FEE_ACQUIRER,
     FEE_ISSUER,
     RECORDS,
+    SPILL_DTYPE,
     Presentments,
     StreamedClearing,
     record_arns,
@@ -442,6 +443,7 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
     r = {k: e for k in ("record_id", "file", "message_number", "sender", "receiver", "kind", "status", "reason",
                         "mcc", "product", "cycle", "window", "amount_minor", "interchange_minor",
                         "scheme_fee_issuer_minor", "scheme_fee_acquirer_minor")}
+    r["mcc"] = np.empty(0, dtype=SPILL_DTYPE["mcc"])  # the spilled records' type, as a file's rows have it
     r["arn"] = np.empty(0, dtype="S23")
     out.close(record_rows(names, r, e, e, e, _dict_array(statuses, e)))
 

@@ -73,6 +73,33 @@ def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch
     assert [c["id"][-5:] for c in s["clearing"]["cycles"]] == ["06:30", "12:30", "18:30", "23:45", "06:30"]
 
 
+NOTHING_CLEARED = """
+name: nothing_cleared
+run: {days: 1, seed: 1}
+institutions:
+  - {id: B0, name: Bank B0}
+issuers:
+  - {institution: B0, bins: ["400001"], share: 1, risk_decline_rate: 1.0, host: {servers: 1}}
+acquirers:
+  - {institution: B0, share: 1, category_mix: {"5411": 1}}
+traffic:
+  transactions_per_day: 300
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+"""
+
+
+def test_a_run_that_clears_nothing_streams_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
+    """Every purchase declined: no clearing record, and the empty clearing_records.parquet of a streamed
+    run has the whole-day run's column types (its `mcc` was int64 where a whole day's is int16)."""
+    path = tmp_path / "nothing_cleared.yaml"
+    path.write_text(NOTHING_CLEARED)
+    _run(path, tmp_path / "whole")
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    _run(path, tmp_path / "streamed")
+    assert json.loads((tmp_path / "whole" / "summary.json").read_text())["clearing"]["records_presented"] == 0
+    _same_folders(tmp_path / "streamed", tmp_path / "whole")
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 30), min_size=0, max_size=200), st.integers(1, 40))
 def test_feed_bounds_cut_every_so_many_rows_but_never_inside_an_instant(ticks: list[int], rows: int) -> None:
