@@ -88,15 +88,23 @@ traffic:
 """
 
 
-def test_a_run_that_clears_nothing_streams_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
-    """Every purchase declined: no clearing record, and the empty clearing_records.parquet of a streamed
-    run has the whole-day run's column types (its `mcc` was int64 where a whole day's is int16)."""
+@pytest.mark.parametrize("purchases, text", [
+    (285, NOTHING_CLEARED),
+    (0, NOTHING_CLEARED.replace("transactions_per_day: 300", "transactions_per_day: 1").replace("seed: 1", "seed: 0")),
+])
+def test_a_run_that_clears_nothing_streams_like_a_whole_day(purchases: int, text: str, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """Every purchase declined, or no purchase at all: no clearing record, and the empty
+    clearing_records.parquet of a streamed run has the whole-day run's column types (its `mcc` was int64
+    where a whole day's is int16); with no purchase the streamed run no longer fails on the issuers'
+    queue depths (no chunk ever reached the authorisation stream)."""
     path = tmp_path / "nothing_cleared.yaml"
-    path.write_text(NOTHING_CLEARED)
+    path.write_text(text)
     _run(path, tmp_path / "whole")
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
     _run(path, tmp_path / "streamed")
-    assert json.loads((tmp_path / "whole" / "summary.json").read_text())["clearing"]["records_presented"] == 0
+    summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert summary["authorisations"]["count"] == purchases and summary["clearing"]["records_presented"] == 0
     _same_folders(tmp_path / "streamed", tmp_path / "whole")
 
 

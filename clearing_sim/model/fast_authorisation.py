@@ -559,7 +559,10 @@ class AuthorisationStream:
 
     @property
     def queue_depth_max(self) -> list[int]:
-        return [s.queue_depth_max for s in self.issuers or []]
+        """The deepest queue of each issuer's host; 0 for each when no chunk was ever fed (no purchase)."""
+        if self.issuers is None:
+            return [0] * len(self.scenario.issuers)
+        return [s.queue_depth_max for s in self.issuers]
 
     def saf_log(self) -> dict[str, np.ndarray]:
         """Every store-and-forward attempt, issuer by issuer, in the order they were made."""
