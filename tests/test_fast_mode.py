@@ -99,6 +99,46 @@ def test_a_run_that_clears_nothing() -> None:
     assert_same_tables(d, f)
 
 
+STAND_IN_AND_ITS_REVERSAL_AT_ONCE = """
+name: stand_in_and_its_reversal_at_once
+run: {days: 1, seed: 1}
+institutions:
+  - {id: ISS, name: Issuer}
+  - {id: ACQ, name: Acquirer}
+issuers:
+  - institution: ISS
+    bins: ["400001"]
+    share: 1
+    host: {servers: 100, service_time_ms: {distribution: constant, value: 6000}}
+acquirers:
+  - {institution: ACQ, share: 1, category_mix: {"5411": 1}, auth_timeout_ms: 5000}
+traffic:
+  transactions_per_day: 2000
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+network:
+  latency_ms: {distribution: constant, value: 1000}
+  switch_timeout_ms: 5000
+"""
+
+
+def test_a_stand_in_and_its_own_reversal_at_once() -> None:
+    """Every answer is late, and with constant hops and equal timeouts each stand-in (at t_sw + 5 s) and
+    its own 0400 (at t_arrival + 5 s + 1 s) reach the switch at one instant. Its 0120 goes to the issuer
+    before its 0420 in both modes; detailed mode sent the 0420 first whenever another stand-in of the
+    issuer had been decided between the acquirer's timeout and this one's (about one in seventy)."""
+    sc = parse_scenario(STAND_IN_AND_ITS_REVERSAL_AT_ONCE)
+    d = clearing_sim.run(sc, mode="detailed")
+    f = clearing_sim.run(sc, mode="fast")
+    t = d.transactions
+    at_once = (np.asarray(t["stand_in"]) & np.asarray(t["reversed"])
+               & (t["t_reversal_s"].to_numpy() == t["t_switch_response_s"].to_numpy()))
+    assert at_once.sum() > 1000
+    advice, reversal = t["t_advice_applied_s"].to_numpy()[at_once], t["t_reversal_applied_s"].to_numpy()[at_once]
+    assert (advice < reversal).all()
+    assert without_mode(d.summary) == without_mode(f.summary)
+    assert_same_tables(d, f)
+
+
 class TestSeeds:
     """Equality holds for other seeds of the small scenario, not for one lucky draw."""
 

@@ -494,6 +494,18 @@ class DetailedAuthorisation:
         if k < 0:
             return  # the switch answers it; there is no issuer to tell
         ev = self.env.timeout(max(0.0, t_at_switch - self.env.now))
+        ev.callbacks.append(lambda _ev: self._forward_reversal(k, i, t_at_switch))
+
+    def _forward_reversal(self, k: int, i: int, t_at_switch: float) -> None:
+        """The 0400 reaches the switch: queue its 0420 once every stand-in decided at this instant is queued.
+
+        A store-and-forward queue takes, at one instant, advices before reversals. The switch's stand-in
+        clock for a deadline at this instant was scheduled earlier (at a previous decision), so it goes
+        before a zero-delay event scheduled now; without this step a stand-in and its own 0400 reaching
+        the switch at once (constant hops, auth_timeout_ms == switch_timeout_ms) were queued in the order
+        SimPy had scheduled them, which depended on when the issuer's previous stand-in was decided.
+        """
+        ev = self.env.timeout(0.0)
         ev.callbacks.append(lambda _ev: self.saf.enqueue(k, i, REVERSAL, t_at_switch))
 
     # --- the end ----------------------------------------------------------------------------

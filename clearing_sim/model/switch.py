@@ -22,7 +22,9 @@ Rules (the detailed mode's semantics, which a fast mode must reproduce):
   time) plus the amount are at most the daily limit; otherwise it declines `91`.
 * Every stand-in approval creates an 0120 advice for the issuer, queued at the decision
   time. Every 0400 reversal of a routed authorisation reaching the switch is forwarded
-  to the issuer as an 0420 reversal advice, queued when the 0400 arrives.
+  to the issuer as an 0420 reversal advice, queued when the 0400 arrives. At one instant
+  advices are queued before reversals (a stand-in and its own 0400 reach the switch at
+  once when hops are constant and auth_timeout_ms == switch_timeout_ms).
 * SAF, one FIFO link per issuer, one message in flight. The head message is sent at
   max(when it was queued, when the previous one was acknowledged); if the issuer is
   signed off then, it waits for the end of that announced outage. It reaches the
