@@ -416,36 +416,35 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
     names = RecordNames(sc, received, [c.id for c in clearing.cycles], [w.id for w in clearing.settlement.windows])
     issuer_party = presentments.issuer_party
     out = _ParquetOut(path)
-    next_id = 0
     statuses = list(settlement_figures.STATUSES)
-    for f in received:
-        rec = presentments.records(f.slot)
+
+    def rows(rec: np.ndarray, first_id: int, number: int, sender: int, cycle: int, window: int,
+             acquirer: int) -> pa.Table:
+        """The rows of one file's spilled records (none: the schema of a run that cleared nothing)."""
         n = len(rec)
-        if n != f.n_records:
-            raise InvariantError(f"file {f.file_id}: {n} records spilled, {f.n_records} counted")
-        window = int(clearing.slot_window[f.slot])
         r = {
-            "record_id": np.arange(next_id, next_id + n, dtype=np.int64),
-            "file": np.full(n, f.number), "message_number": np.arange(2, n + 2, dtype=np.int64),
-            "sender": np.full(n, f.sender), "receiver": issuer_party[rec["issuer"].astype(np.int64)],
+            "record_id": np.arange(first_id, first_id + n, dtype=np.int64),
+            "file": np.full(n, number), "message_number": np.arange(2, n + 2, dtype=np.int64),
+            "sender": np.full(n, sender), "receiver": issuer_party[rec["issuer"].astype(np.int64)],
             "kind": np.full(n, cd.KIND_FIRST_PRESENTMENT, dtype=np.int8),
             "status": np.full(n, STATUS_CLEARED, dtype=np.int8), "reason": np.full(n, -1, dtype=np.int16),
-            "arn": record_arns(sc, f.index, rec), "mcc": rec["mcc"], "product": rec["product"],
-            "cycle": np.full(n, f.cycle), "window": np.full(n, window),
+            "arn": record_arns(sc, acquirer, rec), "mcc": rec["mcc"], "product": rec["product"],
+            "cycle": np.full(n, cycle), "window": np.full(n, window),
             "amount_minor": rec["amount_minor"], "interchange_minor": rec["interchange_minor"],
             "scheme_fee_issuer_minor": rec["scheme_fee_issuer_minor"],
             "scheme_fee_acquirer_minor": rec["scheme_fee_acquirer_minor"],
         }
-        next_id += n
         status = np.full(n, w_code[window], dtype=np.int64)
-        out.add(record_rows(names, r, rec["txn_id"], np.full(n, f.index), rec["issuer"], _dict_array(statuses, status)))
-    e = np.empty(0, dtype=np.int64)
-    r = {k: e for k in ("record_id", "file", "message_number", "sender", "receiver", "kind", "status", "reason",
-                        "mcc", "product", "cycle", "window", "amount_minor", "interchange_minor",
-                        "scheme_fee_issuer_minor", "scheme_fee_acquirer_minor")}
-    r["mcc"] = np.empty(0, dtype=SPILL_DTYPE["mcc"])  # the spilled records' type, as a file's rows have it
-    r["arn"] = np.empty(0, dtype="S23")
-    out.close(record_rows(names, r, e, e, e, _dict_array(statuses, e)))
+        return record_rows(names, r, rec["txn_id"], np.full(n, acquirer), rec["issuer"], _dict_array(statuses, status))
+
+    next_id = 0
+    for f in received:
+        rec = presentments.records(f.slot)
+        if len(rec) != f.n_records:
+            raise InvariantError(f"file {f.file_id}: {len(rec)} records spilled, {f.n_records} counted")
+        out.add(rows(rec, next_id, f.number, f.sender, f.cycle, int(clearing.slot_window[f.slot]), f.index))
+        next_id += len(rec)
+    out.close(rows(np.empty(0, SPILL_DTYPE), 0, 0, 0, 0, 0, 0))
 
 
 def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: StreamedClearing) -> dict:
