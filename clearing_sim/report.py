@@ -813,13 +813,25 @@ def _hour_edges(days: int) -> np.ndarray:
 def _draw_transactions_per_hour(fig: Any, hours: _Hours, summary: dict) -> str:
     n, days, edges = hours.rows, hours.days, hours.edges
     names = [name for name, _, _ in hours.per_acquirer]
+    from matplotlib.collections import PolyCollection
+
     ax = fig.add_subplot()
     colours = _colours(summary.get("participants") or names)
+    # Each acquirer's bars are one collection of rectangles (0.9 h wide, stacked on the
+    # acquirers before it): one artist per acquirer, not one per bar and hour, which with
+    # a national network's 40 acquirers over 24 hours drew 960 patches, a second of work.
+    left = edges[:-1] / HOUR_S + 0.05
     bottom = np.zeros(len(edges) - 1)
     for name, counts, _ in hours.per_acquirer:
-        ax.bar(edges[:-1] / HOUR_S + 0.5, counts, width=0.9, bottom=bottom, label=name,
-               color=colours.get(name), linewidth=0)
-        bottom += counts
+        top = bottom + counts
+        keep = counts > 0
+        x0, y0, y1 = left[keep], bottom[keep], top[keep]
+        verts = np.stack([np.stack([x0, y0], 1), np.stack([x0 + 0.9, y0], 1),
+                          np.stack([x0 + 0.9, y1], 1), np.stack([x0, y1], 1)], 1)
+        ax.add_collection(PolyCollection(verts, facecolors=[colours.get(name)], linewidths=0,
+                                         label=name), autolim=False)
+        bottom = top
+    ax.set_ylim(0, max(1.0, float(bottom.max(initial=0.0))) * 1.05)
     _time_axis(ax, days, summary.get("start_date"))
     ax.set_ylabel("purchases per hour")
     ax.set_title("Purchases per hour, by acquirer")
