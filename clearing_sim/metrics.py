@@ -336,8 +336,10 @@ def fmt_value(value: float | int | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "fen":
-        yuan = value / 100.0
-        return f"{yuan:,.2f}"
+        if isinstance(value, (int, np.integer)):  # exact at any size (a float only below 2^53 fen)
+            yuan, fen = divmod(abs(int(value)), 100)
+            return f"{'-' if value < 0 else ''}{yuan:,}.{fen:02d}"
+        return f"{value / 100.0:,.2f}"
     if unit == "rate":
         return f"{100.0 * value:.3f}%"
     if unit == "count":

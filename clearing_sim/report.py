@@ -253,10 +253,15 @@ def _need_columns(table: Batches | None, names: Sequence[str], plain: Sequence[s
 
 
 def _floats(batch: Any, name: str) -> np.ndarray:
-    """A column of a batch as float64, NaN for null."""
+    """A column of a batch as float64, NaN for null.
+
+    Values are for drawing, so an integer beyond 2^53 (fen of money above about 90
+    trillion yuan, which a scenario's amounts may reach) is rounded to the nearest float
+    rather than refused, as pyarrow's safe cast would.
+    """
     import pyarrow as pa
 
-    col = batch.column(name).cast(pa.float64())
+    col = batch.column(name).cast(pa.float64(), safe=False)
     return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
         np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
 

@@ -194,3 +194,10 @@ class TestFormatting:
         assert metrics.fmt_value(0.98765, "rate") == "98.765%"
         assert metrics.fmt_value(None, "ms") == "-"
         assert metrics.fmt_value(3, "count") == "3"
+
+    def test_integer_fen_exact_beyond_a_float(self):
+        """Integer fen print to the fen at any size; a float is exact only below 2^53."""
+        assert metrics.fmt_value(-(2**62) - 7, "fen") == "-46,116,860,184,273,879.11"
+        assert metrics.fmt_value(2**53 + 1, "fen") == "90,071,992,547,409.93"
+        assert metrics.fmt_value(-5, "fen") == "-0.05"
+        assert metrics.fmt_value(1234.5, "fen") == "12.35"  # a mean over replications stays a float

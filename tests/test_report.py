@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import clearing_sim
-from clearing_sim import report
+from clearing_sim import metrics, report
 from clearing_sim.cli import main
 from clearing_sim.scenario import parse_scenario
 
@@ -161,6 +161,42 @@ def test_day_without_purchases_same_report_from_its_folder(tmp_path):
     result = clearing_sim.run(parse_scenario(path.read_text(encoding="utf-8"), "empty.yaml"))
     assert result.transactions.num_rows == 0
     assert html == report.build_report(result.summary, result.transactions, result.settlements)
+
+
+def test_money_beyond_two_to_the_53_fen(tmp_path):
+    """Positions of more than 2^53 fen (90 trillion yuan, which amounts at the n12 maximum
+    reach in about 9,000 purchases) are drawn and their key figures printed to the fen.
+
+    Found by a review: the report cast the money columns to float64 with pyarrow's safe
+    cast, which refuses integers a float cannot hold exactly: `run` failed with an internal
+    error (exit 1) after the run itself had finished.
+    """
+    big = 999_999_999_999
+    text = SMALL_YAML.replace("transactions_per_day: 3000", f"transactions_per_day: 12000\n  amount_max_minor: {big}")
+    text = text.replace('    "5411": {distribution: lognormal, median: 5000, sigma: 0.8}\n'
+                        '    "5812": {distribution: uniform, low: 1000, high: 20000}\n',
+                        f'    "5411": {{distribution: constant, value: {big}}}\n'
+                        f'    "5812": {{distribution: constant, value: {big}}}\n')
+    text = text.replace("    share: 0.6\n    cards: 5000\n",
+                        "    share: 0.6\n    cards: 5000\n"
+                        "    credit_limit_minor: {distribution: constant, value: 1000000000000000}\n")
+    text = text.replace("    share: 0.4\n    cards: 3000\n",
+                        "    share: 0.4\n    cards: 3000\n"
+                        "    credit_limit_minor: {distribution: constant, value: 1000000000000000}\n")
+    path = tmp_path / "big.yaml"
+    path.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--mode", "fast"]) == 0
+    import json
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    window = summary["settlement"]["windows"][0]
+    assert window["gross_minor"] > 2**53
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Not available" not in html
+    assert metrics.fmt_value(window["gross_minor"], "fen") in html
+    yuan, fen = divmod(window["gross_minor"], 100)
+    assert f"{yuan:,}.{fen:02d}" in html  # exact, not through a float
 
 
 class TestRunFolder:
