@@ -1077,6 +1077,56 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     yield from _settlement_checks(s)
     yield from _authorisation_checks(s)
     yield from _bank_delay_checks(s)
+    yield from _money_checks(s)
+
+
+# Every sum of money a run keeps (a participant's position, a window's gross, the run's
+# totals, the exposure over time) is int64 fen, and the run's money bounds them all. A
+# scenario whose worst case reaches MONEY_BOUND_MINOR (half of int64's range: headroom for
+# both legs of a transfer and the settlement accounts' balances) is refused before it runs.
+MONEY_BOUND_MINOR = 2**62
+
+
+def money_bound_minor(s: Scenario, amount_max_minor: int | None = None) -> tuple[int, int]:
+    """(purchases, fen): at most how many purchases the run draws (its expected count plus
+    8 standard deviations of the Poisson count, which it exceeds about once in 10^15 runs)
+    and the most money they can move, every purchase at `amount_max_minor` (the
+    scenario's own when None): its presentment and, where the scenario has them, a refund,
+    a chargeback and a second presentment, each with the largest interchange and both
+    scheme fees (rounded up), at twice the amount plus a fen with an `amount_changed`
+    fault."""
+    t, f = s.traffic, s.fees
+    amount = t.amount_max_minor if amount_max_minor is None else amount_max_minor
+    expected = t.transactions_per_day * s.run.days
+    purchases = expected + 8 * math.isqrt(expected) + 8
+    if any(fault.kind == "amount_changed" for fault in s.clearing.faults):
+        amount = 2 * amount + 1
+    rates = [f.interchange_default, *f.interchange.values()]
+    for product in f.interchange_by_product.values():
+        rates += [r for r in (product.default, *product.by_mcc.values()) if r is not None]
+    bps = max(r.bps for r in rates) + f.scheme_issuer_bps + f.scheme_acquirer_bps
+    fixed = max(r.fixed_minor for r in rates)
+    record = amount + math.ceil(amount * bps / 10_000) + fixed + 3  # + 3: each fee rounded half up
+    records = 1 + (s.clearing.refund_rate > 0) + (s.disputes.chargeback_rate > 0) + (
+        s.disputes.chargeback_rate > 0 and s.disputes.representment_rate > 0)
+    return purchases, purchases * records * record
+
+
+def _money_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """The run's money must stay within what int64 fen hold exactly (MONEY_BOUND_MINOR)."""
+    purchases, bound = money_bound_minor(s)
+    if bound < MONEY_BOUND_MINOR:
+        return
+    lo, hi = 0, s.traffic.amount_max_minor  # the largest amount_max_minor that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if money_bound_minor(s, mid)[1] < MONEY_BOUND_MINOR else (lo, mid - 1)
+    fix = (f"lower it to at most {lo:,}, or run fewer purchases" if lo >= s.traffic.amount_min_minor
+           else "run fewer purchases (traffic.transactions_per_day, run.days)")
+    yield (("traffic", "amount_max_minor"),
+           f"{s.traffic.amount_max_minor:,} fen a purchase, over up to {purchases:,} purchases, could add "
+           f"up to {bound:,} fen of money (fees, refunds and disputes included), more than the "
+           f"{MONEY_BOUND_MINOR:,} fen within which a run keeps its sums of money (64-bit integers); {fix}")
 
 
 def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

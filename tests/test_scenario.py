@@ -462,3 +462,52 @@ class TestMappingExpected:
         probs = problems_of(text)
         assert ("settlement", line_of(text, f"settlement: {value}"),
                 f"expected a mapping of keys to values, got {got}") in probs
+
+
+class TestMoneyStaysWithinInt64:
+    """A scenario whose purchases could add up past int64 fen is refused before it runs.
+
+    Found by a review: amounts at the n12 maximum over 2 * 10^7 purchases validated, then
+    the run's int64 sums wrapped (a numpy RuntimeWarning) and it failed with an internal
+    error (exit 1) in the report.
+    """
+
+    @staticmethod
+    def text(amount_max: int, per_day: int = 3000, extra: str = "") -> str:
+        return (SMALL_YAML.replace("  transactions_per_day: 3000\n",
+                                   f"  transactions_per_day: {per_day}\n  amount_max_minor: {amount_max}\n")
+                + extra)
+
+    def test_refused_naming_amount_max_and_the_largest_that_fits(self) -> None:
+        text = self.text(999_999_999_999, per_day=20_000_000)
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("traffic.amount_max_minor", line_of(text, "amount_max_minor"))
+        fits = int(re.search(r"lower it to at most ([\d,]+)", msg).group(1).replace(",", ""))
+        assert "64-bit" in msg and 0 < fits < 999_999_999_999
+        parse_scenario(self.text(fits, per_day=20_000_000))  # the figure it gives is valid...
+        assert problems_of(self.text(fits + 1, per_day=20_000_000))[0][0] == "traffic.amount_max_minor"  # ...and the largest
+
+    def test_refunds_disputes_and_faults_count(self) -> None:
+        """Each adds money a purchase can move, so the largest amount that fits goes down."""
+        def fits(text: str) -> int:
+            msg = problems_of(text)[0][2]
+            return int(re.search(r"at most ([\d,]+)", msg).group(1).replace(",", ""))
+
+        plain = self.text(999_999_999_999, 20_000_000)
+        refunds = plain.replace("clearing:\n", "clearing:\n  refund_rate: 0.01\n", 1)
+        faults = plain.replace("clearing:\n", "clearing:\n  faults: [{kind: amount_changed, acquirer: BANKA}]\n", 1)
+        disputes = plain + "disputes: {chargeback_rate: 0.01, representment_rate: 0.5}\n"
+        base = fits(plain)
+        assert fits(refunds) < base * 0.51  # a refund moves the purchase's money once more
+        assert fits(faults) < base * 0.51  # presented at twice the amount
+        assert fits(disputes) < base * 0.34  # a chargeback and a second presentment
+
+    def test_ordinary_amounts_at_national_scale_are_fine(self) -> None:
+        parse_scenario(self.text(100_000_000, per_day=2_000_000_000))  # the default cap, the largest volume
+
+    def test_a_run_of_many_days_counts_them_all(self) -> None:
+        one_day = self.text(999_999_999_999, per_day=1_000_000)
+        parse_scenario(one_day)
+        many = one_day.replace("run: {days: 1,", "run: {days: 10,", 1)
+        assert many != one_day
+        assert problems_of(many)[0][0] == "traffic.amount_max_minor"
