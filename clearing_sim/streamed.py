@@ -72,6 +72,9 @@ from clearing_sim.stream_settlement import SettlementTxnFigures
 # same scenario always takes the same path.
 STREAM_MIN_TRANSACTIONS = 5_000_000
 ROW_GROUP = 1 << 20  # rows per Parquet row group (pyarrow's default)
+# Spilled records turned into rows at a time: an acquirer that submits once a day has the
+# whole day's purchases in one file (10^7 of them took 3 GiB as one part).
+RECORD_PART = 1 << 18
 FEED_ROWS = 1 << 18  # purchases authorised, presented and written at a time in the forward pass
 _TXN_COLUMNS = ("txn_id", "day", "t_arrival_s", "acquirer", "issuer", "merchant", "mcc", "card", "amount_minor",
                 "credit_limit_minor")
@@ -418,13 +421,15 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
     out = _ParquetOut(path)
     statuses = list(settlement_figures.STATUSES)
 
-    def rows(rec: np.ndarray, first_id: int, number: int, sender: int, cycle: int, window: int,
-             acquirer: int) -> pa.Table:
-        """The rows of one file's spilled records (none: the schema of a run that cleared nothing)."""
+    def rows(rec: np.ndarray, first_id: int, first_message: int, number: int, sender: int, cycle: int,
+             window: int, acquirer: int) -> pa.Table:
+        """The rows of a part of one file's spilled records, the first of them its
+        `first_message`th message (none: the schema of a run that cleared nothing)."""
         n = len(rec)
         r = {
             "record_id": np.arange(first_id, first_id + n, dtype=np.int64),
-            "file": np.full(n, number), "message_number": np.arange(2, n + 2, dtype=np.int64),
+            "file": np.full(n, number),
+            "message_number": np.arange(first_message, first_message + n, dtype=np.int64),
             "sender": np.full(n, sender), "receiver": issuer_party[rec["issuer"].astype(np.int64)],
             "kind": np.full(n, cd.KIND_FIRST_PRESENTMENT, dtype=np.int8),
             "status": np.full(n, STATUS_CLEARED, dtype=np.int8), "reason": np.full(n, -1, dtype=np.int16),
@@ -439,12 +444,15 @@ def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearin
 
     next_id = 0
     for f in received:
-        rec = presentments.records(f.slot)
-        if len(rec) != f.n_records:
-            raise InvariantError(f"file {f.file_id}: {len(rec)} records spilled, {f.n_records} counted")
-        out.add(rows(rec, next_id, f.number, f.sender, f.cycle, int(clearing.slot_window[f.slot]), f.index))
-        next_id += len(rec)
-    out.close(rows(np.empty(0, SPILL_DTYPE), 0, 0, 0, 0, 0, 0))
+        first_id = next_id
+        for rec in presentments.records(f.slot, RECORD_PART):
+            # A file's first presentments are its messages 2, 3, ... (1 is the header).
+            out.add(rows(rec, next_id, 2 + next_id - first_id, f.number, f.sender, f.cycle,
+                         int(clearing.slot_window[f.slot]), f.index))
+            next_id += len(rec)
+        if next_id - first_id != f.n_records:
+            raise InvariantError(f"file {f.file_id}: {next_id - first_id} records spilled, {f.n_records} counted")
+    out.close(rows(np.empty(0, SPILL_DTYPE), 0, 2, 0, 0, 0, 0, 0))
 
 
 def _clearing_summary(sc: Scenario, presentments: Presentments, clearing: StreamedClearing) -> dict:

@@ -49,6 +49,7 @@ def test_streamed_folder_is_byte_identical(name: str, tmp_path: Path, monkeypatc
     _run(path, tmp_path / "whole")
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
     monkeypatch.setattr(streamed, "FEED_ROWS", 1009)  # an hour's block goes on in about ten parts
+    monkeypatch.setattr(streamed, "RECORD_PART", 997)  # a file's records become rows in parts
     _run(path, tmp_path / "streamed")
     log = (tmp_path / "streamed" / "log.jsonl").read_text()
     assert "streamed run" in log and "streamed run" not in (tmp_path / "whole" / "log.jsonl").read_text()
@@ -65,6 +66,7 @@ def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch
     _run(path, tmp_path / "whole")
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
     monkeypatch.setattr(streamed, "FEED_ROWS", 4099)
+    monkeypatch.setattr(streamed, "RECORD_PART", 1021)
     _run(path, tmp_path / "streamed")
     _same_folders(tmp_path / "streamed", tmp_path / "whole")
     s = json.loads((tmp_path / "streamed" / "summary.json").read_text())

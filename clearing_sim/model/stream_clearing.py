@@ -24,6 +24,7 @@ print.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -224,10 +225,15 @@ class Presentments:
                 rec[starts[slot_no]:starts[slot_no + 1]].tofile(fh)
         return slot
 
-    def records(self, slot: int) -> np.ndarray:
-        """The spilled records of one submission, in file order."""
+    def records(self, slot: int, part_rows: int) -> Iterator[np.ndarray]:
+        """The spilled records of one submission, in file order, at most `part_rows` at a time
+        (an acquirer that submits once a day has the day's records in one submission)."""
         path = self.spill_path(slot)
-        return np.fromfile(path, dtype=SPILL_DTYPE) if path.exists() else np.empty(0, SPILL_DTYPE)
+        if not path.exists():
+            return
+        with open(path, "rb") as fh:
+            while len(part := np.fromfile(fh, dtype=SPILL_DTYPE, count=part_rows)):
+                yield part
 
     def per_submission(self) -> np.ndarray:
         """(submissions x participants x sums) view of the sums (the participant is the issuer's)."""
