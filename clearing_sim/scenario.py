@@ -1215,6 +1215,11 @@ def _clearing_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                 f"{fault.submission}")
         if fault.day > s.run.days:
             yield ("clearing", "faults", n, "day"), f"the scenario runs {s.run.days} day(s), there is no day {fault.day}"
+        if fault.kind == "amount_changed" and 2 * s.traffic.amount_max_minor + 1 > MAX_AMOUNT_MINOR:
+            yield ("clearing", "faults", n, "kind"), (
+                f"amount_changed presents twice the authorised amount plus 1 fen, which must fit a record's "
+                f"DE 4 (n12, at most {MAX_AMOUNT_MINOR:,} fen): traffic.amount_max_minor must be at most "
+                f"{(MAX_AMOUNT_MINOR - 1) // 2:,} with this fault (it is {s.traffic.amount_max_minor:,})")
     try:
         first = dt.date.fromisoformat(s.run.start_date)
     except ValueError:

@@ -392,6 +392,17 @@ class TestClearingFields:
         ((p, line, msg),) = problems_of(text)
         assert (p, line) == (path, line_of(text, fault)) and words in msg
 
+    def test_amount_changed_must_fit_de4(self) -> None:
+        """The fault presents 2 * amount + 1 fen; with larger amounts the acquirer's file
+        could not be written (a review found exit 1, "internal error", in both modes)."""
+        fault = "{kind: amount_changed, acquirer: BANKA}"
+        text = SMALL_YAML.replace('  cutoffs: ["12:30", "23:45"]\n', f'  cutoffs: ["12:30", "23:45"]\n  faults:\n    - {fault}\n')
+        top = text.replace("  transactions_per_day: 3000\n", "  transactions_per_day: 3000\n  amount_max_minor: AMAX\n")
+        parse_scenario(top.replace("AMAX", "499999999999"))
+        ((p, line, msg),) = problems_of(top.replace("AMAX", "500000000000"))
+        assert (p, line) == ("clearing.faults[0].kind", line_of(top, fault))
+        assert "at most 499,999,999,999" in msg
+
     def test_unknown_product_in_the_fee_table(self) -> None:
         text = SMALL_YAML + "fees:\n  interchange_by_product:\n    black: {default: {bps: 90}}\n"
         ((p, line, msg),) = problems_of(text)
@@ -490,7 +501,7 @@ class TestMoneyStaysWithinInt64:
     def test_refunds_disputes_and_faults_count(self) -> None:
         """Each adds money a purchase can move, so the largest amount that fits goes down."""
         def fits(text: str) -> int:
-            msg = problems_of(text)[0][2]
+            (msg,) = [m for p, _, m in problems_of(text) if p == "traffic.amount_max_minor"]
             return int(re.search(r"at most ([\d,]+)", msg).group(1).replace(",", ""))
 
         plain = self.text(999_999_999_999, 20_000_000)
