@@ -57,6 +57,28 @@ def test_streamed_folder_is_byte_identical(name: str, tmp_path: Path, monkeypatc
 
 
 @pytest.mark.slow
+def test_store_and_forward_attempts_are_counted_as_they_are_made(tmp_path: Path, monkeypatch) -> None:
+    """The forward pass does not keep the run's store-and-forward log (a long outage's every
+    stand-in advice): an issuer's log holds at most one feed's attempts."""
+    from clearing_sim.model import fast_authorisation
+
+    held: list[int] = []
+    original = fast_authorisation._IssuerStream._store_and_forward
+
+    def watched(self, W: float) -> None:
+        held.append(len(self.saf_log))
+        original(self, W)
+
+    monkeypatch.setattr(fast_authorisation._IssuerStream, "_store_and_forward", watched)
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    monkeypatch.setattr(streamed, "FEED_ROWS", 1009)
+    _run(SCENARIOS / "issuer_outage.yaml", tmp_path / "streamed")
+    summary = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    assert summary["authorisations"]["advices"] > 0
+    assert len(held) > 100 and max(held) <= 1
+
+
+@pytest.mark.slow
 def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
     """national_day.yaml's network (30 issuers, 40 acquirers, 4 cycles, 2 windows, T+0) at 1/500 of its volume."""
     text = (SCENARIOS / "national_day.yaml").read_text().replace("transactions_per_day: 100000000",
