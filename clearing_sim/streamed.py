@@ -75,6 +75,9 @@ ROW_GROUP = 1 << 20  # rows per Parquet row group (pyarrow's default)
 # Spilled records turned into rows at a time: an acquirer that submits once a day has the
 # whole day's purchases in one file (10^7 of them took 3 GiB as one part).
 RECORD_PART = 1 << 18
+# Rows of finished parts held in memory while an earlier purchase is unfinished (about
+# 140 bytes each); beyond that the newest parts go to scratch files (`_Reorder`).
+REORDER_HOLD_ROWS = 1 << 21
 FEED_ROWS = 1 << 18  # purchases authorised, presented and written at a time in the forward pass
 _TXN_COLUMNS = ("txn_id", "day", "t_arrival_s", "acquirer", "issuer", "merchant", "mcc", "card", "amount_minor",
                 "credit_limit_minor")
@@ -98,15 +101,28 @@ class _Reorder:
     rows are; `assemble` (the presenting worker) builds a finished part's outcome columns
     at once, each by one concatenation and one gather. Scattering every issuer's rows
     into the part as they came touched each column's every cache line once per issuer.
+
+    A part waits for its every row, and parts go out in order, so one purchase that stays
+    unfinished (a stand-in waiting for its advice until the issuer's host comes back, a
+    request in a long queue) holds back every part after it, from every issuer: about 140
+    bytes a purchase. With `spill_dir`, once the waiting parts hold more than `hold_rows`
+    rows in memory, the newest parts' columns and finished rows go to scratch files
+    (uncompressed .npz, one a spill) and come back in `assemble`.
     """
 
-    def __init__(self):
+    def __init__(self, spill_dir: Path | None = None, hold_rows: int | None = None):
         self.parts: list[dict] = []
+        self.spill_dir = spill_dir
+        self.hold_rows = REORDER_HOLD_ROWS if hold_rows is None else hold_rows
+        self.held = 0  # rows (traffic columns and finished pieces) in memory behind the first part
+        self.spills = 0
 
     def add_part(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
         n = len(txn["txn_id"])
         first = int(txn["txn_id"][0]) if n else 0
-        self.parts.append({"txn": txn, "pan": pan, "first": first, "n": n, "pieces": [], "left": n})
+        self.parts.append({"txn": txn, "pan": pan, "first": first, "n": n, "pieces": [], "left": n, "files": []})
+        self.held += n
+        self._bound()
 
     def take(self, done: dict[str, np.ndarray]) -> None:
         """Note final rows (one issuer's, so in increasing id order) in the parts they belong to."""
@@ -121,14 +137,63 @@ class _Reorder:
             if b["left"] < 0:
                 raise InvariantError("streamed run: an authorisation became final twice")
             b["pieces"].append((gid[lo:hi] - b["first"], {c: done[c][lo:hi] for c in OUTCOME_COLUMNS}))
+            self.held += int(hi - lo)
+        self._bound()
 
     def ready(self):
         while self.parts and self.parts[0]["left"] == 0:
-            yield self.parts.pop(0)
+            b = self.parts.pop(0)
+            self.held -= self._in_memory(b)
+            yield b
+
+    @staticmethod
+    def _in_memory(b: dict) -> int:
+        return (b["n"] if b["txn"] is not None else 0) + sum(len(at) for at, _ in b["pieces"])
+
+    def _bound(self) -> None:
+        """Spill the newest waiting parts (never the first) until at most `hold_rows` rows are held."""
+        if self.spill_dir is None:
+            return
+        for b in reversed(self.parts[1:]):
+            if self.held <= self.hold_rows:
+                return
+            rows = self._in_memory(b)
+            if rows == 0:
+                continue
+            arrays = {}
+            if b["txn"] is not None:
+                arrays = {f"txn.{k}": v for k, v in b["txn"].items()} | {"pan": b["pan"]}
+            for i, (at, cols) in enumerate(b["pieces"]):
+                arrays |= {f"{i}.at": at} | {f"{i}.{c}": v for c, v in cols.items()}
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            path = self.spill_dir / f"reorder_{self.spills:06d}.npz"
+            self.spills += 1
+            np.savez(path, **arrays)
+            b["files"].append(path)
+            b["txn"] = b["pan"] = None
+            b["pieces"] = []
+            self.held -= rows
+
+    @staticmethod
+    def restore(b: dict) -> None:
+        """Read back what `_bound` spilled of a part (and remove its files)."""
+        for path in b["files"]:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+            path.unlink()
+            if "pan" in data:
+                b["txn"] = {k[4:]: v for k, v in data.items() if k.startswith("txn.")}
+                b["pan"] = data["pan"]
+            i = 0
+            while f"{i}.at" in data:
+                b["pieces"].append((data[f"{i}.at"], {c: data[f"{i}.{c}"] for c in OUTCOME_COLUMNS}))
+                i += 1
+        b["files"] = []
 
     @staticmethod
     def assemble(b: dict) -> dict[str, np.ndarray]:
-        """A finished part's outcome columns, in id order."""
+        """A finished part's outcome columns, in id order (its traffic columns read back too)."""
+        _Reorder.restore(b)
         if not b["pieces"]:
             return {c: np.empty(b["n"], dtype=d) for c, d in OUTCOME_COLUMNS.items()}  # n == 0 when left == 0
         at = np.concatenate([a for a, _ in b["pieces"]])
@@ -284,7 +349,7 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
     bins = BinTable(sc)
     stream = AuthorisationStream(sc, horizon_s)
     figures = AuthorisationFigures(sc, figures_dir)
-    reorder = _Reorder()
+    reorder = _Reorder(rows_path.parent / "reorder")
     scratch = _ScratchRows(rows_path)
     books = {"approved": 0, "reversed": 0, "presented": 0}  # fen, switched purchases
 
@@ -303,7 +368,8 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
                 del block  # the next block is drawn only once this one's parts are all taken
 
     def emit(b: dict) -> None:
-        txn, out = b["txn"], _Reorder.assemble(b)
+        out = _Reorder.assemble(b)
+        txn = b["txn"]
         slot = presentments.add(txn, out)
         figures.add(txn, out)
         switched_approved = (out["response_code"] == APPROVED) & (out["route"] != ROUTE_IN_BANK)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import attrs
@@ -50,6 +51,7 @@ def test_streamed_folder_is_byte_identical(name: str, tmp_path: Path, monkeypatc
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
     monkeypatch.setattr(streamed, "FEED_ROWS", 1009)  # an hour's block goes on in about ten parts
     monkeypatch.setattr(streamed, "RECORD_PART", 997)  # a file's records become rows in parts
+    monkeypatch.setattr(streamed, "REORDER_HOLD_ROWS", 3001)  # parts waiting behind a purchase go to scratch files
     _run(path, tmp_path / "streamed")
     log = (tmp_path / "streamed" / "log.jsonl").read_text()
     assert "streamed run" in log and "streamed run" not in (tmp_path / "whole" / "log.jsonl").read_text()
@@ -89,6 +91,7 @@ def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch
     monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
     monkeypatch.setattr(streamed, "FEED_ROWS", 4099)
     monkeypatch.setattr(streamed, "RECORD_PART", 1021)
+    monkeypatch.setattr(streamed, "REORDER_HOLD_ROWS", 10007)
     _run(path, tmp_path / "streamed")
     _same_folders(tmp_path / "streamed", tmp_path / "whole")
     s = json.loads((tmp_path / "streamed" / "summary.json").read_text())
@@ -388,31 +391,41 @@ class TestReorder:
         truth = {c: (rng.random(first) * 100).astype(d) for c, d in streamed.OUTCOME_COLUMNS.items()}
         return parts, truth
 
-    @settings(max_examples=60, deadline=None)
-    @given(st.lists(st.integers(1, 40), min_size=1, max_size=5), st.integers(1, 5), st.integers(1, 6), st.data())
-    def test_parts_come_out_whole_and_in_order(self, sizes, issuers, feeds, data) -> None:
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(st.integers(1, 40), min_size=1, max_size=5), st.integers(1, 5), st.integers(1, 6),
+           st.sampled_from([None, 0, 1, 30]), st.data())
+    def test_parts_come_out_whole_and_in_order(self, sizes, issuers, feeds, hold, data) -> None:
+        """Whatever the order rows finish in, and however much of the waiting parts went to
+        scratch files (`hold`: rows kept in memory; None: never spill)."""
         parts, truth = self._parts(sizes)
         total = sum(sizes)
         issuer = np.array(data.draw(st.lists(st.integers(0, issuers - 1), min_size=total, max_size=total)))
         feed_of = np.array(data.draw(st.lists(st.integers(0, feeds - 1), min_size=total, max_size=total)))
-        reorder = streamed._Reorder()
-        for p in parts:
-            reorder.add_part(p, p["txn_id"] * 10)
-        got = []
-        for f in range(feeds):
-            for k in range(issuers):
-                gid = np.flatnonzero((issuer == k) & (feed_of == f))
-                if len(gid):
-                    reorder.take({"gid": gid} | {c: v[gid] for c, v in truth.items()})
-            for b in reorder.ready():
-                got.append(b)
-        assert not reorder.parts
-        assert [b["txn"]["txn_id"][0] for b in got] == [p["txn_id"][0] for p in parts]
-        for b in got:
-            out = streamed._Reorder.assemble(b)
-            ids = b["txn"]["txn_id"]
-            for c, d in streamed.OUTCOME_COLUMNS.items():
-                assert out[c].dtype == d and np.array_equal(out[c], truth[c][ids])
+        with tempfile.TemporaryDirectory() as tmp:
+            spill = None if hold is None else Path(tmp) / "reorder"
+            reorder = streamed._Reorder(spill, hold)
+            for p in parts:
+                reorder.add_part(p, p["txn_id"] * 10)
+            got = []
+            for f in range(feeds):
+                for k in range(issuers):
+                    gid = np.flatnonzero((issuer == k) & (feed_of == f))
+                    if len(gid):
+                        reorder.take({"gid": gid} | {c: v[gid] for c, v in truth.items()})
+                    assert hold is None or reorder.held <= max(hold, reorder._in_memory(reorder.parts[0])
+                                                               if reorder.parts else 0)
+                for b in reorder.ready():
+                    got.append((b, streamed._Reorder.assemble(b)))
+            assert not reorder.parts and reorder.held == 0
+            assert [b["first"] for b, _ in got] == [int(p["txn_id"][0]) for p in parts]
+            for (b, out), p in zip(got, parts):
+                ids = b["txn"]["txn_id"]
+                assert np.array_equal(ids, p["txn_id"]) and np.array_equal(b["pan"], ids * 10)
+                for c, d in streamed.OUTCOME_COLUMNS.items():
+                    assert out[c].dtype == d and np.array_equal(out[c], truth[c][ids])
+            assert spill is None or not spill.exists() or not list(spill.iterdir())  # files removed
+            if hold == 0 and len(parts) > 1:
+                assert reorder.spills > 0
 
     def test_a_part_is_not_ready_before_its_last_row(self) -> None:
         parts, truth = self._parts([4, 4])
