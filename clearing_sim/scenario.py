@@ -115,6 +115,18 @@ def _check_products(products: dict[ProductName, float]) -> None:
                                 "starting with a letter", (name,))
         if not (math.isfinite(w) and w > 0):
             raise _FieldProblem("products", f"share must be greater than 0, got {w!r}", (name,))
+    if _sum_overflows(products.values()):
+        raise _FieldProblem("products", _WEIGHTS_TOO_BIG)
+
+
+def _sum_overflows(weights) -> bool:
+    """Whether finite weights add up past the largest float: the run would divide by infinity
+    (every share 0, or NumPy refusing the probabilities). Only their ratios matter."""
+    return not math.isfinite(sum(weights))
+
+
+_WEIGHTS_TOO_BIG = ("the weights add up to more than the largest number a float holds (about 1.8e308); "
+                    "only their ratios matter, so scale them down")
 
 
 def clock_seconds(text: str, field_name: str = "time", subpath: tuple[str | int, ...] = ()) -> int:
@@ -363,6 +375,8 @@ class Acquirer:
         for mcc, w in self.category_mix.items():
             if not (math.isfinite(w) and w > 0):
                 raise _FieldProblem("category_mix", f"weight must be greater than 0, got {w!r}", (mcc,))
+        if _sum_overflows(self.category_mix.values()):
+            raise _FieldProblem("category_mix", _WEIGHTS_TOO_BIG)
 
 
 @frozen
@@ -385,6 +399,8 @@ class Traffic:
                 raise _FieldProblem("hourly_profile", f"weight must not be negative, got {w!r}", (i,))
         if sum(self.hourly_profile) <= 0:
             raise _FieldProblem("hourly_profile", "at least one hour needs a weight above 0")
+        if _sum_overflows(self.hourly_profile):
+            raise _FieldProblem("hourly_profile", _WEIGHTS_TOO_BIG)
         if self.amount_max_minor < self.amount_min_minor:
             raise _FieldProblem("amount_max_minor", "must be at least amount_min_minor")
         if not self.amount_minor:
@@ -1054,6 +1070,9 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if not s.acquirers:
         yield ("acquirers",), "needs at least one acquirer"
     for role, items in (("issuers", s.issuers), ("acquirers", s.acquirers)):
+        if items and _sum_overflows(item.share for item in items):
+            largest = max(range(len(items)), key=lambda n: items[n].share)
+            yield (role, largest, "share"), f"the {role}' shares: {_WEIGHTS_TOO_BIG}"
         first: dict[str, int] = {}
         for n, item in enumerate(items):
             if item.institution not in known:

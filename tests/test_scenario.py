@@ -462,6 +462,42 @@ class TestPerMessageTimesStayInsideTheRun:
         parse_scenario(text)
 
 
+class TestWeightsWhoseSumOverflows:
+    """Finite weights that add up past the largest float are refused at load (exit 2).
+
+    Found by a hunt at the validators' edges: 24 hourly weights of 1.7e308 validated, then
+    the run drew no purchase at all (each hour's share was w / inf = 0); issuers' or
+    acquirers' shares and a category mix or card products like that failed with an internal
+    error (NumPy refusing probabilities that do not sum to 1), exit 1, in both modes.
+    """
+
+    @pytest.mark.parametrize("old,new,path", [
+        ("  unknown_bin_rate", "  hourly_profile: [" + ", ".join(["1.7e308"] * 24) + "]\n  unknown_bin_rate",
+         "traffic.hourly_profile"),
+        ('category_mix: {"5411": 0.7, "5812": 0.3}', 'category_mix: {"5411": 1.7e308, "5812": 1.7e308}',
+         "acquirers[0].category_mix"),
+        ("    cards: 5000\n", "    cards: 5000\n    products: {classic: 1.7e308, gold: 1.7e308}\n",
+         "issuers[0].products"),
+        ("share: 0.4", "share: 1.7e308", "issuers[1].share"),
+        ("share: 0.5\n    merchants: 80", "share: 1.7e308\n    merchants: 80", "acquirers[1].share"),
+    ])
+    def test_refused_naming_the_weights(self, old: str, new: str, path: str) -> None:
+        assert old in SMALL_YAML
+        text = SMALL_YAML.replace(old, new, 1)
+        if path.endswith(".share"):  # one huge share is fine: both must be large to overflow
+            text = text.replace("share: 0.6", "share: 1.0e308").replace("share: 0.5\n    merchants: 50",
+                                                                          "share: 1.0e308\n    merchants: 50")
+        probs = problems_of(text)
+        assert path in [p for p, _, _ in probs], probs
+        assert all("largest number a float holds" in m for _, _, m in probs), probs
+
+    def test_large_weights_that_fit_are_fine(self) -> None:
+        text = SMALL_YAML.replace('category_mix: {"5411": 0.7, "5812": 0.3}',
+                                  'category_mix: {"5411": 1.0e307, "5812": 5.0e-324}')
+        text = text.replace("share: 0.6", "share: 1.0e307")
+        parse_scenario(text)
+
+
 class TestMappingExpected:
     """A section given a scalar or null says a mapping was expected (it used to print a TypeError)."""
 
