@@ -1038,6 +1038,9 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 # A message's hop or a host's service longer than this would put events past the run's end.
 MAX_MESSAGE_TIME_MS = 3_600_000
+# A drawn late file's delay: the limit of a `late` fault's delay_minutes. Every record of a
+# file later than this is past any presentment_limit_days; the run's horizon grows with it.
+MAX_LATE_MINUTES = MAX_DAYS * 1440
 
 
 def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -1054,6 +1057,15 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             yield (*path, param), (f"draws beyond an hour ({shown} ms about once in 10^6 draws); per-message "
                                    f"times must stay within {MAX_MESSAGE_TIME_MS:,} ms so every event falls "
                                    "inside the run")
+    for n, acq in enumerate(s.acquirers):
+        tail = acq.late_delay_minutes.far_tail()
+        if acq.late_probability > 0 and tail > MAX_LATE_MINUTES:
+            param = acq.late_delay_minutes.tail_parameter(MAX_LATE_MINUTES)
+            shown = "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}" if tail < 1e15 else f"{tail:.3g}"
+            yield (("acquirers", n, "late_delay_minutes", param),
+                   f"draws beyond {MAX_DAYS} days ({shown} minutes about once in 10^6 draws); a late file "
+                   f"must arrive within {MAX_LATE_MINUTES:,} minutes (a fault's delay_minutes limit), as "
+                   "the run lasts until the latest file has arrived and cleared")
     ids = [i.id for i in s.institutions]
     if not ids:
         yield ("institutions",), "needs at least one institution"

@@ -462,6 +462,40 @@ class TestPerMessageTimesStayInsideTheRun:
         parse_scenario(text)
 
 
+class TestLateFilesArriveWithinTheFaultLimit:
+    """A drawn late delay whose far tail passes 366 days is refused at load (exit 2).
+
+    Found by a hunt at the validators' edges: `late_delay_minutes: {constant, value: 1e9}`
+    validated and then hung (a horizon of some 700,000 days); a value of 1e300, or a
+    lognormal whose draws overflow to infinity, failed with an internal error (exit 1).
+    """
+
+    ACQ = "    submission_times: [\"22:00\"]\n"
+
+    @pytest.mark.parametrize("dist,param", [
+        ("{distribution: constant, value: 1.0e9}", "value"),
+        ("{distribution: constant, value: 1.0e300}", "value"),
+        ("{distribution: lognormal, median: 1.0e308, sigma: 10}", "median"),
+        ("{distribution: exponential, mean: 1000000}", "mean"),
+    ])
+    def test_refused(self, dist: str, param: str) -> None:
+        assert self.ACQ in SMALL_YAML
+        text = SMALL_YAML.replace(self.ACQ, self.ACQ + f"    late_probability: 0.5\n    late_delay_minutes: {dist}\n", 1)
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == (f"acquirers[0].late_delay_minutes.{param}", line_of(text, "late_delay_minutes"))
+        assert "366 days" in msg
+
+    @pytest.mark.parametrize("probability,dist", [
+        (0.5, "{distribution: constant, value: 527040}"),
+        (0.5, "{distribution: exponential, mean: 30000}"),
+        (0.0, "{distribution: constant, value: 1.0e300}"),  # never drawn
+    ])
+    def test_fine(self, probability: float, dist: str) -> None:
+        text = SMALL_YAML.replace(self.ACQ, self.ACQ + f"    late_probability: {probability}\n"
+                                  f"    late_delay_minutes: {dist}\n", 1)
+        parse_scenario(text)
+
+
 class TestWeightsWhoseSumOverflows:
     """Finite weights that add up past the largest float are refused at load (exit 2).
 
