@@ -1106,6 +1106,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if s.settlement.lag_days == 0 and s.run.days == 0:
         yield ("run", "days"), "must be at least 1"
     yield from _settlement_checks(s)
+    yield from _calendar_checks(s)
     yield from _authorisation_checks(s)
     yield from _bank_delay_checks(s)
     yield from _money_checks(s)
@@ -1179,6 +1180,26 @@ def _settlement_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if (st.loss_sharing_key == "fixed" and st.default_rule != "unwind"
             and not any((a.loss_share_weight or 0) > 0 for a in st.accounts)):
         yield ("settlement", "loss_sharing_key"), "fixed needs a loss_share_weight above 0 on at least one account"
+
+
+def _calendar_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """The calendar has a business day for the run's last window before 9999-12-31 (the last date)."""
+    from clearing_sim.model.calendar import BusinessCalendar  # imports this module: import late
+    from clearing_sim.model.clearing_draws import extra_days
+
+    try:
+        cal = BusinessCalendar.from_scenario(s)
+    except ValueError:
+        return  # a bad date, reported by Run or Calendar themselves
+    try:
+        # The day of the run's last window and the day after it, as network.horizon_days
+        # finds them (before late files push them out).
+        last = cal.add_business_days(s.run.days + 1 + extra_days(s), s.settlement.lag_days)
+        cal.date_of(last + 1)
+    except OverflowError:
+        yield (("settlement", "calendar", "holidays"),
+               f"with these holidays and weekend days no business day is left for the run's last settlement "
+               f"window (T+{s.settlement.lag_days}) before 9999-12-31")
 
 
 def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

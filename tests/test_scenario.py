@@ -496,6 +496,35 @@ class TestLateFilesArriveWithinTheFaultLimit:
         parse_scenario(text)
 
 
+class TestCalendarLeavesASettlementDay:
+    """A calendar with no business day for the run's last window before 9999-12-31 is refused (exit 2).
+
+    Found by a hunt at the validators' edges: weekend MON-SAT and every Sunday a holiday up to
+    9999 validated, then the run failed with an internal error (OverflowError: date value out
+    of range), exit 1. Here the run starts in 9999 so that few holidays are needed (that start
+    date is refused too, for the clearing files' YYMMDD dates).
+    """
+
+    @staticmethod
+    def text(holidays: list[str]) -> str:
+        calendar = ("  calendar: {weekend: [MON, TUE, WED, THU, FRI, SAT], holidays: ["
+                    + ", ".join(f'"{d}"' for d in holidays) + "]}\n")
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', 'start_date: "9999-06-06"')
+        return text.replace("  lag_days: 1\n", "  lag_days: 1\n" + calendar)
+
+    def test_refused(self) -> None:
+        import datetime as dt
+
+        sundays = [(dt.date(9999, 6, 6) + dt.timedelta(weeks=k)).isoformat() for k in range(30)]
+        assert sundays[-1] == "9999-12-26"
+        text = self.text(sundays)
+        probs = {path: (line, msg) for path, line, msg in problems_of(text)}
+        assert probs["settlement.calendar.holidays"][0] == line_of(text, "holidays")
+        assert "9999-12-31" in probs["settlement.calendar.holidays"][1]
+        probs = {path for path, _, _ in problems_of(self.text(sundays[:-1]))}  # 9999-12-26 settles
+        assert "settlement.calendar.holidays" not in probs and "run.start_date" in probs
+
+
 class TestWeightsWhoseSumOverflows:
     """Finite weights that add up past the largest float are refused at load (exit 2).
 
