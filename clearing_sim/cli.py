@@ -460,3 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                           "has the traceback).")
         return EXIT_INTERNAL
     return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":  # `python -m clearing_sim.cli ...`, as `python -m clearing_sim ...`
+    sys.exit(main())

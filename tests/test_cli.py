@@ -202,6 +202,18 @@ class TestBadInput:
         assert proc.returncode == 2
         assert "acquirers[1].institution" in proc.stderr and "Traceback" not in proc.stderr
 
+    @pytest.mark.parametrize("module", ["clearing_sim", "clearing_sim.cli"])
+    def test_python_dash_m(self, module: str, tmp_path: Path, small_file: Path) -> None:
+        """`python -m clearing_sim` (and `-m clearing_sim.cli`) is the command, exit codes included
+        (a hunt found `-m clearing_sim.cli` did nothing and exited 0)."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(SMALL_YAML.replace("  - institution: BANKC", "  - institution: NOPE"))
+        proc = subprocess.run([sys.executable, "-m", module, "validate", str(bad)], capture_output=True, text=True)
+        assert proc.returncode == 2 and "acquirers[1].institution" in proc.stderr
+        proc = subprocess.run([sys.executable, "-m", module, "validate", str(small_file)], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0 and "valid scenario 'small'" in proc.stdout
+
 
 def test_python_api(small_scenario) -> None:
     """`clearing_sim.run` returns the summary and Arrow tables without writing anything."""
