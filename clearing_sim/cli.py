@@ -18,6 +18,7 @@ from rich.text import Text
 
 from clearing_sim import __version__
 from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
+from clearing_sim.metrics import yuan_text
 
 app = typer.Typer(
     add_completion=False,
@@ -27,13 +28,6 @@ app = typer.Typer(
 )
 out_console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fen(x: int) -> str:
-    """Fen as yuan with thousands separators, for people (files keep integer fen)."""
-    sign = "-" if x < 0 else ""
-    yuan, fen = divmod(abs(int(x)), 100)
-    return f"{sign}{yuan:,}.{fen:02d}"
 
 
 def _pct(part: int, whole: int) -> str:
@@ -171,9 +165,9 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         ("clearing files (rejected)", f"{c['files']:,} ({c['files_rejected']:,})"),
         ("records presented / cleared / rejected",
          f"{c['records_presented']:,} / {c['records_cleared']:,} / {c['records_rejected']:,}"),
-        ("amount cleared (CNY)", _fen(c["amount_cleared_minor"])),
-        ("interchange (CNY)", _fen(c["interchange_minor"])),
-        ("scheme fees (CNY)", _fen(c["scheme_fees_minor"])),
+        ("amount cleared (CNY)", yuan_text(c["amount_cleared_minor"])),
+        ("interchange (CNY)", yuan_text(c["interchange_minor"])),
+        ("scheme fees (CNY)", yuan_text(c["scheme_fees_minor"])),
         ("settlement lag p50 / p90 / max (h)", f"{lag['p50']} / {lag['p90']} / {lag['max']}" if lag["max"] is not None else "-"),
     ]
     if c.get("rejects_by_reason"):
@@ -190,15 +184,15 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         for w in s["windows"]:
             wt.add_column(w["id"], justify="right")
         wt.add_row("[dim]status[/dim]", *[w["status"] for w in s["windows"]])
-        wt.add_row("[dim]gross[/dim]", *[_fen(w["gross_minor"]) for w in s["windows"]])
-        wt.add_row("[dim]net[/dim]", *[_fen(w["net_minor"]) for w in s["windows"]], end_section=True)
+        wt.add_row("[dim]gross[/dim]", *[yuan_text(w["gross_minor"]) for w in s["windows"]])
+        wt.add_row("[dim]net[/dim]", *[yuan_text(w["net_minor"]) for w in s["windows"]], end_section=True)
         for pid in summary["participants"]:
-            wt.add_row(pid, *[_fen(w["positions_minor"][pid]) for w in s["windows"]])
-        wt.add_row("[dim]sum[/dim]", *[_fen(sum(w["positions_minor"].values())) for w in s["windows"]])
+            wt.add_row(pid, *[yuan_text(w["positions_minor"][pid]) for w in s["windows"]])
+        wt.add_row("[dim]sum[/dim]", *[yuan_text(sum(w["positions_minor"].values())) for w in s["windows"]])
         out_console.print(wt)
         from clearing_sim.settlement_figures import default_lines
 
-        for line in default_lines(s, _fen):
+        for line in default_lines(s, yuan_text):
             out_console.print(line)
     if folder is not None:
         out_console.print(f"run folder: {folder}")

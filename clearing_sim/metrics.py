@@ -331,15 +331,21 @@ def interval(values: Iterable[float | int | None]) -> Interval | None:
 # --- formatting for people --------------------------------------------------------------------
 
 
+def yuan_text(fen: int) -> str:
+    """Integer fen as yuan with thousands separators, exact at any size (a float holds fen
+    exactly only below 2^53), for people; files keep integer fen."""
+    yuan, cents = divmod(abs(int(fen)), 100)
+    return f"{'-' if fen < 0 else ''}{yuan:,}.{cents:02d}"
+
+
 def fmt_value(value: float | int | None, unit: str) -> str:
     """A figure for a table cell: CNY for fen, percent for rates, '-' when missing."""
     if value is None:
         return "-"
     if unit == "fen":
-        if isinstance(value, (int, np.integer)):  # exact at any size (a float only below 2^53 fen)
-            yuan, fen = divmod(abs(int(value)), 100)
-            return f"{'-' if value < 0 else ''}{yuan:,}.{fen:02d}"
-        return f"{value / 100.0:,.2f}"
+        if isinstance(value, (int, np.integer)):
+            return yuan_text(value)
+        return f"{value / 100.0:,.2f}"  # a mean over replications
     if unit == "rate":
         return f"{100.0 * value:.3f}%"
     if unit == "count":

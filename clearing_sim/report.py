@@ -261,9 +261,7 @@ def _floats(batch: Any, name: str) -> np.ndarray:
     """
     import pyarrow as pa
 
-    col = batch.column(name).cast(pa.float64(), safe=False)
-    return col.to_numpy(zero_copy_only=False) if col.null_count == 0 else \
-        np.array([np.nan if v is None else v for v in col.to_pylist()], dtype=np.float64)
+    return batch.column(name).cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)  # null -> NaN
 
 
 def _values(batch: Any, name: str) -> np.ndarray:
@@ -816,10 +814,10 @@ def _hour_edges(days: int) -> np.ndarray:
 
 
 def _draw_transactions_per_hour(fig: Any, hours: _Hours, summary: dict) -> str:
-    n, days, edges = hours.rows, hours.days, hours.edges
-    names = [name for name, _, _ in hours.per_acquirer]
     from matplotlib.collections import PolyCollection
 
+    n, days, edges = hours.rows, hours.days, hours.edges
+    names = [name for name, _, _ in hours.per_acquirer]
     ax = fig.add_subplot()
     colours = _colours(summary.get("participants") or names)
     # Each acquirer's bars are one collection of rectangles (0.9 h wide, stacked on the

@@ -114,7 +114,7 @@ class _Reorder:
         self.parts: list[dict] = []
         self.spill_dir = spill_dir
         self.hold_rows = REORDER_HOLD_ROWS if hold_rows is None else hold_rows
-        self.held = 0  # rows (traffic columns and finished pieces) in memory behind the first part
+        self.held = 0  # rows of the waiting parts in memory: traffic columns and finished pieces
         self.spills = 0
 
     def add_part(self, txn: dict[str, np.ndarray], pan: np.ndarray) -> None:
@@ -157,22 +157,24 @@ class _Reorder:
         for b in reversed(self.parts[1:]):
             if self.held <= self.hold_rows:
                 return
-            rows = self._in_memory(b)
-            if rows == 0:
-                continue
-            arrays = {}
-            if b["txn"] is not None:
-                arrays = {f"txn.{k}": v for k, v in b["txn"].items()} | {"pan": b["pan"]}
-            for i, (at, cols) in enumerate(b["pieces"]):
-                arrays |= {f"{i}.at": at} | {f"{i}.{c}": v for c, v in cols.items()}
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
-            path = self.spill_dir / f"reorder_{self.spills:06d}.npz"
-            self.spills += 1
-            np.savez(path, **arrays)
-            b["files"].append(path)
-            b["txn"] = b["pan"] = None
-            b["pieces"] = []
-            self.held -= rows
+            if self._in_memory(b):
+                self._spill(b)
+
+    def _spill(self, b: dict) -> None:
+        """Write what a part holds in memory to a scratch file of its own."""
+        arrays = {}
+        if b["txn"] is not None:
+            arrays = {f"txn.{k}": v for k, v in b["txn"].items()} | {"pan": b["pan"]}
+        for i, (at, cols) in enumerate(b["pieces"]):
+            arrays |= {f"{i}.at": at} | {f"{i}.{c}": v for c, v in cols.items()}
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / f"reorder_{self.spills:06d}.npz"
+        self.spills += 1
+        np.savez(path, **arrays)
+        self.held -= self._in_memory(b)
+        b["files"].append(path)
+        b["txn"] = b["pan"] = None
+        b["pieces"] = []
 
     @staticmethod
     def restore(b: dict) -> None:
