@@ -87,6 +87,7 @@ def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
         "kind": np.asarray(log.get("kind", []), dtype=np.int8),
         "txn": np.asarray(log.get("txn", []), dtype=np.int64),
         "attempt": np.asarray(log.get("attempt", []), dtype=np.int32),
+        "t_acked_s": np.asarray(log.get("t_acked_s", []), dtype=np.float64),
     }
 
 
@@ -100,7 +101,7 @@ def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
     figures = AuthorisationFigures(state.scenario, spill_dir=None)
     figures.add(state.txn, state.outcomes, latency=latency)
     saf = _saf_log(state)
-    figures.add_saf(state.outcomes["routed_issuer"][saf["txn"]], saf["kind"], saf["attempt"])
+    figures.add_saf(state.outcomes["routed_issuer"][saf["txn"]], saf["kind"], saf["attempt"], saf["t_acked_s"])
     return figures.result(state.queue_depth_max)
 
 

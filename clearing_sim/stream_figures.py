@@ -228,6 +228,7 @@ class AuthorisationFigures:
         self.host_outcomes = np.zeros((n, len(HOST_OUTCOMES)), dtype=np.int64)
         # Per routed issuer of the purchase (n: none).
         self.saf = {name: np.zeros(n + 1, dtype=np.int64) for name in _SAF_COUNTERS}
+        self.saf_last_ack = np.full(n + 1, np.nan)  # NaN: nothing acknowledged yet
         if spill_dir is not None:
             spill_dir = Path(spill_dir)
             spill_dir.mkdir(parents=True, exist_ok=True)
@@ -296,11 +297,12 @@ class AuthorisationFigures:
         for k, rows in _by_group(np.where(served, routed, n).astype(np.int16), n):
             self.host_wait.append(k, wait[rows])
 
-    def add_saf(self, issuer: np.ndarray, kind: np.ndarray, attempt: np.ndarray) -> None:
+    def add_saf(self, issuer: np.ndarray, kind: np.ndarray, attempt: np.ndarray, t_acked_s: np.ndarray) -> None:
         """Store-and-forward attempts (any order): the routed issuer index of each attempt's
-        purchase, its kind (switch.ADVICE or a reversal advice) and attempt number (0: the
-        first send). Raises InvariantError if the three differ in length."""
-        if not len(issuer) == len(kind) == len(attempt):
+        purchase, its kind (switch.ADVICE or a reversal advice), attempt number (0: the
+        first send) and when the switch had its acknowledgement (NaN: lost, sent again).
+        Raises InvariantError if the four differ in length."""
+        if not len(issuer) == len(kind) == len(attempt) == len(t_acked_s):
             raise InvariantError("store-and-forward columns differ in length")
         n = self.n_issuers
         issuer = np.asarray(issuer).astype(np.int64)
@@ -311,6 +313,7 @@ class AuthorisationFigures:
                           ("reversal_advices", first & ~is_advice),
                           ("reversal_advice_repeats", ~first & ~is_advice)):
             self.saf[name] += np.bincount(group[sel], minlength=n + 1)
+        np.fmax.at(self.saf_last_ack, group, np.asarray(t_acked_s, dtype=np.float64))
 
     # --- the figures ----------------------------------------------------------------------
 
@@ -332,6 +335,7 @@ class AuthorisationFigures:
         codes = count.sum(axis=(0, 2))
         states = count.sum(axis=(1, 2))
         saf = {name: int(v[saf_groups].sum()) for name, v in self.saf.items()}
+        last_ack = np.fmax.reduce(self.saf_last_ack[saf_groups], initial=np.nan) if saf_groups else np.nan
         return {
             "count": int(every.sum()),
             "approved": int(approved.sum()),
@@ -348,6 +352,8 @@ class AuthorisationFigures:
             "advice_repeats": saf["advice_repeats"],
             "reversal_advices": saf["reversal_advices"],
             "reversal_advice_repeats": saf["reversal_advice_repeats"],
+            # When the last of them was acknowledged: store-and-forward drained (None: none sent).
+            "saf_drained_s": None if np.isnan(last_ack) else _r(float(last_ack)),
             # Lost by a switch restart (clearing_sim.model.switch_restarts): no answer, reversed.
             "lost_in_switch": int(every[lost].sum()),
             "lost_in_switch_minor": int(minor.sum(axis=(0, 1))[lost].sum()),

@@ -388,7 +388,8 @@ def _forward(sc: Scenario, horizon_s: float, presentments: Presentments, rows_pa
         # the order does not matter.
         for j, s in enumerate(stream.issuers or []):
             for part in s.saf_log:
-                figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"])
+                figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"],
+                                part["t_acked_s"])
             s.saf_log = []
 
     def feed(chunk: PreparedChunk, W: float, emitter: Worker) -> None:

@@ -93,6 +93,7 @@ def _ref_block(code, latency, amount, o, saf) -> dict:
         "advice_repeats": int((~first & is_advice).sum()),
         "reversal_advices": int((first & ~is_advice).sum()),
         "reversal_advice_repeats": int((~first & ~is_advice).sum()),
+        "saf_drained_s": _ref_r(np.nanmax(saf["t_acked_s"])) if (~np.isnan(saf["t_acked_s"])).any() else None,
         "lost_in_switch": int(o["lost_in_switch"].sum()),
         "lost_in_switch_minor": int(amount[o["lost_in_switch"]].sum()),
         "by_response_code": {f"{c:02d}": int((code == c).sum()) for c in RESPONSE_CODES if (code == c).any()},
@@ -176,6 +177,7 @@ class Run:
         self.saf_issuer = self.state.outcomes["routed_issuer"][saf["txn"]]
         self.saf_kind = saf["kind"]
         self.saf_attempt = saf["attempt"]
+        self.saf_acked = saf["t_acked_s"]
 
 
 @functools.cache
@@ -204,7 +206,7 @@ def streamed(run: Run, row_cuts: list[int], saf_cuts: list[int], saf_order: np.n
         figures.add({k: v[lo:hi] for k, v in txn.items()}, {k: v[lo:hi] for k, v in out.items()})
     for lo, hi in zip(saf_cuts, saf_cuts[1:]):
         part = saf_order[lo:hi]
-        figures.add_saf(run.saf_issuer[part], run.saf_kind[part], run.saf_attempt[part])
+        figures.add_saf(run.saf_issuer[part], run.saf_kind[part], run.saf_attempt[part], run.saf_acked[part])
     return figures.result(run.state.queue_depth_max)
 
 
@@ -299,7 +301,8 @@ class TestChunked:
         figures.add(run.state.txn, run.state.outcomes)
         for j, issuer in enumerate(stream.issuers or []):
             for part in issuer.saf_log:
-                figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"])
+                figures.add_saf(np.full(len(part["kind"]), j, dtype=np.int16), part["kind"], part["attempt"],
+                                part["t_acked_s"])
         assert_identical(figures.result(run.state.queue_depth_max), run.expected)
 
     def test_result_twice(self, run: Run, tmp_path: Path) -> None:
@@ -307,7 +310,7 @@ class TestChunked:
         n = len(run.state.outcomes["route"])
         figures = AuthorisationFigures(run.state.scenario, tmp_path)
         figures.add(run.state.txn, run.state.outcomes)
-        figures.add_saf(run.saf_issuer, run.saf_kind, run.saf_attempt)
+        figures.add_saf(run.saf_issuer, run.saf_kind, run.saf_attempt, run.saf_acked)
         first = figures.result(run.state.queue_depth_max)
         assert_identical(figures.result(run.state.queue_depth_max), first)
         assert n and first == run.expected
@@ -340,7 +343,7 @@ class TestArbitraryColumns:
         run.latency = results._latency_ms(run.state)
         run.expected = reference_authorisation_summary(run.state, run.latency)
         run.saf_issuer = out["routed_issuer"][results._saf_log(run.state)["txn"]]
-        run.saf_kind, run.saf_attempt = base.saf_kind, base.saf_attempt
+        run.saf_kind, run.saf_attempt, run.saf_acked = base.saf_kind, base.saf_attempt, base.saf_acked
         assert run.expected["in_bank"]["count"] and (out["reversed"] & (out["route"] == ROUTE_IN_BANK)).any()
         assert (run.saf_issuer < 0).any()
         n, k = len(out["route"]), len(run.saf_kind)
@@ -446,7 +449,7 @@ class TestSpill:
         (tmp_path / f"latency_ms_{len(stress.state.scenario.issuers)}.f64").write_bytes(b"\0" * 800)
         figures = AuthorisationFigures(stress.state.scenario, tmp_path)
         figures.add(stress.state.txn, stress.state.outcomes)
-        figures.add_saf(stress.saf_issuer, stress.saf_kind, stress.saf_attempt)
+        figures.add_saf(stress.saf_issuer, stress.saf_kind, stress.saf_attempt, stress.saf_acked)
         assert figures.result(stress.state.queue_depth_max) == stress.expected
 
     def test_short_file_raises(self, stress: Run, tmp_path: Path) -> None:
@@ -517,7 +520,7 @@ class TestGuards:
         with pytest.raises(InvariantError, match="differ in length"):
             AuthorisationFigures(small.state.scenario, None).add(txn, out)
         with pytest.raises(InvariantError, match="differ in length"):
-            AuthorisationFigures(small.state.scenario, None).add_saf(np.zeros(2), np.zeros(2), np.zeros(1))
+            AuthorisationFigures(small.state.scenario, None).add_saf(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(1))
 
 
 class TestPercentiles:

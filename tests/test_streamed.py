@@ -100,6 +100,24 @@ def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch
     assert [c["id"][-5:] for c in s["clearing"]["cycles"]] == ["06:30", "12:30", "18:30", "23:45", "06:30"]
 
 
+def test_store_and_forward_past_the_horizon_streams_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
+    """Advices acknowledged days after the settlement horizon: the streamed run's summary has the
+    same drain times (and every other byte) as the whole-day run's."""
+    from tests.test_fast_mode import SLOW_LINKS_YAML
+
+    path = tmp_path / "slow_links.yaml"
+    path.write_text(SLOW_LINKS_YAML)
+    _run(path, tmp_path / "whole")
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    monkeypatch.setattr(streamed, "FEED_ROWS", 257)
+    monkeypatch.setattr(streamed, "REORDER_HOLD_ROWS", 301)
+    _run(path, tmp_path / "streamed")
+    assert "streamed run" in (tmp_path / "streamed" / "log.jsonl").read_text()
+    _same_folders(tmp_path / "streamed", tmp_path / "whole")
+    s = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    assert s["authorisations"]["saf_drained_s"] > s["simulated_days"] * 86400
+
+
 NOTHING_CLEARED = """
 name: nothing_cleared
 run: {days: 1, seed: 1}

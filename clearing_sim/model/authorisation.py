@@ -510,6 +510,17 @@ class DetailedAuthorisation:
 
     # --- the end ----------------------------------------------------------------------------
 
+    def drain(self) -> None:
+        """Run on, past the horizon, until every advice and reversal advice is acknowledged.
+
+        Only store-and-forward is left by then (outages and restarts fall on traffic days,
+        so every link delivers in the end); a queue behind a long outage or slow links can
+        take longer than the settlement horizon. Fast mode needs no such step: it computes
+        every acknowledgement, whenever it falls.
+        """
+        if self.saf.pending():
+            self.env.run(until=self.saf.drained())
+
     def finish(self) -> None:
         """Copy the processes' lists into the outcome arrays and set every final state."""
         out = self.out

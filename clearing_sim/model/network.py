@@ -122,6 +122,7 @@ def simulate(scenario: Scenario, mode: str = "detailed",
         env.process(_report_progress(env, progress, days * DAY_S))
     try:
         env.run(until=days * DAY_S)
+        auth.drain()
     except ClearingFileError as exc:
         # The scenario was valid: a file the simulator writes itself that breaks a limit of
         # the format (say a day's amounts past PDS 0301's 16 digits) is its failure, not bad

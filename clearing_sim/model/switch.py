@@ -97,6 +97,7 @@ class StoreAndForward:
         self.log: dict[str, list] = {"kind": [], "txn": [], "attempt": [], "t_sent_s": [], "t_applied_s": [],
                                      "t_acked_s": []}
         self.queued = [0, 0]
+        self._drained: simpy.Event | None = None
         for k in range(len(availability)):
             env.process(self._link(k))
 
@@ -112,6 +113,18 @@ class StoreAndForward:
     def pending(self) -> int:
         """Messages not yet acknowledged, over all issuers."""
         return sum(len(q) for q in self.queues)
+
+    def drained(self) -> simpy.Event:
+        """An event that succeeds once every queue is empty (at once if they are now).
+
+        Queues can outlast the run's horizon (a long outage, slow links): the run then
+        goes on until this event, with nothing but store-and-forward left to happen.
+        """
+        if self._drained is None:
+            self._drained = self.env.event()
+        if not self.pending() and not self._drained.triggered:
+            self._drained.succeed()
+        return self._drained
 
     def _link(self, k: int):
         env = self.env
@@ -173,6 +186,8 @@ class StoreAndForward:
                     yield env.timeout(acked - env.now)
                 q.popleft()
                 t_free = acked
+                if self._drained is not None and not self.pending():
+                    self._drained.succeed()
                 break
 
 
