@@ -321,3 +321,43 @@ def test_group_order_is_the_stable_argsort(keys: list[int], lo: int) -> None:
     order, bounds = traffic.group_order(key, lo, k)
     assert np.array_equal(order, np.argsort(key, kind="stable"))
     assert np.array_equal(bounds, np.searchsorted(key[order], np.arange(lo, lo + k + 1)))
+
+
+class TestFarTailsPastFloat64:
+    """A valid distribution whose far tail passes float64 gives inf there, silently: amounts and
+    credit limits clip it, a refund or dispute delay past its limit never happens. numpy's
+    overflow warnings went to stderr (and were an internal error under `-W error`)."""
+
+    HUGE = [Distribution("lognormal", median=1e308, sigma=10.0), Distribution("lognormal", median=5000.0, sigma=1e300),
+            Distribution("exponential", mean=1.7e308)]
+
+    @pytest.mark.parametrize("dist", HUGE, ids=["median", "sigma", "mean"])
+    def test_no_warning_and_inf_in_the_tail(self, dist: Distribution) -> None:
+        import warnings
+
+        rng = np.random.default_rng(1)
+        u1, u2 = rng.random(10_000), rng.random(10_000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            from_uniforms = traffic.sample_from_uniforms(dist, u1, u2)
+            drawn = traffic.sample(dist, np.random.default_rng(2), 10_000)
+        for v in (from_uniforms, drawn):
+            assert not np.isnan(v).any() and (v >= 0).all()
+        assert np.isinf(from_uniforms).any()
+
+    def test_a_run_with_them_has_no_warning(self) -> None:
+        import warnings
+
+        import clearing_sim
+
+        text = (SMALL_YAML.replace("cards: 5000", "cards: 5000\n    credit_limit_minor: {distribution: exponential, mean: 1.7e308}")
+                .replace("sigma: 0.8", "sigma: 1.0e+300")
+                .replace('cutoffs: ["12:30", "23:45"]', 'cutoffs: ["12:30", "23:45"]\n  refund_rate: 0.5\n'
+                         '  refund_delay_days: {distribution: lognormal, median: 1.0e+308, sigma: 10}'))
+        sc = parse_scenario(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            result = clearing_sim.run(sc, mode="fast")
+        amounts = result.transactions["amount_minor"].to_numpy()
+        assert amounts.max() == sc.traffic.amount_max_minor
+        assert result.summary["clearing"]["refunds"] == 0  # every delay is past the refund limit

@@ -92,14 +92,16 @@ def draw_clearing(scenario: Scenario, txn: dict[str, np.ndarray]) -> ClearingDra
     # A refunded purchase is not also disputed: the cardholder already has the money back.
     chargeback = (cols["cb_u"] < d.chargeback_rate) & (cols["cb_d"] <= d.chargeback_limit_days) & ~refund
     representment = chargeback & (cols["rep_u"] < d.representment_rate) & (cols["rep_d"] <= d.representment_limit_days)
+    with np.errstate(over="ignore"):  # a delay past float64 in seconds is inf: past its limit, never used
+        delays_s = {name: cols[name] * DAY_S for name in ("refund_d", "cb_d", "rep_d")}
     return ClearingDraws(
         product=card_products(scenario, txn["issuer"], txn["card"]),
         refund=refund,
-        refund_delay_s=cols["refund_d"] * DAY_S,
+        refund_delay_s=delays_s["refund_d"],
         chargeback=chargeback,
-        chargeback_delay_s=cols["cb_d"] * DAY_S,
+        chargeback_delay_s=delays_s["cb_d"],
         representment=representment,
-        representment_delay_s=cols["rep_d"] * DAY_S,
+        representment_delay_s=delays_s["rep_d"],
     )
 
 

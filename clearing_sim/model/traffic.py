@@ -105,25 +105,32 @@ def sample_into(dist: Distribution, rng: np.random.Generator, out: np.ndarray) -
     """
     if dist.distribution == "lognormal":
         standard_normal_into(rng, out)
-        np.multiply(out, float(dist.sigma), out=out)  # type: ignore[arg-type]
-        np.exp(out, out=out)
-        np.multiply(out, float(dist.median), out=out)  # type: ignore[arg-type]
+        # A far tail past float64 becomes inf (no warning): each use clips it or checks its
+        # bound (amounts and credit limits are clipped, a delay past its limit never happens,
+        # and the scenario refuses message times whose far tail passes an hour).
+        with np.errstate(over="ignore"):
+            np.multiply(out, float(dist.sigma), out=out)  # type: ignore[arg-type]
+            np.exp(out, out=out)
+            np.multiply(out, float(dist.median), out=out)  # type: ignore[arg-type]
     else:
         out[...] = sample(dist, rng, len(out))
 
 
 def sample_from_uniforms(dist: Distribution, u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
-    """One draw of a scenario distribution per pair of uniforms in (0, 1) (inverse transform / Box-Muller)."""
+    """One draw of a scenario distribution per pair of uniforms in (0, 1) (inverse transform / Box-Muller).
+
+    A far tail past float64 is inf, as in `sample_into` (no warning)."""
     kind = dist.distribution
-    if kind == "constant":
-        return np.full(u1.shape, float(dist.value))  # type: ignore[arg-type]
-    if kind == "exponential":
-        return -float(dist.mean) * np.log(u1)  # type: ignore[arg-type]
-    if kind == "uniform":
-        return float(dist.low) + (float(dist.high) - float(dist.low)) * u1  # type: ignore[arg-type]
-    if kind == "lognormal":
-        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        return float(dist.median) * np.exp(float(dist.sigma) * z)  # type: ignore[arg-type]
+    with np.errstate(over="ignore"):
+        if kind == "constant":
+            return np.full(u1.shape, float(dist.value))  # type: ignore[arg-type]
+        if kind == "exponential":
+            return -float(dist.mean) * np.log(u1)  # type: ignore[arg-type]
+        if kind == "uniform":
+            return float(dist.low) + (float(dist.high) - float(dist.low)) * u1  # type: ignore[arg-type]
+        if kind == "lognormal":
+            z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+            return float(dist.median) * np.exp(float(dist.sigma) * z)  # type: ignore[arg-type]
     raise ValueError(f"unknown distribution {kind!r}")
 
 
