@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import clearing_sim
@@ -280,3 +281,19 @@ class TestRendersInChromium:
         assert pixels.shape[0] >= 1000
         # Blank or unrendered pages are one colour; a page with plots has many.
         assert len({tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[2])}) > 50
+
+
+@pytest.mark.parametrize("days, step_h", [(1, 3), (2, 6), (3, 24), (16, 24), (17, 48), (40, 168), (370, 28 * 24),
+                                          (15_407, 24 * 963)])
+def test_time_axis_has_few_ticks(days, step_h):
+    """A tick per day on a long axis (a run whose last window was decades out, behind a list of
+    holidays, took four minutes to lay out 15,000 labels): at most 16 ticks, a step of whole
+    days, weeks or so, and short runs keep theirs."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    report._time_axis(ax, float(days), "2026-11-02")
+    ticks = ax.get_xticks()
+    assert len(ticks) <= report._MAX_TIME_TICKS + 1
+    assert ticks[0] == 0 and np.all(np.diff(ticks) == step_h)
+    assert ax.get_xlim() == (0.0, days * 24.0)
