@@ -144,6 +144,15 @@ def _grid_value(v: object) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
+def _run_clock(t_s: float) -> str:
+    """Seconds from 00:00 of day 1 as `day D HH:MM:SS.mmm`."""
+    ms = round(t_s * 1000)
+    day, ms = divmod(ms, 86_400_000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    return f"day {day + 1} {h:02d}:{m:02d}:{ms / 1000:06.3f}"
+
+
 def print_summary(summary: dict, folder: Path | None) -> None:
     """The run's key figures as readable tables on stdout."""
     a, c, s = summary["authorisations"], summary["clearing"], summary["settlement"]
@@ -161,6 +170,7 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         ("declined", f"{a['declined']:,}  " + " ".join(f"{k}:{v:,}" for k, v in a["by_response_code"].items() if k != "00")),
         ("stand-in approvals", f"{a['stand_in']:,}"),
         ("reversals", f"{a['reversals']:,}"),
+        *([("store-and-forward drained", _run_clock(a["saf_drained_s"]))] if a.get("saf_drained_s") is not None else []),
         ("auth latency p50 / p99 / max (ms)", f"{lat['p50']} / {lat['p99']} / {lat['max']}" if lat["max"] is not None else "-"),
         ("clearing files (rejected)", f"{c['files']:,} ({c['files_rejected']:,})"),
         ("records presented / cleared / rejected",

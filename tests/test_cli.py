@@ -42,6 +42,20 @@ class TestRun:
             assert sum(w["positions_minor"].values()) == 0
         printed = capsys.readouterr().out
         assert "seed 42" in printed and "authorisations" in printed
+        assert "store-and-forward drained" not in printed  # no advice on this day
+
+    def test_store_and_forward_drain_is_printed(self, tmp_path: Path, capsys) -> None:
+        """When advices were sent, the summary table says when the last was acknowledged."""
+        from clearing_sim.cli import _run_clock
+        from tests.test_fast_mode import SLOW_LINKS_YAML
+
+        path = tmp_path / "slow.yaml"
+        path.write_text(SLOW_LINKS_YAML)
+        assert run_cli("run", path, "--out", tmp_path / "run", "--mode", "fast", "-q") == 0
+        drained = json.loads((tmp_path / "run" / "summary.json").read_text())["authorisations"]["saf_drained_s"]
+        assert f"store-and-forward drained │ {_run_clock(drained)}" in " ".join(capsys.readouterr().out.split())
+        assert _run_clock(0.0) == "day 1 00:00:00.000"
+        assert _run_clock(86_400 * 4 + 3_600 * 13 + 62.5) == "day 5 13:01:02.500"
 
     def test_byte_identical_and_seed_sensitive(self, small_file: Path, tmp_path: Path) -> None:
         for name, seed in (("a", "42"), ("b", "42"), ("c", "43")):
