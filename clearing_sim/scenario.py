@@ -1211,6 +1211,38 @@ def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
                     yield (("issuers", n, "host", name, j, "day"),
                            f"day {w.day} is after the run's last day ({s.run.days})")
     yield from _switch_restart_checks(s)
+    yield from _saf_resend_checks(s)
+
+
+# Store-and-forward resends an unacknowledged advice every switch timeout while its issuer
+# is down (or the switch, for the acknowledgement): each resend is a logged attempt (about
+# 130 bytes in fast mode, 160 in detailed). A run that could make more is refused before it
+# starts (10^7: about 1.5 GB and, in detailed mode, 40 s of resends alone).
+MAX_SAF_RESENDS = 10_000_000
+
+
+def saf_resends_bound(s: Scenario) -> int:
+    """At most how many store-and-forward resends the run can make: per issuer, one message
+    at a time is resent, every switch timeout, through each of its outages and each switch
+    restart (plus one for a message caught in flight as one starts)."""
+    timeout_s = s.network.switch_timeout_ms / 1000.0
+    restarts = [r.interval_s for r in s.network.switch_restarts]
+    bound = 0
+    for iss in s.issuers:
+        for start, end in [o.interval_s for o in iss.host.outages] + restarts:
+            bound += math.ceil((end - start) / timeout_s) + 1
+    return bound
+
+
+def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """A short switch timeout through long outages must not make the resends unbounded."""
+    bound = saf_resends_bound(s)
+    if bound > MAX_SAF_RESENDS:
+        yield (("network", "switch_timeout_ms"),
+               f"{s.network.switch_timeout_ms:g} ms is too short for this run's issuer outages and switch restarts: "
+               f"store-and-forward resends an unacknowledged advice every switch timeout while its issuer (or the "
+               f"switch) is down, up to {bound:,} times here, more than the {MAX_SAF_RESENDS:,} a run may make "
+               f"(each is kept in memory); lengthen the timeout or shorten the outages")
 
 
 def _switch_restart_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

@@ -134,3 +134,38 @@ class TestOutageWindows:
         else:
             with pytest.raises(ValueError, match="not after it starts"):
                 Outage(start=start, end=end, day=day)
+
+
+class TestStoreAndForwardResends:
+    """A short switch timeout through a long outage: an advice resent every timeout while its
+    issuer is down, without limit (a 24-hour outage at 1 ms would be 86 million resends, kept in
+    memory). Found by a differential hunt; such a scenario is refused before it runs."""
+
+    OUTAGE = SMALL_YAML.replace(
+        "    host: {servers: 2, service_time_ms: {distribution: exponential, mean: 40}}",
+        '    host: {servers: 2, service_time_ms: {distribution: exponential, mean: 40}, '
+        'outages: [{start: "%s", end: "%s"}]}') + "network:\n  switch_timeout_ms: %s\n"
+
+    def test_refused_naming_the_timeout(self, tmp_path: Path, capsys):
+        text = self.OUTAGE % ("00:00", "24:00", 1)
+        with pytest.raises(ScenarioError) as info:
+            parse_scenario(text, "bad.yaml")
+        [problem] = info.value.problems
+        assert problem.path == "network.switch_timeout_ms" and "86,400,001 times" in problem.message
+        assert text.splitlines()[problem.line - 1].strip() == "switch_timeout_ms: 1"
+        f = tmp_path / "bad.yaml"
+        f.write_text(text, encoding="utf-8")
+        assert cli.main(["run", str(f), "--out", str(tmp_path / "run"), "-q", "--mode", "fast"]) == 2
+        assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+    def test_the_bound_holds_a_run_that_is_allowed(self):
+        """An hour's unannounced outage at 16 ms: the resends the run makes stay within the bound."""
+        import clearing_sim
+        from clearing_sim.scenario import MAX_SAF_RESENDS, saf_resends_bound
+
+        sc = parse_scenario(self.OUTAGE % ("12:00", "13:00", 16))
+        bound = saf_resends_bound(sc)
+        assert bound == 3600 / 0.016 + 1 <= MAX_SAF_RESENDS
+        a = clearing_sim.run(sc, mode="fast").summary["authorisations"]
+        resends = a["advice_repeats"] + a["reversal_advice_repeats"]
+        assert 0.9 * bound < resends <= bound
