@@ -80,21 +80,28 @@ def test_store_and_forward_attempts_are_counted_as_they_are_made(tmp_path: Path,
     assert len(held) > 100 and max(held) <= 1
 
 
+def _streams_like_a_whole_day(text: str, tmp_path: Path, monkeypatch, **limits: int) -> dict:
+    """Run scenario `text` whole, then streamed with the given part sizes (streamed.FEED_ROWS, ...):
+    the two folders must be byte-identical. Returns the summary."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    _run(path, tmp_path / "whole")
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    for name, value in limits.items():
+        monkeypatch.setattr(streamed, name, value)
+    _run(path, tmp_path / "streamed")
+    assert "streamed run" in (tmp_path / "streamed" / "log.jsonl").read_text()
+    _same_folders(tmp_path / "streamed", tmp_path / "whole")
+    return json.loads((tmp_path / "streamed" / "summary.json").read_text())
+
+
 @pytest.mark.slow
 def test_national_day_shape_streams_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
     """national_day.yaml's network (30 issuers, 40 acquirers, 4 cycles, 2 windows, T+0) at 1/500 of its volume."""
     text = (SCENARIOS / "national_day.yaml").read_text().replace("transactions_per_day: 100000000",
                                                                     "transactions_per_day: 200000")
-    path = tmp_path / "national_small.yaml"
-    path.write_text(text)
-    _run(path, tmp_path / "whole")
-    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
-    monkeypatch.setattr(streamed, "FEED_ROWS", 4099)
-    monkeypatch.setattr(streamed, "RECORD_PART", 1021)
-    monkeypatch.setattr(streamed, "REORDER_HOLD_ROWS", 10007)
-    _run(path, tmp_path / "streamed")
-    _same_folders(tmp_path / "streamed", tmp_path / "whole")
-    s = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    s = _streams_like_a_whole_day(text, tmp_path, monkeypatch, FEED_ROWS=4099, RECORD_PART=1021,
+                                  REORDER_HOLD_ROWS=10007)
     assert abs(s["authorisations"]["count"] - 200_000) < 3_000
     # The day's four cycles, and the next morning's for purchases answered after the 23:30 files.
     assert [c["id"][-5:] for c in s["clearing"]["cycles"]] == ["06:30", "12:30", "18:30", "23:45", "06:30"]
@@ -105,16 +112,7 @@ def test_store_and_forward_past_the_horizon_streams_like_a_whole_day(tmp_path: P
     same drain times (and every other byte) as the whole-day run's."""
     from tests.test_fast_mode import SLOW_LINKS_YAML
 
-    path = tmp_path / "slow_links.yaml"
-    path.write_text(SLOW_LINKS_YAML)
-    _run(path, tmp_path / "whole")
-    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
-    monkeypatch.setattr(streamed, "FEED_ROWS", 257)
-    monkeypatch.setattr(streamed, "REORDER_HOLD_ROWS", 301)
-    _run(path, tmp_path / "streamed")
-    assert "streamed run" in (tmp_path / "streamed" / "log.jsonl").read_text()
-    _same_folders(tmp_path / "streamed", tmp_path / "whole")
-    s = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    s = _streams_like_a_whole_day(SLOW_LINKS_YAML, tmp_path, monkeypatch, FEED_ROWS=257, REORDER_HOLD_ROWS=301)
     assert s["authorisations"]["saf_drained_s"] > s["simulated_days"] * 86400
 
 
