@@ -635,7 +635,7 @@ class Plot(NamedTuple):
 
 
 # Tick spacings of a time axis longer than two days, in days: the first that gives at most
-# _MAX_TIME_TICKS ticks (a run settled years out, behind a long list of holidays, had a
+# _MAX_TIME_TICKS steps between ticks (a run settled years out, behind a long list of holidays, had a
 # tick per day: 15,000 labels took four minutes to lay out).
 _TICK_DAYS = (1, 2, 7, 14, 28, 56, 91, 182, 364)
 _MAX_TIME_TICKS = 16
@@ -643,7 +643,7 @@ _MAX_TIME_TICKS = 16
 
 def _time_axis(ax: Any, days: float, start_date: str | None) -> None:
     """Hours since 00:00 of day 1 on x: a tick per 3 hours on a one-day axis, per 6 on a
-    two-day one, then per day, week, ... so that there are at most _MAX_TIME_TICKS."""
+    two-day one, then per day, week, ... so that there are at most _MAX_TIME_TICKS steps."""
     if days <= 1.01:
         step = 3
     elif days <= 2.01:

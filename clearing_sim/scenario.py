@@ -1214,22 +1214,28 @@ def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     yield from _saf_resend_checks(s)
 
 
-# Store-and-forward resends an unacknowledged advice every switch timeout while its issuer
-# is down (or the switch, for the acknowledgement): each resend is a logged attempt (about
-# 130 bytes in fast mode, 160 in detailed). A run that could make more is refused before it
-# starts (10^7: about 1.5 GB and, in detailed mode, 40 s of resends alone).
+# Store-and-forward resends an unacknowledged message every switch timeout while its issuer
+# is down unannounced (and when the acknowledgement reaches a restarting switch): each resend
+# is a logged attempt (about 130 bytes in fast mode, 160 in detailed). A run that could make
+# more is refused before it starts (10^7: about 1.5 GB and, in detailed mode, 40 s of resends).
 MAX_SAF_RESENDS = 10_000_000
 
 
 def saf_resends_bound(s: Scenario) -> int:
-    """At most how many store-and-forward resends the run can make: per issuer, one message
-    at a time is resent, every switch timeout, through each of its outages and each switch
-    restart (plus one for a message caught in flight as one starts)."""
+    """At most how many store-and-forward resends the run can make. Per issuer one message at
+    a time is resent, every switch timeout: through each unannounced outage (a message that
+    reaches the host while it is down is lost), once for an announced one (the switch holds
+    messages until its end; only one already in flight is lost), and, for each switch restart,
+    while acknowledgements of messages sent before it reach the down switch (loosely: the
+    restart's length; nothing is sent while it is down)."""
     timeout_s = s.network.switch_timeout_ms / 1000.0
     restarts = [r.interval_s for r in s.network.switch_restarts]
     bound = 0
     for iss in s.issuers:
-        for start, end in [o.interval_s for o in iss.host.outages] + restarts:
+        for o in iss.host.outages:
+            start, end = o.interval_s
+            bound += 1 if o.announced else math.ceil((end - start) / timeout_s) + 1
+        for start, end in restarts:
             bound += math.ceil((end - start) / timeout_s) + 1
     return bound
 
@@ -1240,9 +1246,10 @@ def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if bound > MAX_SAF_RESENDS:
         yield (("network", "switch_timeout_ms"),
                f"{s.network.switch_timeout_ms:g} ms is too short for this run's issuer outages and switch restarts: "
-               f"store-and-forward resends an unacknowledged advice every switch timeout while its issuer (or the "
-               f"switch) is down, up to {bound:,} times here, more than the {MAX_SAF_RESENDS:,} a run may make "
-               f"(each is kept in memory); lengthen the timeout or shorten the outages")
+               f"store-and-forward resends an unacknowledged advice every switch timeout while its issuer is down "
+               f"unannounced (or the switch restarts), up to {bound:,} times here, more than the "
+               f"{MAX_SAF_RESENDS:,} a run may make (each is kept in memory); lengthen the timeout, shorten the "
+               f"outages or announce them")
 
 
 def _switch_restart_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

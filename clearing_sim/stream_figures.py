@@ -335,7 +335,7 @@ class AuthorisationFigures:
         codes = count.sum(axis=(0, 2))
         states = count.sum(axis=(1, 2))
         saf = {name: int(v[saf_groups].sum()) for name, v in self.saf.items()}
-        last_ack = np.fmax.reduce(self.saf_last_ack[saf_groups], initial=np.nan) if saf_groups else np.nan
+        last_ack = np.fmax.reduce(self.saf_last_ack[saf_groups], initial=np.nan)  # NaN: none, or no group
         return {
             "count": int(every.sum()),
             "approved": int(approved.sum()),

@@ -169,3 +169,16 @@ class TestStoreAndForwardResends:
         a = clearing_sim.run(sc, mode="fast").summary["authorisations"]
         resends = a["advice_repeats"] + a["reversal_advice_repeats"]
         assert 0.9 * bound < resends <= bound
+
+    def test_an_announced_outage_is_not_refused(self):
+        """The switch holds advices through an announced outage (no resends): a whole day of it at
+        a 5 ms timeout runs, with at most one resend (a message already in flight as it began)."""
+        import clearing_sim
+        from clearing_sim.scenario import saf_resends_bound
+
+        text = (self.OUTAGE % ("00:00", "24:00", 5)).replace('end: "24:00"}', 'end: "24:00", announced: true}')
+        sc = parse_scenario(text)
+        assert saf_resends_bound(sc) == 1
+        a = clearing_sim.run(sc, mode="fast").summary["authorisations"]
+        assert a["per_issuer"]["BANKA"]["advices"] > 0
+        assert a["advice_repeats"] + a["reversal_advice_repeats"] <= 1

@@ -345,6 +345,22 @@ class TestFarTailsPastFloat64:
             assert not np.isnan(v).any() and (v >= 0).all()
         assert np.isinf(from_uniforms).any()
 
+    def test_lognormal_credit_limits_have_no_warning(self, small_scenario) -> None:
+        """Every issuer's limits lognormal (the default kind): the compiled path clips inf to 10^15."""
+        import warnings
+
+        import attrs
+
+        huge = Distribution("lognormal", median=1_000_000.0, sigma=1e300)
+        sc = attrs.evolve(small_scenario, issuers=tuple(attrs.evolve(i, credit_limit_minor=huge)
+                                                        for i in small_scenario.issuers))
+        card = np.arange(3000, dtype=np.int64) % 3000
+        issuer = (np.arange(3000) % 2).astype(np.int16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            limits = traffic.card_credit_limits(sc, issuer, card)
+        assert limits.max() == 10**15 and limits.min() >= 0
+
     def test_a_run_with_them_has_no_warning(self) -> None:
         import warnings
 

@@ -122,9 +122,13 @@ class StoreAndForward:
         """
         if self._drained is None:
             self._drained = self.env.event()
-        if not self.pending() and not self._drained.triggered:
-            self._drained.succeed()
+        if not self.pending():
+            self._succeed_drained()
         return self._drained
+
+    def _succeed_drained(self) -> None:
+        if self._drained is not None and not self._drained.triggered:
+            self._drained.succeed()
 
     def _link(self, k: int):
         env = self.env
@@ -186,8 +190,8 @@ class StoreAndForward:
                     yield env.timeout(acked - env.now)
                 q.popleft()
                 t_free = acked
-                if self._drained is not None and not self.pending():
-                    self._drained.succeed()
+                if not self.pending():
+                    self._succeed_drained()
                 break
 
 

@@ -105,9 +105,10 @@ def sample_into(dist: Distribution, rng: np.random.Generator, out: np.ndarray) -
     """
     if dist.distribution == "lognormal":
         standard_normal_into(rng, out)
-        # A far tail past float64 becomes inf (no warning): each use clips it or checks its
-        # bound (amounts and credit limits are clipped, a delay past its limit never happens,
-        # and the scenario refuses message times whose far tail passes an hour).
+        # A far tail past float64 becomes inf (no warning), which each use handles: amounts and
+        # credit limits are clipped, a delay past its limit never happens, message and service
+        # times have their far tail checked at load, and a file transfer drawn as inf is a file
+        # never received (counted in `files_not_cleared_by_end`).
         with np.errstate(over="ignore"):
             np.multiply(out, float(dist.sigma), out=out)  # type: ignore[arg-type]
             np.exp(out, out=out)
@@ -214,7 +215,8 @@ def card_credit_limits(scenario: Scenario, issuer: np.ndarray, card: np.ndarray)
         _box_muller_args_kernel(u1, u2, 2.0 * np.pi)
         np.cos(u2, out=u2)
         _lognormal_exponent_kernel(u1, u2, sigma, slot)
-        np.exp(u1, out=u1)
+        with np.errstate(over="ignore"):  # past float64: inf, which the kernel clips to 10^15
+            np.exp(u1, out=u1)
         _limits_kernel(u1, median, slot, n_iss, out.reshape(-1))
         return out
     raw = np.zeros(slot.shape)
