@@ -129,6 +129,29 @@ class TestStreamContract:
         assert live_max < len(t) // 4
 
 
+    def test_advices_behind_an_outage_wait_parked_not_live(self) -> None:
+        """A stand-in waiting only for its advice to be applied leaves the live table (about 300
+        bytes a row) for the parked store (about 45): the outage's stand-ins are parked while
+        the live rows stay few, and the outcomes equal a single chunk's."""
+        sc = load_scenario(DATA.parent.parent / "scenarios" / "issuer_outage.yaml")
+        txn = draw_days(sc)
+        routed = BinTable(sc).route(BinTable(sc).pans(txn["issuer"], txn["card"]))
+        horizon = horizon_days(sc) * DAY_S
+        s = AuthorisationStream(sc, horizon)
+        t = txn["t_arrival_s"]
+        bounds = chunk_bounds(t, 600.0)
+        live_max = parked_max = 0
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            W = float(t[hi]) if hi < len(t) else np.inf
+            list(s.feed({k: v[lo:hi] for k, v in txn.items()}, routed[lo:hi], W, first_gid=lo))
+            live_max = max(live_max, sum(len(i.table) for i in s.issuers))
+            parked_max = max(parked_max, sum(len(i.parked["gid"]) for i in s.issuers))
+        s.finish()
+        assert parked_max > 1000 and live_max < parked_max // 4
+        whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(t)])
+        assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=chunk_bounds(t, 600.0)))
+
+
 ZERO_LATENCY_TIE_YAML = """\
 name: zero_latency_tie
 run: {days: 1, seed: 1}
