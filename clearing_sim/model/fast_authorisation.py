@@ -30,7 +30,9 @@ is in: each pass handles exactly those, in the whole day's order, and carries it
 state (servers, waiting line, stand-in totals, the link's last acknowledgement,
 open-to-buy per card) to the next chunk. An authorisation leaves its table, with all
 its outcome columns, once nothing about it can change; what stays behind is what is
-still in a queue, awaiting a timer, or has a message in flight.
+still in a queue, awaiting a timer, or has a message not yet sent. One whose messages
+are all sent (their applied times known, maybe hours ahead behind an outage) leaves
+too, and waits in a compact parked store for the ledger to apply them.
 
 Every time is computed with the same floating-point operations, on the same values,
 as in detailed mode, so the outcomes are equal, not merely close. Exact ties at one
