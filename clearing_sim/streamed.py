@@ -103,9 +103,9 @@ class _Reorder:
     into the part as they came touched each column's every cache line once per issuer.
 
     A part waits for its every row, and parts go out in order, so one purchase that stays
-    unfinished (a stand-in waiting for its advice until the issuer's host comes back, a
-    request in a long queue) holds back every part after it, from every issuer: about 140
-    bytes a purchase. With `spill_dir`, once the waiting parts hold more than `hold_rows`
+    unfinished (a request in a long host queue; a stand-in waiting only for its advice to
+    be applied is parked and given out, `fast_authorisation`) holds back every part after
+    it, from every issuer: about 140 bytes a purchase. With `spill_dir`, once the waiting parts hold more than `hold_rows`
     rows in memory, the newest parts' columns and finished rows go to scratch files
     (uncompressed .npz, one a spill) and come back in `assemble`.
     """

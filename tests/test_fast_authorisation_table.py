@@ -202,7 +202,6 @@ def _ref_reversals(stream, W: float) -> None:
     tb["out_reversed"][rev] = True
     tb["out_t_reversal_s"][rev] = tb["t_rev"][rev]
     tb["messages_open"][rev] += 1
-    tb["rev_msg"][rev] = True
     stream.queued[REVERSAL] += len(rev)
     _Messages._add(stream.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
                                   "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})

@@ -91,8 +91,9 @@ _STATE = {
     "stand_in_done": (np.bool_, False), "reversal_done": (np.bool_, False), "decision_applied": (np.bool_, False),
     "messages_open": (np.int8, 0), "lost_settled": (np.bool_, False), "held": (np.bool_, False), "reversed_at_issuer": (np.bool_, False),
     "ledger_code": (np.int16, -1),
-    # Whether an advice / a reversal was ever queued for the row (what its ledger will end at).
-    "adv_msg": (np.bool_, False), "rev_msg": (np.bool_, False),
+    # Whether an advice was ever queued for the row (a reversal is queued exactly when
+    # `out_reversed` is set): with it, what the row's ledger will end at.
+    "adv_msg": (np.bool_, False),
 }
 # A parked row (`_IssuerStream.parked`): final in every outcome column and given out already,
 # its store-and-forward messages all sent, waiting only for the issuer's ledger to apply
@@ -356,7 +357,6 @@ class _IssuerStream:
                                     tb["out_t_reversal_s"], tb["messages_open"], rev)]
         if len(rev) == 0:
             return
-        tb["rev_msg"][rev] = True
         self.queued[REVERSAL] += len(rev)
         _Messages._add(self.msg.q, {"t": tb["t_rev"][rev], "kind": np.full(len(rev), REVERSAL, np.int8),
                                     "key": tb["acq_deadline"][rev], "gid": tb["gid"][rev]})
@@ -482,7 +482,7 @@ class _IssuerStream:
         gone = np.flatnonzero(gone_mask)
         if len(gone) == 0:
             return None
-        held_end = np.where(park, ~(tb["reversed_at_issuer"] | tb["rev_msg"]) & (tb["held"] | tb["adv_msg"]),
+        held_end = np.where(park, ~(tb["reversed_at_issuer"] | tb["out_reversed"]) & (tb["held"] | tb["adv_msg"]),
                             tb["held"])
         out = {c: tb[f"out_{c}"][gone] for c in OUTCOME_COLUMNS}
         if np.isnan(out["t_response_s"][out["route"] != ROUTE_IN_BANK]).any():
