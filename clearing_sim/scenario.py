@@ -1377,11 +1377,27 @@ def _drop_none(v: Any) -> Any:
     return v
 
 
+# Plain scalars that a YAML 1.1 reader (PyYAML, the usual reader in a notebook) takes for
+# something else than the text: sexagesimal numbers (`23:30` is 1410), octal-looking and
+# underscored digits, and the 1.1 booleans. YAML 1.2 (this loader) reads them as text.
+_YAML11_NOT_TEXT = re.compile(
+    r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[-+]?[0-9][0-9_]*|[-+]?\.[0-9_]+"
+    r"|y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF")
+
+
+def _represent_text(representer: Any, data: str) -> Any:
+    """A string quoted where a YAML 1.1 reader would not read it back as that string."""
+    style = "'" if _YAML11_NOT_TEXT.fullmatch(data) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
 def dump_yaml(data: dict[str, Any]) -> str:
-    """Deterministic block-style YAML for resolved scenarios."""
+    """Deterministic block-style YAML for resolved scenarios, read back the same by YAML 1.2
+    and YAML 1.1 readers (times such as `'23:30'` are quoted)."""
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # keep schema order
+    yaml.representer.add_representer(str, _represent_text)
     buf = io.StringIO()
     yaml.dump(data, buf)
     return buf.getvalue()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from clearing_sim.errors import ScenarioError
 from clearing_sim.scenario import (
@@ -20,6 +22,8 @@ from clearing_sim.scenario import (
     with_seed,
 )
 from tests.conftest import SMALL_YAML
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def problems_of(text: str) -> list[tuple[str, int | None, str]]:
@@ -79,6 +83,19 @@ class TestRoundTrip:
         assert (s.run.seed, s.issuers[0].host.servers, s.traffic.transactions_per_day) == (seed, servers, tpd)
         assert s.issuers[0].host.service_time_ms.mean == mean
         assert parse_scenario(dump_yaml(unstructure(s))) == s
+
+    @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml") if p.name != "sweep_windows.yaml"))
+    def test_a_yaml_1_1_reader_reads_the_same_values(self, name: str) -> None:
+        """config.yaml read by PyYAML (YAML 1.1, what a notebook uses) gives the values this loader
+        (YAML 1.2) gives: times such as 23:30 are quoted (1.1 reads a plain 23:30 as the number 1410)."""
+        yaml11 = pytest.importorskip("yaml")  # PyYAML: dask[distributed], a test dependency, brings it
+        text = dump_yaml(unstructure(load_scenario(SCENARIOS / name)))
+        assert yaml11.safe_load(text) == YAML(typ="safe", pure=True).load(text)
+
+    @pytest.mark.parametrize("text", ["23:30", "1:30.5", "-1:00", "yes", "No", "ON", "off", "y", "0123", "1_000", ".5"])
+    def test_text_that_yaml_1_1_reads_otherwise_is_quoted(self, text: str) -> None:
+        assert dump_yaml({"k": text}) == f"k: '{text}'\n"
+        assert dump_yaml({"k": "23:60"}) == "k: 23:60\n"  # no sexagesimal in 1.1 either: left plain
 
 
 class TestStrictKeys:
