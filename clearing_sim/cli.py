@@ -340,7 +340,13 @@ def run(
     from clearing_sim import streamed
 
     # Before the run folder exists: nothing is written for a run that cannot fit.
-    check_memory(sc, streamed=streamed.streams(sc, mode, keep_files=clearing_files or trace_messages))
+    keep_files = clearing_files or trace_messages
+    streams = streamed.streams(sc, mode, keep_files=keep_files)
+    because = None
+    if mode == "fast" and not streams:
+        because = ("--clearing-files and --trace-messages keep the whole day" if keep_files
+                   else streamed.why_not_streamable(sc, streamed.horizon_days(sc)))
+    check_memory(sc, streamed=streams, not_streamed_because=because)
     folder = out if out is not None else outputs.default_out(sc)
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")

@@ -63,9 +63,12 @@ def estimated_disk_bytes(scenario: Scenario) -> int:
     return scenario.traffic.transactions_per_day * scenario.run.days * STREAM_DISK_BYTES_PER_TRANSACTION
 
 
-def check_memory(scenario: Scenario, streamed: bool = False) -> None:
+def check_memory(scenario: Scenario, streamed: bool = False, not_streamed_because: str | None = None) -> None:
     """Raise InputError (exit 2) naming the volume key if the run cannot fit in memory
-    (or, `streamed`, its scratch files and tables on the disk of the current folder)."""
+    (or, `streamed`, its scratch files and tables on the disk of the current folder).
+
+    `not_streamed_because`: why a `--mode fast` run keeps the day in memory (its message
+    then says so instead of suggesting `--mode fast`, which the run already uses)."""
     if os.environ.get(ENV_SKIP):
         return
     gib = 2**30
@@ -87,11 +90,15 @@ def check_memory(scenario: Scenario, streamed: bool = False) -> None:
             f"cards needs about {need / gib:.1f} GiB of memory (open-to-buy per card, and 8 bytes per purchase); "
             f"this machine has "
             f"{available / gib:.1f} GiB available. Lower the cards, or set {ENV_SKIP}=1 to try anyway")
+    if not_streamed_because is not None:
+        advice = (f"This fast-mode run cannot stream ({not_streamed_because}; docs/streaming.md). Lower the volume, "
+                  f"or set {ENV_SKIP}=1 to try anyway")
+    else:
+        advice = (f"Lower the volume, run it with --mode fast from the command line (a large day streams when its "
+                  f"scenario allows: docs/streaming.md), or set {ENV_SKIP}=1 to try anyway")
     raise InputError(
         f"run refused before it started: traffic.transactions_per_day: "
         f"{scenario.traffic.transactions_per_day:,} purchases a day for {scenario.run.days} day(s) need about "
         f"{need / gib:.1f} GiB of memory (a run that does not stream keeps every transaction in memory); "
-        f"this machine has {available / gib:.1f} GiB available. Lower the volume, run it with --mode fast from the "
-        f"command line (a large day streams when its scenario allows: docs/streaming.md), or set {ENV_SKIP}=1 to try "
-        "anyway"
+        f"this machine has {available / gib:.1f} GiB available. {advice}"
     )

@@ -48,3 +48,27 @@ class TestMemoryCheck:
         assert main(["validate", str(path)]) == 0
         assert main(["run", str(path), "--mode", "detailed", "--out", "/nonexistent/never"]) == 2
         assert "GiB" in capsys.readouterr().err
+
+
+class TestFastRunThatCannotStream:
+    """A --mode fast run kept in memory (here for its refunds) is not told to use --mode fast."""
+
+    def test_message_names_why_it_cannot_stream(self, small_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+        text = small_file.read_text(encoding="utf-8")
+        scenario = tmp_path / "refunds.yaml"
+        scenario.write_text(text.replace("clearing:\n", "clearing:\n  refund_rate: 0.01\n", 1) if "clearing:\n" in text
+                            else text + "\nclearing:\n  refund_rate: 0.01\n", encoding="utf-8")
+        assert main(["validate", str(scenario)]) == 0
+        capsys.readouterr()
+        monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+        out = tmp_path / "run"
+        assert main(["run", str(scenario), "--mode", "fast", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "traffic.transactions_per_day" in err and "clearing.refund_rate" in err
+        assert "run it with --mode fast" not in err
+        assert not out.exists()
+
+    def test_detailed_run_still_suggests_fast_mode(self, small_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+        monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+        assert main(["run", str(small_file), "--out", str(tmp_path / "run")]) == 2
+        assert "run it with --mode fast" in capsys.readouterr().err
