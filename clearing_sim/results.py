@@ -180,11 +180,23 @@ class TableNames:
     files: list[str]  # file ids in order of arrival (a file sent twice repeats its id)
     cycles: list[str]
     windows: list[str]
+    long_bins: np.ndarray = attrs.field(factory=lambda: np.empty(0, dtype=np.int64), eq=False)  # the issuers' 8-digit BINs
 
     @classmethod
     def of(cls, scenario, files: list[str], cycles: list[str], windows: list[str]) -> TableNames:
+        long_bins = np.unique(np.array([int(b) for i in scenario.issuers for b in i.bins if len(b) == 8],
+                                       dtype=np.int64))
         return cls([a.institution for a in scenario.acquirers], [i.institution for i in scenario.issuers],
-                   files, cycles, windows)
+                   files, cycles, windows, long_bins)
+
+    def bins(self, pan: np.ndarray) -> np.ndarray:
+        """The BIN each PAN was routed by: its first eight digits where they are an issuer's
+        8-digit BIN (longest prefix first, as the switch routes), else its first six."""
+        six = pan // 10**10
+        if len(self.long_bins) == 0:
+            return six.astype(np.int32)
+        eight = pan // 10**8
+        return np.where(np.isin(eight, self.long_bins), eight, six).astype(np.int32)
 
 
 _CODES = [_code(c) for c in range(100)]
@@ -208,7 +220,7 @@ def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, n
         "merchant": t["merchant"],
         "mcc": t["mcc"],
         "issuer": _dict_array(names.issuers, o["routed_issuer"]),
-        "bin": (pan // 10**10).astype(np.int32),
+        "bin": names.bins(pan),
         "card": t["card"],
         "amount_minor": t["amount_minor"],
         "response_code": _dict_array(_CODES, code),

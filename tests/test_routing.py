@@ -173,3 +173,27 @@ class TestSameAsBefore:
         assert np.array_equal(table.route(pans), iss)
         for p in (pans, pans + 10**10, rng.integers(-(2**62), 2**62, 50_000)):
             assert np.array_equal(table.route(p), _ref_route(table, p))
+
+
+def test_transactions_bin_is_the_bin_the_switch_routed_by() -> None:
+    """`transactions.parquet`'s `bin` is the issuer BIN that routed the card: eight digits for
+    a card of an 8-digit BIN (baseline's ICBC 37960210, whose cards' first six digits 379602
+    are no BIN at all), six otherwise; a card no BIN matches shows its first six digits."""
+    import clearing_sim
+
+    text = (SCENARIOS / "baseline.yaml").read_text().replace("transactions_per_day: 240000",
+                                                            "transactions_per_day: 4000")
+    assert "transactions_per_day: 4000" in text
+    sc = parse_scenario(text, "baseline.yaml")
+    assert sc.traffic.unknown_bin_rate > 0
+    t = clearing_sim.run(sc, mode="fast").transactions.to_pydict()
+    bins_of = {i.institution: {int(b) for b in i.bins} for i in sc.issuers}
+    all_bins = set().union(*bins_of.values())
+    seen = set()
+    for issuer, b in zip(t["issuer"], t["bin"]):
+        if issuer is None:  # unknown BIN: declined by the switch
+            assert 100_000 <= b <= 999_999 and not any(str(b).startswith(str(x)[:6]) for x in all_bins)
+        else:
+            assert b in bins_of[issuer], (issuer, b)
+            seen.add(b)
+    assert 37960210 in seen and 379601 in seen and None in t["issuer"]
