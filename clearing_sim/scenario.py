@@ -1098,6 +1098,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             if b in bin_owner:
                 yield ("issuers", n, "bins", k), f"BIN {b} is already routed to issuers[{bin_owner[b]}]"
             bin_owner.setdefault(b, n)
+    yield from _nested_bin_checks(s)
     for n, acq in enumerate(s.acquirers):
         for mcc in acq.category_mix:
             if mcc not in s.traffic.amount_minor:
@@ -1142,6 +1143,39 @@ def money_bound_minor(s: Scenario, amount_max_minor: int | None = None) -> tuple
     records = 1 + (s.clearing.refund_rate > 0) + (s.disputes.chargeback_rate > 0) + (
         s.disputes.chargeback_rate > 0 and s.disputes.representment_rate > 0)
     return purchases, purchases * records * record
+
+
+def _nested_bin_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """An 8-digit BIN inside another issuer's 6-digit BIN must not take that issuer's cards.
+
+    Card `c` of an issuer with BINs `bins` gets BIN `bins[c % len(bins)]` followed by the
+    9-digit account `c // len(bins)` (`model.routing`), so a 6-digit BIN's cards use the
+    accounts 0 .. n-1 and their PANs start with the BIN and the account's first two
+    digits. The switch routes by longest prefix: another issuer's 8-digit BIN made of the
+    6-digit one and two digits XY takes every card whose account starts with XY, and those
+    cards would be authorised by the wrong issuer (the run stops on it). Such a BIN is
+    fine only when XY * 10^7 >= n (a carve-out the issuer's cards do not reach)."""
+    for m, inner in enumerate(s.issuers):
+        for k, b8 in enumerate(inner.bins):
+            if len(b8) != 8:
+                continue
+            for n, outer in enumerate(s.issuers):
+                if n == m or b8[:6] not in outer.bins:
+                    continue
+                count = len(outer.bins)
+                j = outer.bins.index(b8[:6])
+                accounts = (outer.cards - 1 - j) // count + 1 if outer.cards > j else 0
+                low = math.ceil(accounts / 10**7)
+                if int(b8[6:]) < low:
+                    yield (("issuers", m, "bins", k),
+                           f"BIN {b8} lies inside issuers[{n}]'s BIN {b8[:6]}, whose {accounts:,} cards have "
+                           f"the account numbers 000000000 to {accounts - 1:09d} after it: the switch would "
+                           f"route those starting {b8} to issuers[{m}] (longest prefix first); an 8-digit BIN "
+                           f"carved out of another issuer's 6-digit BIN must end in {low:02d} to 99 here"
+                           if low <= 99 else
+                           f"BIN {b8} lies inside issuers[{n}]'s BIN {b8[:6]}, whose {accounts:,} cards use "
+                           f"every 8-digit prefix under it: the switch would route some of them to "
+                           f"issuers[{m}] (longest prefix first); use a BIN outside {b8[:6]}")
 
 
 def _money_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

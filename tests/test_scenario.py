@@ -621,3 +621,44 @@ class TestMoneyStaysWithinInt64:
         many = one_day.replace("run: {days: 1,", "run: {days: 10,", 1)
         assert many != one_day
         assert problems_of(many)[0][0] == "traffic.amount_max_minor"
+
+
+class TestNestedBins:
+    """An 8-digit BIN carved out of another issuer's 6-digit BIN must not take that issuer's cards."""
+
+    @staticmethod
+    def nested(carve_out: str, cards: int) -> str:
+        # BANKB's 8-digit BIN inside BANKA's 6-digit 400001 (BANKA: two BINs, 400001 gets cards 0, 2, 4, ...)
+        return (SMALL_YAML.replace('bins: ["400003"]', f'bins: ["{carve_out}"]')
+                .replace("cards: 5000", f"cards: {cards}"))
+
+    def test_carve_out_under_the_issuers_cards_is_refused(self) -> None:
+        text = self.nested("40000100", 5000)
+        ((path, line, msg),) = problems_of(text)
+        assert path == "issuers[1].bins[0]"
+        assert line == line_of(text, '"40000100"')
+        assert "inside issuers[0]'s BIN 400001" in msg and "must end in 01 to 99" in msg
+
+    def test_carve_out_beyond_the_issuers_cards_routes_home(self) -> None:
+        from clearing_sim.model.routing import BinTable
+        import numpy as np
+
+        # 400001 carries BANKA's even cards: 2 * 10**7 cards use accounts 0 .. 10**7 - 1 under it
+        s = parse_scenario(self.nested("40000101", 2 * 10**7))
+        table = BinTable(s)
+        card = np.array([0, 2 * 10**7 - 2, 2 * 10**7 - 1], dtype=np.int64)
+        issuer = np.zeros(3, dtype=np.int16)
+        assert table.route(table.pans(issuer, card)).tolist() == [0, 0, 0]
+        # one card more reaches account 10**7, whose PAN starts 40000101: refused
+        ((path, _, msg),) = problems_of(self.nested("40000101", 2 * 10**7 + 1))
+        assert path == "issuers[1].bins[0]" and "must end in 02 to 99" in msg
+
+    def test_every_prefix_taken(self) -> None:
+        ((path, _, msg),) = problems_of(self.nested("40000149", 10**9))  # 400001: 5 * 10**8 accounts
+        assert path == "issuers[1].bins[0]" and "must end in 50 to 99" in msg
+        text = self.nested("40000199", 10**9).replace('bins: ["400001", "40000210"]', 'bins: ["400001"]')
+        ((path, _, msg),) = problems_of(text)
+        assert path == "issuers[1].bins[0]" and "use a BIN outside 400001" in msg
+
+    def test_own_nested_bin_is_fine(self) -> None:
+        parse_scenario(SMALL_YAML)  # BANKA owns both 400001 and 40000210
