@@ -357,6 +357,13 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
 
     if not (folder / "summary.json").is_file():
         raise InputError(f"{folder}: not a finished run folder (no summary.json)")
+    if out is not None:
+        # The replay replaces --out as a whole: at the replayed folder (or around it) it would
+        # overwrite the outputs it is compared with, and always find them identical.
+        src, dst = folder.resolve(), Path(out).resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            raise InputError(f"--out: {out} is the replayed run folder {folder}, inside it or holds it; "
+                             "the replay must go to another folder (or leave out --out)")
     version, mode = outputs.read_config_header(folder / "config.yaml")
     sc = api.load_scenario(folder / "config.yaml")
     if version != __version__:

@@ -261,6 +261,27 @@ class TestReplay:
     def test_not_a_run_folder(self, tmp_path: Path) -> None:
         assert run_cli("run", "--replay", tmp_path) == 2
 
+    @pytest.mark.parametrize("where", [".", "sub", "..", "link"])
+    def test_out_at_the_replayed_folder_is_refused(self, where: str, small_file: Path, tmp_path: Path,
+                                                   capsys) -> None:
+        # --out on the replayed folder replaced it with the replay and compared it with itself:
+        # "identical" even for a changed file, which was overwritten.
+        out = tmp_path / "runs" / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        summary = out / "summary.json"
+        summary.write_text(summary.read_text().replace('"seed": 42', '"seed": 43'))
+        def snapshot() -> dict[str, bytes]:
+            return {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted((tmp_path / "runs").rglob("*"))
+                    if p.is_file() and p.name != "log.jsonl"}
+
+        before = snapshot()
+        (tmp_path / "link").symlink_to(out)
+        target = tmp_path / "link" if where == "link" else out / where
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, "--out", target, "-q") == 2
+        assert "the replay must go to another folder" in capsys.readouterr().err
+        assert snapshot() == before
+
 
 class TestInterrupt:
     """SIGTERM during a run leaves the folder marked interrupted, with seed and progress."""
