@@ -365,6 +365,11 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
             raise InputError(f"--out: {out} is the replayed run folder {folder}, inside it or holds it; "
                              "the replay must go to another folder (or leave out --out)")
     version, mode = outputs.read_config_header(folder / "config.yaml")
+    from clearing_sim.model.network import MODES
+
+    if mode not in MODES:
+        raise InputError(f"{folder / 'config.yaml'}: the header line names mode {mode!r}, not one of "
+                         f"{', '.join(MODES)}")
     sc = api.load_scenario(folder / "config.yaml")
     if version != __version__:
         out_console.print(f"note: {folder} was made by clearing-sim {version}; this is {__version__}")

@@ -261,6 +261,17 @@ class TestReplay:
     def test_not_a_run_folder(self, tmp_path: Path) -> None:
         assert run_cli("run", "--replay", tmp_path) == 2
 
+    def test_unknown_mode_in_the_config_header(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        # a hand-edited header: was exit 1 "internal error: ValueError: unknown mode"
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        config = out / "config.yaml"
+        config.write_text(config.read_text().replace(" mode detailed:", " mode turbo:", 1))
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, "-q") == 2
+        err = capsys.readouterr().err
+        assert "config.yaml" in err and "'turbo'" in err and "internal error" not in err
+
     @pytest.mark.parametrize("where", [".", "sub", "..", "link"])
     def test_out_at_the_replayed_folder_is_refused(self, where: str, small_file: Path, tmp_path: Path,
                                                    capsys) -> None:
