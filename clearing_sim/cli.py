@@ -309,7 +309,7 @@ def run(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML file.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
-    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels).")] = "detailed",
+    mode: Annotated[Optional[str], typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels); default detailed.")] = None,
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
@@ -328,10 +328,16 @@ def run(
 
     _terminate_as_interrupt()
     if replay is not None:
-        if scenario is not None or seed is not None:
-            raise InputError("--replay takes a run folder alone: no SCENARIO or --seed")
+        # The replay's mode, message trace and clearing files are the folder's own.
+        given = [name for name, v in (("SCENARIO", scenario), ("--seed", seed), ("--mode", mode),
+                                      ("--trace-messages", trace_messages or None),
+                                      ("--clearing-files", clearing_files or None)) if v is not None]
+        if given:
+            raise InputError(f"--replay takes a run folder alone (its config.yaml gives the scenario, seed and "
+                             f"mode): no {', '.join(given)}")
         _replay(replay, out, quiet)
         return
+    mode = "detailed" if mode is None else mode
     if scenario is None:
         raise InputError("run: give a SCENARIO file (or --replay RUN_FOLDER)")
     if mode not in MODES:

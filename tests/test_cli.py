@@ -261,6 +261,17 @@ class TestReplay:
     def test_not_a_run_folder(self, tmp_path: Path) -> None:
         assert run_cli("run", "--replay", tmp_path) == 2
 
+    @pytest.mark.parametrize("extra", [["--mode", "fast"], ["--mode", "turbo"], ["--seed", "1"], ["--clearing-files"],
+                                       ["--trace-messages"]])
+    def test_options_of_a_new_run_are_refused(self, extra: list[str], small_file: Path, tmp_path: Path,
+                                              capsys) -> None:
+        # --mode, --clearing-files and --trace-messages were silently ignored (the folder's own were used)
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, *extra, "-q") == 2
+        assert f"no {extra[0]}" in capsys.readouterr().err
+
     def test_unknown_mode_in_the_config_header(self, small_file: Path, tmp_path: Path, capsys) -> None:
         # a hand-edited header: was exit 1 "internal error: ValueError: unknown mode"
         out = tmp_path / "run"
