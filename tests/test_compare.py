@@ -169,3 +169,19 @@ class TestCompareErrors:
         assert needle in err
         assert "Traceback" not in err
         assert not (tmp_path / "o" / "compare.json").exists()
+
+
+class TestHandEditedSummary:
+    """A run folder's summary.json with NaN or an infinite number is bad input (exit 2), not a bug."""
+
+    @pytest.mark.parametrize("text", ['{"seed": 1, "authorisations": {"latency_ms": {"p99": NaN}}}',
+                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": -Infinity}}}',
+                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": 1e400}}}'])
+    def test_non_finite_number(self, tmp_path, capsys, text):
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "summary.json").write_text(text)
+        assert main(["compare", str(run), "--out", str(tmp_path / "o")]) == 2  # was 1: ValueError from json.dumps
+        err = capsys.readouterr().err
+        assert "summary.json: cannot read the run summary" in err and "internal error" not in err
+        assert not (tmp_path / "o").exists()
