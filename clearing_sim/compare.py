@@ -290,12 +290,12 @@ def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "compare.json": dumps_json(to_json(compared, root_seed, mode)),
         "compare.csv": to_csv(compared),
         "compare.html": to_html(compared, root_seed, mode),
     }
+    out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a failure leaves no folder
     tmp = {name: out / f".{name}.tmp-{os.getpid()}" for name in files}
     try:
         for name, text in files.items():

@@ -185,3 +185,17 @@ class TestHandEditedSummary:
         err = capsys.readouterr().err
         assert "summary.json: cannot read the run summary" in err and "internal error" not in err
         assert not (tmp_path / "o").exists()
+
+    def test_failed_rendering_leaves_no_folder(self, tmp_path, capsys, monkeypatch):
+        from clearing_sim import compare as cmp
+
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "summary.json").write_text('{"seed": 1}')
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("plot failed")
+
+        monkeypatch.setattr(cmp, "to_html", broken)
+        assert main(["compare", str(run), "--out", str(tmp_path / "o" / "deeper")]) == 1
+        assert not (tmp_path / "o").exists()  # was left behind, empty
