@@ -28,6 +28,7 @@ from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from clearing_sim.errors import Problem, ScenarioError
@@ -901,11 +902,27 @@ def format_path(path: Path_) -> str:
 MAX_YAML_VALUES = 1_000_000  # a scenario or sweep file holds a few thousand at most
 
 
+class _TextTimestamps(RoundTripConstructor):
+    """Reads an unquoted time stamp that is no real date (`2026-02-30`) as the text written,
+    so the scenario's own checks name its path and line (it stopped the YAML loader, with
+    no path and no line); a real one is read as before."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except (ValueError, OverflowError):
+            return str(self.construct_scalar(node))
+
+
+_TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.construct_yaml_timestamp)
+
+
 class _Source:
     """The parsed YAML as plain Python values, with the line of every path."""
 
     def __init__(self, text: str, source: str):
         yaml = YAML(typ="rt", pure=True)
+        yaml.Constructor = _TextTimestamps
         yaml.allow_duplicate_keys = False
         try:
             tree = yaml.load(io.StringIO(text))

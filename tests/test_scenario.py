@@ -662,3 +662,22 @@ class TestNestedBins:
 
     def test_own_nested_bin_is_fine(self) -> None:
         parse_scenario(SMALL_YAML)  # BANKA owns both 400001 and 40000210
+
+
+class TestUnquotedImpossibleDates:
+    """An unquoted date YAML takes for a time stamp but no calendar has is reported at its path and line."""
+
+    def test_start_date(self) -> None:
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', "start_date: 2026-02-30")
+        ((path, line, msg),) = problems_of(text)  # was "(top level): YAML error: ... day is out of range"
+        assert (path, line) == ("run.start_date", line_of(text, "2026-02-30"))
+        assert "'2026-02-30' is not a date" in msg
+
+    def test_holiday(self) -> None:
+        text = SMALL_YAML.replace("settlement:\n", "settlement:\n  calendar: {holidays: [2026-11-03, 2026-11-31]}\n")
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("settlement.calendar.holidays[1]", line_of(text, "2026-11-31"))
+
+    def test_real_unquoted_dates_still_load(self) -> None:
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', "start_date: 2026-11-02")
+        assert parse_scenario(text).run.start_date == "2026-11-02"
