@@ -1281,14 +1281,19 @@ def saf_resends_bound(s: Scenario) -> int:
     restart's length; nothing is sent while it is down)."""
     timeout_s = s.network.switch_timeout_ms / 1000.0
     restarts = [r.interval_s for r in s.network.switch_restarts]
-    bound = 0
+
+    def resends(span_s: float) -> float:
+        n = span_s / timeout_s  # infinite for a timeout of a few 1e-320 ms
+        return math.ceil(n) + 1 if math.isfinite(n) else math.inf
+
+    bound: float = 0
     for iss in s.issuers:
         for o in iss.host.outages:
             start, end = o.interval_s
-            bound += 1 if o.announced else math.ceil((end - start) / timeout_s) + 1
+            bound += 1 if o.announced else resends(end - start)
         for start, end in restarts:
-            bound += math.ceil((end - start) / timeout_s) + 1
-    return bound
+            bound += resends(end - start)
+    return bound  # type: ignore[return-value] - an int, or infinity
 
 
 def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -1298,7 +1303,8 @@ def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
         yield (("network", "switch_timeout_ms"),
                f"{s.network.switch_timeout_ms:g} ms is too short for this run's issuer outages and switch restarts: "
                f"store-and-forward resends an unacknowledged advice every switch timeout while its issuer is down "
-               f"unannounced (or the switch restarts), up to {bound:,} times here, more than the "
+               f"unannounced (or the switch restarts), up to "
+               f"{'more than 10^300' if math.isinf(bound) else f'{bound:,}'} times here, more than the "
                f"{MAX_SAF_RESENDS:,} a run may make (each is kept in memory); lengthen the timeout, shorten the "
                f"outages or announce them")
 
