@@ -681,3 +681,21 @@ class TestUnquotedImpossibleDates:
     def test_real_unquoted_dates_still_load(self) -> None:
         text = SMALL_YAML.replace('start_date: "2026-11-02"', "start_date: 2026-11-02")
         assert parse_scenario(text).run.start_date == "2026-11-02"
+
+
+class TestFileTransferTail:
+    """A file transfer that can take more than an hour is refused: the run ends a day after the last
+    files are sent, so a longer one left a window OPEN (exit 1) or its files uncleared (exit 0)."""
+
+    @pytest.mark.parametrize("dist, param", [("{distribution: constant, value: 2.6e8}", "value"),
+                                             ("{distribution: constant, value: 1e30}", "value"),
+                                             ("{distribution: exponential, mean: 1e6}", "mean")])
+    def test_refused(self, dist: str, param: str) -> None:
+        text = SMALL_YAML.replace("clearing:\n", f"clearing:\n  file_transfer_ms: {dist}\n")
+        ((path, line, msg),) = problems_of(text)
+        assert path == f"clearing.file_transfer_ms.{param}" and line == line_of(text, "file_transfer_ms")
+        assert "a file must reach the network within 3,600,000 ms" in msg
+
+    def test_an_hour_is_allowed(self) -> None:
+        text = SMALL_YAML.replace("clearing:\n", "clearing:\n  file_transfer_ms: {distribution: constant, value: 3.6e6}\n")
+        assert parse_scenario(text).clearing.file_transfer_ms.value == 3.6e6
