@@ -346,8 +346,8 @@ def run(
     from clearing_sim import streamed
 
     # Before the run folder exists: nothing is written for a run that cannot fit.
-    check_memory(sc, streamed=streamed.streams(sc, mode, keep_files=clearing_files or trace_messages))
     folder = out if out is not None else outputs.default_out(sc)
+    check_memory(sc, streamed=streamed.streams(sc, mode, keep_files=clearing_files or trace_messages), out=folder)
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
     result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
