@@ -30,6 +30,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from clearing_sim.errors import Problem, ScenarioError
 
@@ -932,6 +933,11 @@ class _Source:
             what = (exc.problem or exc.context or "YAML syntax error").strip()
             if "duplicate key" in str(exc):
                 what = "duplicate key " + _duplicate_key_name(str(exc))
+            raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
+        except ReaderError as exc:  # a character YAML does not allow (NUL, a control character)
+            line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+            what = f"unacceptable character #x{exc.character:04x}: {exc.reason}" if isinstance(
+                exc.character, int) else str(exc)
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except YAMLError as exc:
             raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None

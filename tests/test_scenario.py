@@ -699,3 +699,14 @@ class TestFileTransferTail:
     def test_an_hour_is_allowed(self) -> None:
         text = SMALL_YAML.replace("clearing:\n", "clearing:\n  file_transfer_ms: {distribution: constant, value: 3.6e6}\n")
         assert parse_scenario(text).clearing.file_transfer_ms.value == 3.6e6
+
+
+class TestUnacceptableCharacterLine:
+    """A character YAML refuses (NUL, a control character) is reported with its line (it had none)."""
+
+    @pytest.mark.parametrize("char", ["\x00", "\x07"])
+    def test_line(self, char: str) -> None:
+        text = SMALL_YAML.replace("name: Bank B}", f"name: Bank{char}B}}")
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("", line_of(text, "BANKB, name"))
+        assert f"unacceptable character #x{ord(char):04x}" in msg
