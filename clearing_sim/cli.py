@@ -309,7 +309,7 @@ def run(
     scenario: Annotated[Optional[Path], typer.Argument(help="Scenario YAML file.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<scenario>-<seed>/).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Root seed, replacing the scenario's run.seed.")] = None,
-    mode: Annotated[str, typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels).")] = "detailed",
+    mode: Annotated[Optional[str], typer.Option(help="Fidelity mode: detailed (a SimPy process per authorisation) or fast (the same outcomes from compiled kernels); default detailed.")] = None,
     replay: Annotated[Optional[Path], typer.Option(help="Rerun a finished run folder from its config.yaml "
                                                          "and say whether the outputs are identical.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No log lines on the console.")] = False,
@@ -328,10 +328,16 @@ def run(
 
     _terminate_as_interrupt()
     if replay is not None:
-        if scenario is not None or seed is not None:
-            raise InputError("--replay takes a run folder alone: no SCENARIO or --seed")
+        # The replay's mode, message trace and clearing files are the folder's own.
+        given = [name for name, v in (("SCENARIO", scenario), ("--seed", seed), ("--mode", mode),
+                                      ("--trace-messages", trace_messages or None),
+                                      ("--clearing-files", clearing_files or None)) if v is not None]
+        if given:
+            raise InputError(f"--replay takes a run folder alone (its config.yaml gives the scenario, seed and "
+                             f"mode): no {', '.join(given)}")
         _replay(replay, out, quiet)
         return
+    mode = "detailed" if mode is None else mode
     if scenario is None:
         raise InputError("run: give a SCENARIO file (or --replay RUN_FOLDER)")
     if mode not in MODES:
@@ -346,8 +352,8 @@ def run(
     if mode == "fast" and not streams:
         because = ("--clearing-files and --trace-messages keep the whole day" if keep_files
                    else streamed.why_not_streamable(sc, streamed.horizon_days(sc)))
-    check_memory(sc, streamed=streams, not_streamed_because=because)
     folder = out if out is not None else outputs.default_out(sc)
+    check_memory(sc, streamed=streams, out=folder, not_streamed_because=because)
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
     result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
@@ -363,7 +369,19 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
 
     if not (folder / "summary.json").is_file():
         raise InputError(f"{folder}: not a finished run folder (no summary.json)")
+    if out is not None:
+        # The replay replaces --out as a whole: at the replayed folder (or around it) it would
+        # overwrite the outputs it is compared with, and always find them identical.
+        src, dst = folder.resolve(), Path(out).resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            raise InputError(f"--out: {out} is the replayed run folder {folder}, inside it or holds it; "
+                             "the replay must go to another folder (or leave out --out)")
     version, mode = outputs.read_config_header(folder / "config.yaml")
+    from clearing_sim.model.network import MODES
+
+    if mode not in MODES:
+        raise InputError(f"{folder / 'config.yaml'}: the header line names mode {mode!r}, not one of "
+                         f"{', '.join(MODES)}")
     sc = api.load_scenario(folder / "config.yaml")
     if version != __version__:
         out_console.print(f"note: {folder} was made by clearing-sim {version}; this is {__version__}")

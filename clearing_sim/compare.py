@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,13 +90,31 @@ def resolve_sources(paths: Sequence[Path]) -> list[Source]:
     return out
 
 
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _non_finite(v: object) -> bool:
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    if isinstance(v, dict):
+        return any(_non_finite(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_non_finite(x) for x in v)
+    return False
+
+
 def _read_summary(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # NaN and Infinity (which Python's json reads, and a number like 1e400 becomes) are no
+        # figures: a summary.json clearing-sim writes never holds them (allow_nan=False).
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the run summary ({exc})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a run summary is a JSON object")
+    if _non_finite(data):
+        raise InputError(f"{path}: cannot read the run summary (a number is too large for a float)")
     return data
 
 
@@ -271,12 +290,12 @@ def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "compare.json": dumps_json(to_json(compared, root_seed, mode)),
         "compare.csv": to_csv(compared),
         "compare.html": to_html(compared, root_seed, mode),
     }
+    out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a failure leaves no folder
     tmp = {name: out / f".{name}.tmp-{os.getpid()}" for name in files}
     try:
         for name, text in files.items():

@@ -236,7 +236,10 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():  # --out was a link to a folder: the link is replaced, its target left alone
+            old.unlink()      # (rmtree refuses a link, and ignore_errors left it behind as .NAME.old-PID)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def compare_folders(a: Path, b: Path, ignore: tuple[str, ...] = ("log.jsonl",)) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from clearing_sim.errors import InputError
 from clearing_sim.scenario import Scenario
@@ -63,9 +64,11 @@ def estimated_disk_bytes(scenario: Scenario) -> int:
     return scenario.traffic.transactions_per_day * scenario.run.days * STREAM_DISK_BYTES_PER_TRANSACTION
 
 
-def check_memory(scenario: Scenario, streamed: bool = False, not_streamed_because: str | None = None) -> None:
+def check_memory(scenario: Scenario, streamed: bool = False, out: str | os.PathLike | None = None,
+                 not_streamed_because: str | None = None) -> None:
     """Raise InputError (exit 2) naming the volume key if the run cannot fit in memory
-    (or, `streamed`, its scratch files and tables on the disk of the current folder).
+    (or, `streamed`, its scratch files and tables on the disk that will hold the run folder
+    `out`, which they are written beside; the current folder's when `out` is None).
 
     `not_streamed_because`: why a `--mode fast` run keeps the day in memory (its message
     then says so instead of suggesting `--mode fast`, which the run already uses)."""
@@ -73,13 +76,16 @@ def check_memory(scenario: Scenario, streamed: bool = False, not_streamed_becaus
         return
     gib = 2**30
     if streamed:
-        free = shutil.disk_usage(".").free
+        where = Path(out).absolute() if out is not None else Path(".")
+        while not where.exists() and where != where.parent:  # the folder's nearest existing ancestor
+            where = where.parent
+        free = shutil.disk_usage(where).free
         disk = estimated_disk_bytes(scenario)
         if disk > free:
             raise InputError(
                 f"run refused before it started: traffic.transactions_per_day: a streamed run of "
                 f"{scenario.traffic.transactions_per_day:,} purchases a day for {scenario.run.days} day(s) needs about "
-                f"{disk / gib:.1f} GiB of disk for its scratch files and tables; {free / gib:.1f} GiB are free here")
+                f"{disk / gib:.1f} GiB of disk for its scratch files and tables; {free / gib:.1f} GiB are free at {where}")
     available = available_bytes()
     need = estimated_peak_bytes(scenario, streamed)
     if available is None or need <= USABLE_FRACTION * available:

@@ -28,7 +28,9 @@ from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from clearing_sim.errors import Problem, ScenarioError
 
@@ -901,11 +903,27 @@ def format_path(path: Path_) -> str:
 MAX_YAML_VALUES = 1_000_000  # a scenario or sweep file holds a few thousand at most
 
 
+class _TextTimestamps(RoundTripConstructor):
+    """Reads an unquoted time stamp that is no real date (`2026-02-30`) as the text written,
+    so the scenario's own checks name its path and line (it stopped the YAML loader, with
+    no path and no line); a real one is read as before."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except (ValueError, OverflowError):
+            return str(self.construct_scalar(node))
+
+
+_TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.construct_yaml_timestamp)
+
+
 class _Source:
     """The parsed YAML as plain Python values, with the line of every path."""
 
     def __init__(self, text: str, source: str):
         yaml = YAML(typ="rt", pure=True)
+        yaml.Constructor = _TextTimestamps
         yaml.allow_duplicate_keys = False
         try:
             tree = yaml.load(io.StringIO(text))
@@ -915,6 +933,11 @@ class _Source:
             what = (exc.problem or exc.context or "YAML syntax error").strip()
             if "duplicate key" in str(exc):
                 what = "duplicate key " + _duplicate_key_name(str(exc))
+            raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
+        except ReaderError as exc:  # a character YAML does not allow (NUL, a control character)
+            line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+            what = f"unacceptable character #x{exc.character:04x}: {exc.reason}" if isinstance(
+                exc.character, int) else str(exc)
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except YAMLError as exc:
             raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None
@@ -1057,6 +1080,16 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             yield (*path, param), (f"draws beyond an hour ({shown} ms about once in 10^6 draws); per-message "
                                    f"times must stay within {MAX_MESSAGE_TIME_MS:,} ms so every event falls "
                                    "inside the run")
+    transfer = s.clearing.file_transfer_ms
+    tail = transfer.far_tail()
+    if tail > MAX_MESSAGE_TIME_MS:
+        # The run lasts a day past the last files sent (plus drawn and injected lateness): a
+        # longer transfer lost files past its end (0 cleared) or left a window OPEN (exit 1).
+        shown = "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}" if tail < 1e15 else f"{tail:.3g}"
+        yield (("clearing", "file_transfer_ms", transfer.tail_parameter(MAX_MESSAGE_TIME_MS)),
+               f"draws beyond an hour ({shown} ms about once in 10^6 draws); a file must reach the network "
+               f"within {MAX_MESSAGE_TIME_MS:,} ms so that it clears inside the run (a file that arrives days "
+               "later is a late file: acquirers[].late_probability and late_delay_minutes)")
     for n, acq in enumerate(s.acquirers):
         tail = acq.late_delay_minutes.far_tail()
         if acq.late_probability > 0 and tail > MAX_LATE_MINUTES:
@@ -1098,6 +1131,7 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
             if b in bin_owner:
                 yield ("issuers", n, "bins", k), f"BIN {b} is already routed to issuers[{bin_owner[b]}]"
             bin_owner.setdefault(b, n)
+    yield from _nested_bin_checks(s)
     for n, acq in enumerate(s.acquirers):
         for mcc in acq.category_mix:
             if mcc not in s.traffic.amount_minor:
@@ -1142,6 +1176,39 @@ def money_bound_minor(s: Scenario, amount_max_minor: int | None = None) -> tuple
     records = 1 + (s.clearing.refund_rate > 0) + (s.disputes.chargeback_rate > 0) + (
         s.disputes.chargeback_rate > 0 and s.disputes.representment_rate > 0)
     return purchases, purchases * records * record
+
+
+def _nested_bin_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
+    """An 8-digit BIN inside another issuer's 6-digit BIN must not take that issuer's cards.
+
+    Card `c` of an issuer with BINs `bins` gets BIN `bins[c % len(bins)]` followed by the
+    9-digit account `c // len(bins)` (`model.routing`), so a 6-digit BIN's cards use the
+    accounts 0 .. n-1 and their PANs start with the BIN and the account's first two
+    digits. The switch routes by longest prefix: another issuer's 8-digit BIN made of the
+    6-digit one and two digits XY takes every card whose account starts with XY, and those
+    cards would be authorised by the wrong issuer (the run stops on it). Such a BIN is
+    fine only when XY * 10^7 >= n (a carve-out the issuer's cards do not reach)."""
+    for m, inner in enumerate(s.issuers):
+        for k, b8 in enumerate(inner.bins):
+            if len(b8) != 8:
+                continue
+            for n, outer in enumerate(s.issuers):
+                if n == m or b8[:6] not in outer.bins:
+                    continue
+                count = len(outer.bins)
+                j = outer.bins.index(b8[:6])
+                accounts = (outer.cards - 1 - j) // count + 1 if outer.cards > j else 0
+                low = math.ceil(accounts / 10**7)
+                if int(b8[6:]) < low:
+                    yield (("issuers", m, "bins", k),
+                           f"BIN {b8} lies inside issuers[{n}]'s BIN {b8[:6]}, whose {accounts:,} cards have "
+                           f"the account numbers 000000000 to {accounts - 1:09d} after it: the switch would "
+                           f"route those starting {b8} to issuers[{m}] (longest prefix first); an 8-digit BIN "
+                           f"carved out of another issuer's 6-digit BIN must end in {low:02d} to 99 here"
+                           if low <= 99 else
+                           f"BIN {b8} lies inside issuers[{n}]'s BIN {b8[:6]}, whose {accounts:,} cards use "
+                           f"every 8-digit prefix under it: the switch would route some of them to "
+                           f"issuers[{m}] (longest prefix first); use a BIN outside {b8[:6]}")
 
 
 def _money_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -1230,14 +1297,19 @@ def saf_resends_bound(s: Scenario) -> int:
     restart's length; nothing is sent while it is down)."""
     timeout_s = s.network.switch_timeout_ms / 1000.0
     restarts = [r.interval_s for r in s.network.switch_restarts]
-    bound = 0
+
+    def resends(span_s: float) -> float:
+        n = span_s / timeout_s  # infinite for a timeout of a few 1e-320 ms
+        return math.ceil(n) + 1 if math.isfinite(n) else math.inf
+
+    bound: float = 0
     for iss in s.issuers:
         for o in iss.host.outages:
             start, end = o.interval_s
-            bound += 1 if o.announced else math.ceil((end - start) / timeout_s) + 1
+            bound += 1 if o.announced else resends(end - start)
         for start, end in restarts:
-            bound += math.ceil((end - start) / timeout_s) + 1
-    return bound
+            bound += resends(end - start)
+    return bound  # type: ignore[return-value] - an int, or infinity
 
 
 def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
@@ -1247,7 +1319,8 @@ def _saf_resend_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
         yield (("network", "switch_timeout_ms"),
                f"{s.network.switch_timeout_ms:g} ms is too short for this run's issuer outages and switch restarts: "
                f"store-and-forward resends an unacknowledged advice every switch timeout while its issuer is down "
-               f"unannounced (or the switch restarts), up to {bound:,} times here, more than the "
+               f"unannounced (or the switch restarts), up to "
+               f"{'more than 10^300' if math.isinf(bound) else f'{bound:,}'} times here, more than the "
                f"{MAX_SAF_RESENDS:,} a run may make (each is kept in memory); lengthen the timeout, shorten the "
                f"outages or announce them")
 

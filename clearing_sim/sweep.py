@@ -133,6 +133,9 @@ def check_key_path(path: str, resolved: dict) -> tuple[str | int, ...]:
         parts = metrics.split_path(path)
     except ValueError as exc:
         raise ValueError(f"unknown key path: {exc}") from None
+    if tuple(parts) == ("run", "seed"):
+        raise ValueError("run.seed would be ignored: every replication's seed comes from the sweep's root seed, "
+                         "the point and the replication; set the root seed with the sweep's own `seed:`")
     tp: Any = Scenario
     node: Any = resolved
     done = ""

@@ -242,6 +242,17 @@ class TestFileDamage:
             ipm.read_file(cd.damage_file(data, HEADER.file_id, blocked, how))
         assert info.value.reason_code == reason
 
+    @pytest.mark.parametrize("blocked", [False, True])
+    @pytest.mark.parametrize("first", ["trailer_file_id", "corrupt_trailer"])
+    @pytest.mark.parametrize("then", ["trailer_file_id", "corrupt_trailer", "trailer_count"])
+    def test_two_trailer_faults_on_one_file(self, blocked: bool, first: str, then: str) -> None:
+        # a trailer fault after trailer_file_id found no trailer (ValueError: the run stopped, exit 1)
+        data = ipm.write_file(HEADER, small_batch(50), blocked=blocked)
+        bad = cd.damage_file(cd.damage_file(data, HEADER.file_id, blocked, first), HEADER.file_id, blocked, then)
+        with pytest.raises(ipm.ClearingFileError) as info:
+            ipm.read_file(bad)
+        assert info.value.reason_code in ("FILE_ID_MISMATCH", "AMOUNT_MISMATCH", "COUNT_MISMATCH")
+
     def test_only_the_trailer_changes(self) -> None:
         data = ipm.write_file(HEADER, small_batch(20))
         bad = cd.damage_file(data, HEADER.file_id, False, "corrupt_trailer")

@@ -261,6 +261,49 @@ class TestReplay:
     def test_not_a_run_folder(self, tmp_path: Path) -> None:
         assert run_cli("run", "--replay", tmp_path) == 2
 
+    @pytest.mark.parametrize("extra", [["--mode", "fast"], ["--mode", "turbo"], ["--seed", "1"], ["--clearing-files"],
+                                       ["--trace-messages"]])
+    def test_options_of_a_new_run_are_refused(self, extra: list[str], small_file: Path, tmp_path: Path,
+                                              capsys) -> None:
+        # --mode, --clearing-files and --trace-messages were silently ignored (the folder's own were used)
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, *extra, "-q") == 2
+        assert f"no {extra[0]}" in capsys.readouterr().err
+
+    def test_unknown_mode_in_the_config_header(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        # a hand-edited header: was exit 1 "internal error: ValueError: unknown mode"
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        config = out / "config.yaml"
+        config.write_text(config.read_text().replace(" mode detailed:", " mode turbo:", 1))
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, "-q") == 2
+        err = capsys.readouterr().err
+        assert "config.yaml" in err and "'turbo'" in err and "internal error" not in err
+
+    @pytest.mark.parametrize("where", [".", "sub", "..", "link"])
+    def test_out_at_the_replayed_folder_is_refused(self, where: str, small_file: Path, tmp_path: Path,
+                                                   capsys) -> None:
+        # --out on the replayed folder replaced it with the replay and compared it with itself:
+        # "identical" even for a changed file, which was overwritten.
+        out = tmp_path / "runs" / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        summary = out / "summary.json"
+        summary.write_text(summary.read_text().replace('"seed": 42', '"seed": 43'))
+        def snapshot() -> dict[str, bytes]:
+            return {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted((tmp_path / "runs").rglob("*"))
+                    if p.is_file() and p.name != "log.jsonl"}
+
+        before = snapshot()
+        (tmp_path / "link").symlink_to(out)
+        target = tmp_path / "link" if where == "link" else out / where
+        capsys.readouterr()
+        assert run_cli("run", "--replay", out, "--out", target, "-q") == 2
+        assert "the replay must go to another folder" in capsys.readouterr().err
+        assert snapshot() == before
+
 
 class TestInterrupt:
     """SIGTERM during a run leaves the folder marked interrupted, with seed and progress."""

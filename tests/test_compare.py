@@ -169,3 +169,33 @@ class TestCompareErrors:
         assert needle in err
         assert "Traceback" not in err
         assert not (tmp_path / "o" / "compare.json").exists()
+
+
+class TestHandEditedSummary:
+    """A run folder's summary.json with NaN or an infinite number is bad input (exit 2), not a bug."""
+
+    @pytest.mark.parametrize("text", ['{"seed": 1, "authorisations": {"latency_ms": {"p99": NaN}}}',
+                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": -Infinity}}}',
+                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": 1e400}}}'])
+    def test_non_finite_number(self, tmp_path, capsys, text):
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "summary.json").write_text(text)
+        assert main(["compare", str(run), "--out", str(tmp_path / "o")]) == 2  # was 1: ValueError from json.dumps
+        err = capsys.readouterr().err
+        assert "summary.json: cannot read the run summary" in err and "internal error" not in err
+        assert not (tmp_path / "o").exists()
+
+    def test_failed_rendering_leaves_no_folder(self, tmp_path, capsys, monkeypatch):
+        from clearing_sim import compare as cmp
+
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "summary.json").write_text('{"seed": 1}')
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("plot failed")
+
+        monkeypatch.setattr(cmp, "to_html", broken)
+        assert main(["compare", str(run), "--out", str(tmp_path / "o" / "deeper")]) == 1
+        assert not (tmp_path / "o").exists()  # was left behind, empty

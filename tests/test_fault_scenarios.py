@@ -245,3 +245,21 @@ def test_a_fault_on_a_submission_without_a_file_is_reported(submission: int, app
     else:
         assert missed == [{"kind": "corrupt_trailer", "acquirer": "BANKC", "day": 1, "submission": 1,
                            "reason": "the submission had no records, so no file was sent"}]
+
+
+@pytest.mark.parametrize("faults, reason", [
+    ("truncated, corrupt_trailer", "TRUNCATED"),
+    ("trailer_file_id, trailer_count", "FILE_ID_MISMATCH"),
+])
+def test_two_file_faults_on_one_file(faults: str, reason: str) -> None:
+    """Two file faults on one file: the trailer fault after a truncation (or after a changed file id)
+    found no trailer and the run stopped with exit 1 (ValueError: no trailer of file ... to damage)."""
+    from tests.conftest import SMALL_YAML
+
+    from clearing_sim.scenario import parse_scenario
+
+    listed = ", ".join(f"{{kind: {k}, acquirer: BANKC, submission: 2}}" for k in faults.split(", "))
+    text = SMALL_YAML.replace('  cutoffs: ["12:30", "23:45"]', f'  cutoffs: ["12:30", "23:45"]\n  faults: [{listed}]')
+    clearing = clearing_sim.run(parse_scenario(text), mode="fast").summary["clearing"]
+    [damaged] = [f for f in clearing["files_received"] if f["fault"] == faults.replace(", ", "+")]
+    assert clearing["files_rejected_by_reason"] == {reason: 1}

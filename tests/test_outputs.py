@@ -110,3 +110,18 @@ class TestDeclareNotNull:
         with pytest.raises(InvariantError, match="'a' has 1 null"):
             declare_not_null(t, frozenset({"b"}))
         assert declare_not_null(t, frozenset({"a", "b"})).schema.equals(t.schema)
+
+
+def test_out_a_link_to_an_old_run_leaves_nothing_behind(tmp_path, small_file):
+    """--out a symbolic link to an old run folder: the new run takes the link's place, the old run
+    (the link's target) is kept, and no `.NAME.old-PID` link is left beside it."""
+    from clearing_sim.cli import main
+
+    real, link = tmp_path / "real", tmp_path / "link"
+    assert main(["run", str(small_file), "--out", str(real), "-q"]) == 0
+    before = (real / "summary.json").read_bytes()
+    link.symlink_to(real)
+    assert main(["run", str(small_file), "--out", str(link), "--seed", "8", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != small_file.name) == ["link", "real"]
+    assert (real / "summary.json").read_bytes() == before
+    assert '"seed": 8' in (link / "summary.json").read_text()

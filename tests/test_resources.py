@@ -72,3 +72,36 @@ class TestFastRunThatCannotStream:
         monkeypatch.setattr(resources, "available_bytes", lambda: 1)
         assert main(["run", str(small_file), "--out", str(tmp_path / "run")]) == 2
         assert "run it with --mode fast" in capsys.readouterr().err
+
+
+class TestStreamedDiskWhereTheFolderGoes:
+    """A streamed run's scratch files and tables go beside its run folder: the disk checked is the one
+    holding --out (it was the current folder's, whatever --out said)."""
+
+    def test_disk_of_the_out_folder(self, monkeypatch, tmp_path: Path, capsys) -> None:
+        import shutil
+
+        from clearing_sim.scenario import load_scenario
+
+        sc = load_scenario(sc_path())
+        (tmp_path / "cwd").mkdir()
+        (tmp_path / "disk").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        monkeypatch.setattr(resources, "available_bytes", lambda: 2**50)
+        seen: list[Path] = []
+
+        def usage(p):
+            seen.append(Path(p))  # the current folder has room, the out folder's disk has not
+            return shutil._ntuple_diskusage(1, 0, 2**50 if Path(p).resolve() == tmp_path / "cwd" else 2**30)
+
+        monkeypatch.setattr(resources.shutil, "disk_usage", usage)
+        out = tmp_path / "disk" / "runs" / "nat"
+        with pytest.raises(InputError, match=f"GiB are free at {tmp_path / 'disk'}"):
+            resources.check_memory(sc, streamed=True, out=out)
+        assert seen == [tmp_path / "disk"]
+        assert main(["run", str(sc_path()), "--mode", "fast", "--out", str(out)]) == 2
+        assert "GiB of disk" in capsys.readouterr().err and not (tmp_path / "disk" / "runs").exists()
+
+
+def sc_path() -> Path:
+    return Path(__file__).parent.parent / "scenarios" / "national_day.yaml"

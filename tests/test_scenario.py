@@ -638,3 +638,92 @@ class TestMoneyStaysWithinInt64:
         many = one_day.replace("run: {days: 1,", "run: {days: 10,", 1)
         assert many != one_day
         assert problems_of(many)[0][0] == "traffic.amount_max_minor"
+
+
+class TestNestedBins:
+    """An 8-digit BIN carved out of another issuer's 6-digit BIN must not take that issuer's cards."""
+
+    @staticmethod
+    def nested(carve_out: str, cards: int) -> str:
+        # BANKB's 8-digit BIN inside BANKA's 6-digit 400001 (BANKA: two BINs, 400001 gets cards 0, 2, 4, ...)
+        return (SMALL_YAML.replace('bins: ["400003"]', f'bins: ["{carve_out}"]')
+                .replace("cards: 5000", f"cards: {cards}"))
+
+    def test_carve_out_under_the_issuers_cards_is_refused(self) -> None:
+        text = self.nested("40000100", 5000)
+        ((path, line, msg),) = problems_of(text)
+        assert path == "issuers[1].bins[0]"
+        assert line == line_of(text, '"40000100"')
+        assert "inside issuers[0]'s BIN 400001" in msg and "must end in 01 to 99" in msg
+
+    def test_carve_out_beyond_the_issuers_cards_routes_home(self) -> None:
+        from clearing_sim.model.routing import BinTable
+        import numpy as np
+
+        # 400001 carries BANKA's even cards: 2 * 10**7 cards use accounts 0 .. 10**7 - 1 under it
+        s = parse_scenario(self.nested("40000101", 2 * 10**7))
+        table = BinTable(s)
+        card = np.array([0, 2 * 10**7 - 2, 2 * 10**7 - 1], dtype=np.int64)
+        issuer = np.zeros(3, dtype=np.int16)
+        assert table.route(table.pans(issuer, card)).tolist() == [0, 0, 0]
+        # one card more reaches account 10**7, whose PAN starts 40000101: refused
+        ((path, _, msg),) = problems_of(self.nested("40000101", 2 * 10**7 + 1))
+        assert path == "issuers[1].bins[0]" and "must end in 02 to 99" in msg
+
+    def test_every_prefix_taken(self) -> None:
+        ((path, _, msg),) = problems_of(self.nested("40000149", 10**9))  # 400001: 5 * 10**8 accounts
+        assert path == "issuers[1].bins[0]" and "must end in 50 to 99" in msg
+        text = self.nested("40000199", 10**9).replace('bins: ["400001", "40000210"]', 'bins: ["400001"]')
+        ((path, _, msg),) = problems_of(text)
+        assert path == "issuers[1].bins[0]" and "use a BIN outside 400001" in msg
+
+    def test_own_nested_bin_is_fine(self) -> None:
+        parse_scenario(SMALL_YAML)  # BANKA owns both 400001 and 40000210
+
+
+class TestUnquotedImpossibleDates:
+    """An unquoted date YAML takes for a time stamp but no calendar has is reported at its path and line."""
+
+    def test_start_date(self) -> None:
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', "start_date: 2026-02-30")
+        ((path, line, msg),) = problems_of(text)  # was "(top level): YAML error: ... day is out of range"
+        assert (path, line) == ("run.start_date", line_of(text, "2026-02-30"))
+        assert "'2026-02-30' is not a date" in msg
+
+    def test_holiday(self) -> None:
+        text = SMALL_YAML.replace("settlement:\n", "settlement:\n  calendar: {holidays: [2026-11-03, 2026-11-31]}\n")
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("settlement.calendar.holidays[1]", line_of(text, "2026-11-31"))
+
+    def test_real_unquoted_dates_still_load(self) -> None:
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', "start_date: 2026-11-02")
+        assert parse_scenario(text).run.start_date == "2026-11-02"
+
+
+class TestFileTransferTail:
+    """A file transfer that can take more than an hour is refused: the run ends a day after the last
+    files are sent, so a longer one left a window OPEN (exit 1) or its files uncleared (exit 0)."""
+
+    @pytest.mark.parametrize("dist, param", [("{distribution: constant, value: 2.6e8}", "value"),
+                                             ("{distribution: constant, value: 1e30}", "value"),
+                                             ("{distribution: exponential, mean: 1e6}", "mean")])
+    def test_refused(self, dist: str, param: str) -> None:
+        text = SMALL_YAML.replace("clearing:\n", f"clearing:\n  file_transfer_ms: {dist}\n")
+        ((path, line, msg),) = problems_of(text)
+        assert path == f"clearing.file_transfer_ms.{param}" and line == line_of(text, "file_transfer_ms")
+        assert "a file must reach the network within 3,600,000 ms" in msg
+
+    def test_an_hour_is_allowed(self) -> None:
+        text = SMALL_YAML.replace("clearing:\n", "clearing:\n  file_transfer_ms: {distribution: constant, value: 3.6e6}\n")
+        assert parse_scenario(text).clearing.file_transfer_ms.value == 3.6e6
+
+
+class TestUnacceptableCharacterLine:
+    """A character YAML refuses (NUL, a control character) is reported with its line (it had none)."""
+
+    @pytest.mark.parametrize("char", ["\x00", "\x07"])
+    def test_line(self, char: str) -> None:
+        text = SMALL_YAML.replace("name: Bank B}", f"name: Bank{char}B}}")
+        ((path, line, msg),) = problems_of(text)
+        assert (path, line) == ("", line_of(text, "BANKB, name"))
+        assert f"unacceptable character #x{ord(char):04x}" in msg

@@ -158,6 +158,13 @@ class TestStoreAndForwardResends:
         assert cli.main(["run", str(f), "--out", str(tmp_path / "run"), "-q", "--mode", "fast"]) == 2
         assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "run").exists()
 
+    def test_a_timeout_too_small_to_divide_by(self):
+        """1e-320 ms: the outage over the timeout is infinite (was exit 1: OverflowError in math.ceil)."""
+        with pytest.raises(ScenarioError) as info:
+            parse_scenario(self.OUTAGE % ("10:00", "10:30", "1e-320"), "bad.yaml")
+        [problem] = info.value.problems
+        assert problem.path == "network.switch_timeout_ms" and "more than 10^300 times" in problem.message
+
     def test_the_bound_holds_a_run_that_is_allowed(self):
         """An hour's unannounced outage at 16 ms: the resends the run makes stay within the bound."""
         import clearing_sim

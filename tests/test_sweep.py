@@ -103,6 +103,15 @@ class TestBadSweepFiles:
         err = _errors(tmp_path, text, capsys)
         assert "grid (line 6): empty grid" in err
 
+    @pytest.mark.parametrize("old, new, where", [
+        ("issuers[1].host.servers: [1, 3]", "run.seed: [1, 2]", "grid.run.seed (line 10)"),
+        ("settlement.lag_days: 0", "run.seed: 5", "overrides.run.seed (line 5)"),
+    ])
+    def test_run_seed_is_refused(self, tmp_path, capsys, old, new, where):
+        # it was accepted and ignored: the replications' seeds come from the root seed, point and replication
+        err = _errors(tmp_path, SWEEP_YAML.replace(old, new), capsys)
+        assert f"{where}: run.seed would be ignored" in err
+
     def test_empty_values(self, tmp_path, capsys):
         text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: []")
         err = _errors(tmp_path, text, capsys)

@@ -244,7 +244,9 @@ class AcquirerSubmissions:
         else:  # numbered as the reader numbers them: the header is message 1
             n = len(cols["amount_minor"])
             batch = ipm.RecordBatch(**cols, message_number=np.arange(2, n + 2, dtype=np.int64))
-        for how in damage:
+        # Truncation last: it cuts the trailer off, which the other damage changes (before, a trailer
+        # fault listed after a truncated one on the same file stopped the run).
+        for how in sorted(damage, key=lambda h: h == "truncated"):
             data = cd.damage_file(data, header.file_id, blocked, how)
         party = sc.institution_index(sc.acquirers[a].institution)
         f = SubmittedFile(header.file_id, party, "acquirer", a, now, now + delay_s, txn_index, kind,

@@ -26,6 +26,7 @@ that none has).
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numba
 import numpy as np
@@ -413,8 +414,11 @@ def damage_file(data: bytes, file_id: str, blocked: bool, how: str) -> bytes:
     # The trailer's DE 48: PDS 0105 (25) + PDS 0301 (16) + PDS 0306 (8), written in that order.
     needle = b"0105025" + file_id.encode("ascii") + b"0301016"
     at = stream.rfind(needle)
-    if at < 0:
-        raise ValueError(f"no trailer of file {file_id} to damage")
+    if at < 0:  # its file id already damaged by a trailer_file_id fault on the same file: the last digit differs
+        found = list(re.finditer(re.escape(needle[:-8]) + rb"\d0301016", stream))
+        if not found:
+            raise ValueError(f"no trailer of file {file_id} to damage")
+        at = found[-1].start()
     amount_at = at + len(needle)
     if how == "corrupt_trailer":
         start, width = amount_at, 16
