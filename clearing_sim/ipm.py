@@ -1243,7 +1243,8 @@ def _parse(data: bytes, blocked: bool | None) -> _Parsed:
     elif all(0xF0 <= c <= 0xF9 for c in first_mti):
         parsed.encoding, from_wire = "cp500", _FROM_CP500
     else:
-        parsed.error = error or ClearingFileError(
+        # The first message comes before any container error (which is where framing stopped).
+        parsed.error = ClearingFileError(
             "BAD_MESSAGE", f"MTI bytes {first_mti.hex()} are neither ASCII nor EBCDIC digits", 0
         )
         return parsed
@@ -1253,7 +1254,9 @@ def _parse(data: bytes, blocked: bool | None) -> _Parsed:
             buf, starts[c0 : c0 + _CHUNK_MESSAGES], ends[c0 : c0 + _CHUNK_MESSAGES], from_wire
         )
         if failure.row is not None:
-            error = error or ClearingFileError("BAD_MESSAGE", failure.message, c0 + failure.row)
+            # Every framed message lies before where a container error stopped the framing
+            # (a bad length prefix, a bad block, the end): the file's first fault is this one.
+            error = ClearingFileError("BAD_MESSAGE", failure.message, c0 + failure.row)
             mti = mti[: failure.row]
             fields = {de: (v[: failure.row], n[: failure.row]) for de, (v, n) in fields.items()}
         mti_parts.append(mti)

@@ -587,6 +587,24 @@ class TestMessageSyntax:
         m[3] = m[3][:20] + b"1A" + m[3][22:]
         assert self.rejected_at(m)[:2] == ("BAD_MESSAGE", 3)
 
+    @pytest.mark.parametrize("bad, frame", [(3, 4), (3, 6), (0, 1)])
+    def test_a_bad_message_before_a_bad_length_prefix_is_the_error(self, bad, frame):
+        """A message that cannot be parsed comes before a later record's bad length prefix, so it
+        is what the file is rejected for (BAD_LENGTH at the later record was reported before)."""
+        m = messages_of(ipm.write_file(HEADER, random_batch(8)))
+        m[bad] = (m[bad] + b"123") if bad else (b"\x01\x02\x03\x04" + m[bad][4:])
+        data = bytearray(rebuild(m))
+        at = sum(4 + len(x) for x in m[:frame])
+        data[at:at + 4] = struct.pack(">I", 7)  # below the 20-byte minimum
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(bytes(data))
+        assert (caught.value.reason_code, caught.value.record_index) == ("BAD_MESSAGE", bad)
+        m[bad] = messages_of(ipm.write_file(HEADER, random_batch(8)))[bad]  # the message mended: the prefix is the error
+        at = sum(4 + len(x) for x in m[:frame])
+        with pytest.raises(ClearingFileError) as caught:
+            ipm.read_file(rebuild(m)[:at] + struct.pack(">I", 7) + rebuild(m)[at + 4:])
+        assert (caught.value.reason_code, caught.value.record_index) == ("BAD_LENGTH", frame)
+
 
 class TestControlTotals:
     """The reader recomputes the trailer's count, amount checksum and file id and rejects a mismatch with its reason."""
