@@ -264,13 +264,16 @@ def to_html(compared: Sequence[Compared], root_seed: int, mode: str) -> str:
                 m = shown[k]
                 scale = 100.0 if m.unit in ("fen", "rate") else 1.0
                 unit = {"fen": "CNY", "rate": "%"}.get(m.unit, metrics.unit_label(m.unit))
-                for j, c in enumerate(compared):
-                    iv = c.intervals.get(m.path)
-                    if iv is None:
-                        continue
-                    f = (1 / scale) if m.unit == "fen" else scale
-                    ax.errorbar([iv.mean * f], [j], xerr=[[(iv.mean - iv.lo) * f], [(iv.hi - iv.mean) * f]],
-                                fmt="o", color=f"C{j % 10}", capsize=3)
+                f = (1 / scale) if m.unit == "fen" else scale
+                points = [(j, iv.lo * f, iv.mean * f, iv.hi * f) for j, c in enumerate(compared)
+                          if (iv := c.intervals.get(m.path)) is not None]
+                ends = [x for _, lo, _, hi in points for x in (lo, hi)]
+                if ends and not math.isfinite(16 * max(abs(x) for x in ends)):
+                    # A hand-edited summary's 1e308: the axis and its ticks would overflow a float.
+                    ax.text(0.5, 0.5, "values too large to plot", ha="center", va="center", transform=ax.transAxes)
+                    points = []
+                for j, lo, mean, hi in points:
+                    ax.errorbar([mean], [j], xerr=[[mean - lo], [hi - mean]], fmt="o", color=f"C{j % 10}", capsize=3)
                 ax.set_yticks(range(len(names)), names)
                 ax.set_ylim(-0.6, len(names) - 0.4)
                 ax.invert_yaxis()

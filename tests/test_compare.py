@@ -199,3 +199,18 @@ class TestHandEditedSummary:
         monkeypatch.setattr(cmp, "to_html", broken)
         assert main(["compare", str(run), "--out", str(tmp_path / "o" / "deeper")]) == 1
         assert not (tmp_path / "o").exists()  # was left behind, empty
+
+    @pytest.mark.parametrize("values", [(1e308,), (1e308, -1e308), (1.7e308, 1.7e308), (5e307, 1e308), (1.1e307,)])
+    def test_finite_but_huge_figures_are_compared(self, tmp_path, capsys, values):
+        """Finite figures near float's limit (a hand-edited summary) are compared: the table shows
+        them and the plot says they are too large to plot (matplotlib failed on the axis: exit 1)."""
+        runs = []
+        for k, v in enumerate(values):
+            run = tmp_path / f"run{k}"
+            run.mkdir()
+            (run / "summary.json").write_text(
+                '{"seed": %d, "authorisations": {"latency_ms": {"p99": %r}, "approval_rate": %r}}' % (k, v, v))
+            runs.append(str(run))
+        assert main(["compare", *runs, "--out", str(tmp_path / "o")]) == 0
+        html = (tmp_path / "o" / "compare.html").read_text()
+        assert "values too large to plot" in html
