@@ -62,11 +62,12 @@ def compare(
     srcs = cmp.resolve_sources(sources)
     files = [s for s in srcs if s.kind == "scenario"]
     root = seed if seed is not None else (files[0].scenario.run.seed if files else 0)
-    compared = cmp.compare(srcs, replications=replications, root_seed=root, mode=mode, workers=workers,
-                           scheduler=scheduler, progress=executor.show_progress())
     if out is None:
         names = "-vs-".join("".join(c if c.isalnum() or c in "-_." else "_" for c in s.name) for s in srcs)
         out = Path("runs") / f"compare-{names[:80]}"
+    cmp.check_out(out)  # before the replications run
+    compared = cmp.compare(srcs, replications=replications, root_seed=root, mode=mode, workers=workers,
+                           scheduler=scheduler, progress=executor.show_progress())
     written = cmp.write_outputs(out, compared, root, mode)
 
     t = Table(title=f"Key figures: mean [95% interval] over replications (root seed {root})",

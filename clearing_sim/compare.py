@@ -286,13 +286,25 @@ def to_html(compared: Sequence[Compared], root_seed: int, mode: str) -> str:
     return page("clearing-sim comparison", "\n".join(body))
 
 
+def check_out(out: Path) -> None:
+    """Refuse an `--out` that compare cannot write into (raises InputError): a file, or a run or
+    sweep folder, whose own files would change under it (a replay of the run would then differ)."""
+    from clearing_sim.outputs import OUTPUT_MARKERS
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a folder")
+    marker = next((m for m in OUTPUT_MARKERS if out.is_dir() and (out / m).exists()), None)
+    if marker is not None:
+        raise InputError(f"--out: {out} is a run or sweep folder (it holds {marker}); write the comparison "
+                         "into a folder of its own")
+
+
 def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode: str) -> list[Path]:
     """Write compare.json, compare.csv and compare.html into `out`, all or nothing."""
     from clearing_sim.outputs import dumps_json
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a folder")
+    check_out(out)
     files = {
         "compare.json": dumps_json(to_json(compared, root_seed, mode)),
         "compare.csv": to_csv(compared),

@@ -214,3 +214,17 @@ class TestHandEditedSummary:
         assert main(["compare", *runs, "--out", str(tmp_path / "o")]) == 0
         html = (tmp_path / "o" / "compare.html").read_text()
         assert "values too large to plot" in html
+
+
+def test_out_into_a_run_folder_is_refused(tmp_path, capsys):
+    """compare --out RUN would put compare.* among the run's own files (a replay of it then differs)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text('{"seed": 1, "authorisations": {"approval_rate": 0.5}}')
+    (run / "config.yaml").write_text("# clearing-sim 0.1.0 mode fast: the resolved scenario of this run\n")
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["compare", str(run), "--out", str(run)]) == 2
+    assert "is a run or sweep folder" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0  # its own folder: written again
