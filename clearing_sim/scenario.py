@@ -17,6 +17,7 @@ import io
 import math
 import re
 import typing
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NewType
@@ -106,6 +107,21 @@ def _clock_list(inst: Any, a: attrs.Attribute, v: tuple[str, ...]) -> None:
 def _ident(inst: Any, a: attrs.Attribute, v: str) -> None:
     if not _ID_RE.match(v):
         raise _FieldProblem(a.name, f"{v!r} is not an id: use 1-16 of A-Z, 0-9, _ starting with a letter")
+
+
+def _one_line(inst: Any, a: attrs.Attribute, v: str) -> None:
+    """A name shown in reports, tables and folder names: printable, on one line."""
+    bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+    if bad is not None:
+        raise _FieldProblem(a.name, f"holds the control character {bad!r} at position {v.index(bad)}: a name is "
+                                    "printable text on one line")
+
+
+def _text(inst: Any, a: attrs.Attribute, v: str) -> None:
+    """Free text (a description): printable, with line breaks and tabs allowed."""
+    bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t"), None)
+    if bad is not None:
+        raise _FieldProblem(a.name, f"holds the control character {bad!r} at position {v.index(bad)}")
 
 
 def _check_products(products: dict[ProductName, float]) -> None:
@@ -227,7 +243,7 @@ class Institution:
     """A bank taking part in the network; it may issue cards, acquire merchants, or both."""
 
     id: str = field(validator=_ident)
-    name: str = ""
+    name: str = field(default="", validator=_one_line)
 
 
 def _end_clock_seconds(text: str, field_name: str) -> int:
@@ -713,12 +729,12 @@ class Run:
 class Scenario:
     """A whole network and its day(s): the single input of a run."""
 
-    name: str
+    name: str = field(validator=_one_line)
     institutions: tuple[Institution, ...]
     issuers: tuple[Issuer, ...]
     acquirers: tuple[Acquirer, ...]
     traffic: Traffic
-    description: str = ""
+    description: str = field(default="", validator=_text)
     run: Run = Run()
     network: Network = Network()
     fees: Fees = Fees()

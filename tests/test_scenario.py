@@ -727,3 +727,27 @@ class TestUnacceptableCharacterLine:
         ((path, line, msg),) = problems_of(text)
         assert (path, line) == ("", line_of(text, "BANKB, name"))
         assert f"unacceptable character #x{ord(char):04x}" in msg
+
+
+class TestNamesAreText:
+    """Names go into reports, tables, folder names and the console: a control character in one
+    (a NUL went raw into report.html) is refused with its path and line; a description may
+    have line breaks and tabs."""
+
+    @pytest.mark.parametrize("old, new, path", [
+        ("name: small", 'name: "sm\\x00all"', "name"),
+        ("name: small", 'name: "two\\nlines"', "name"),
+        ("name: small", 'name: "bell\\a"', "name"),
+        ("{id: BANKA, name: Bank A}", '{id: BANKA, name: "Bank\\u2028A"}', "institutions[0].name"),
+        ("name: small", 'name: small\ndescription: "esc\\e[31m"', "description"),
+    ])
+    def test_control_characters_are_refused(self, old: str, new: str, path: str) -> None:
+        assert old in SMALL_YAML
+        text = SMALL_YAML.replace(old, new, 1)
+        [(where, line, message)] = problems_of(text)
+        assert where == path and line == line_of(text, new.split("\n")[-1][:12]) and "control character" in message
+
+    def test_unicode_names_and_a_multi_line_description_load(self) -> None:
+        text = SMALL_YAML.replace("name: small", 'name: "华东 network – test"\ndescription: "two\\nlines\\tand a tab"', 1)
+        s = parse_scenario(text, "ok.yaml")
+        assert s.name == "华东 network – test" and s.description == "two\nlines\tand a tab"
