@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clearing_sim import __version__
-from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError
+from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, ScenarioError
 from clearing_sim.metrics import yuan_text
 
 app = typer.Typer(
@@ -407,17 +407,38 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
-    """Check a scenario without running it (exit 0 valid, 2 invalid)."""
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario (or sweep) YAML file.")]) -> None:
+    """Check a scenario (or a sweep file and its every point) without running it (exit 0 valid, 2 invalid)."""
     from clearing_sim import api
 
-    sc = api.load_scenario(scenario)
+    try:
+        sc = api.load_scenario(scenario)
+    except ScenarioError:
+        if not _is_sweep_file(scenario):
+            raise
+        from clearing_sim import sweep as sw
+
+        s = sw.load_sweep(scenario)  # a sweep's own problems, with their lines
+        out_console.print(f"{scenario}: valid sweep {s.name!r}: {len(s.points)} point(s) x {s.replications} "
+                          f"replication(s) of {s.base.name}, every point a valid scenario")
+        return
     tx = sc.traffic.transactions_per_day * sc.run.days
     out_console.print(
         f"{scenario}: valid scenario {sc.name!r}: {len(sc.institutions)} institutions, "
         f"{len(sc.issuers)} issuers, {len(sc.acquirers)} acquirers, ~{tx:,} transactions over "
         f"{sc.run.days} day(s), seed {sc.run.seed}"
     )
+
+
+def _is_sweep_file(path: Path) -> bool:
+    """Whether `path` reads as a sweep file (a mapping with `base` and `grid`, no `institutions`)."""
+    from clearing_sim.scenario import _Source
+
+    try:
+        data = _Source(path.read_text(encoding="utf-8"), str(path)).data
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return False
+    return isinstance(data, dict) and "base" in data and "grid" in data and "institutions" not in data
 
 
 @app.command()

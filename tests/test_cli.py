@@ -207,6 +207,22 @@ class TestBadInput:
         assert run_cli("validate", small_file) == 0
         assert "valid scenario 'small'" in capsys.readouterr().out
 
+    def test_validate_a_sweep_file(self, tmp_path: Path, capsys) -> None:
+        """validate on a sweep file checks it as a sweep (every point), not as a scenario missing its keys."""
+        shipped = Path(__file__).resolve().parent.parent / "scenarios" / "sweep_windows.yaml"
+        assert run_cli("validate", shipped) == 0
+        assert "valid sweep 'sweep_windows': 4 point(s) x 3 replication(s) of baseline.yaml" in capsys.readouterr().out
+        for name in ("sweep_windows.yaml", "baseline.yaml"):
+            (tmp_path / name).write_text((shipped.parent / name).read_text())
+        bad = tmp_path / "sweep_windows.yaml"
+        bad.write_text(bad.read_text().replace("  settlement.windows:", "  settlement.window:"))
+        assert run_cli("validate", bad) == 2
+        err = capsys.readouterr().err
+        assert "invalid sweep" in err and "grid.settlement.window (line" in err and "institutions" not in err
+        (tmp_path / "scenario.yaml").write_text("name: x\nbase: 3\n")  # no grid: a scenario's problems
+        assert run_cli("validate", tmp_path / "scenario.yaml") == 2
+        assert "invalid scenario" in capsys.readouterr().err
+
     def test_console_script_no_traceback(self, tmp_path: Path) -> None:
         """The installed command itself exits 2 with a message and no traceback."""
         bad = tmp_path / "bad.yaml"
