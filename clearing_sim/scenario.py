@@ -1270,19 +1270,29 @@ def _calendar_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     from clearing_sim.model.calendar import BusinessCalendar  # imports this module: import late
     from clearing_sim.model.clearing_draws import extra_days
 
+    def overflows(sc: Scenario) -> bool:
+        cal = BusinessCalendar.from_scenario(sc)
+        try:
+            # The day of the run's last window and the day after it, as network.horizon_days
+            # finds them (before late files push them out).
+            last = cal.add_business_days(sc.run.days + 1 + extra_days(sc), sc.settlement.lag_days)
+            cal.date_of(last + 1)
+        except OverflowError:
+            return True
+        return False
+
     try:
-        cal = BusinessCalendar.from_scenario(s)
+        if not overflows(s):
+            return
+        st = s.settlement
+        without = attrs.evolve(s, settlement=attrs.evolve(st, calendar=attrs.evolve(st.calendar, holidays=())))
+        if dt.date.fromisoformat(s.run.start_date).year > 2068 and overflows(without):
+            return  # a start too close to 9999, refused at run.start_date: not the holidays' doing
     except ValueError:
         return  # a bad date, reported by Run or Calendar themselves
-    try:
-        # The day of the run's last window and the day after it, as network.horizon_days
-        # finds them (before late files push them out).
-        last = cal.add_business_days(s.run.days + 1 + extra_days(s), s.settlement.lag_days)
-        cal.date_of(last + 1)
-    except OverflowError:
-        yield (("settlement", "calendar", "holidays"),
-               f"with these holidays and weekend days no business day is left for the run's last settlement "
-               f"window (T+{s.settlement.lag_days}) before 9999-12-31")
+    yield (("settlement", "calendar", "holidays"),
+           f"with these holidays and weekend days no business day is left for the run's last settlement "
+           f"window (T+{s.settlement.lag_days}) before 9999-12-31")
 
 
 def _authorisation_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:

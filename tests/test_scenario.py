@@ -541,6 +541,12 @@ class TestCalendarLeavesASettlementDay:
         probs = {path for path, _, _ in problems_of(self.text(sundays[:-1]))}  # 9999-12-26 settles
         assert "settlement.calendar.holidays" not in probs and "run.start_date" in probs
 
+    def test_a_start_near_9999_is_not_blamed_on_the_holidays(self) -> None:
+        """No holidays at all: the start date alone leaves no day for the window, and only
+        run.start_date is reported (the holidays got a second, misleading problem)."""
+        text = SMALL_YAML.replace('start_date: "2026-11-02"', 'start_date: "9999-12-31"')
+        assert [path for path, _, _ in problems_of(text)] == ["run.start_date"]
+
 
 class TestWeightsWhoseSumOverflows:
     """Finite weights that add up past the largest float are refused at load (exit 2).
