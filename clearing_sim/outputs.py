@@ -31,9 +31,12 @@ CLEARING_DIR = "clearing"  # with --clearing-files: clearing/in/ (files sent to 
 
 
 def folder_name(name: str, default: str) -> str:
-    """`name` as a folder name: unsafe characters as `_`, at most 200 bytes (file systems
-    allow 255, and the temporary sibling adds a dot, the seed and `.tmp-PID`)."""
+    """`name` as a folder name: unsafe characters as `_`, a leading dot as `_` (`.` or `..`
+    would be a hidden folder, `runs/.-11`), at most 200 bytes (file systems allow 255, and
+    the temporary sibling adds a dot, the seed and `.tmp-PID`)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or default
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
     while len(safe.encode("utf-8")) > 200:
         safe = safe[:-1]
     return safe

@@ -125,3 +125,12 @@ def test_out_a_link_to_an_old_run_leaves_nothing_behind(tmp_path, small_file):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != small_file.name) == ["link", "real"]
     assert (real / "summary.json").read_bytes() == before
     assert '"seed": 8' in (link / "summary.json").read_text()
+
+
+@pytest.mark.parametrize("name, folder", [(".", "_"), ("..", "_."), (".hidden", "_hidden"), ("a/../b", "a_.._b"),
+                                          ("", "scenario"), ("华东", "华东")])
+def test_folder_names_are_never_hidden_nor_paths(name, folder):
+    """A scenario named `.` or `..` gave the hidden folder runs/.-11; a name is never a path either."""
+    from clearing_sim.outputs import folder_name
+
+    assert folder_name(name, "scenario") == folder
