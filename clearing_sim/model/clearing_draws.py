@@ -149,23 +149,39 @@ def extra_days(scenario: Scenario) -> int:
     return days
 
 
+# A file's transfer up to this long is covered by the day the run keeps after its last
+# files; the horizon counts what a drawn transfer takes beyond it (`lateness_days`).
+TRANSFER_COVERED_S = 3600.0
+
+
 def lateness_days(scenario: Scenario, days: int) -> int:
     """Whole days by which files sent in the first `days` days of a run can arrive late.
 
     An acquirer's file is late by its drawn delay (`late_probability`,
     `late_delay_minutes`) plus an injected `late` fault's delay; a `duplicate_file`
-    fault sends its copy that much later still. Every later cycle, window and
-    settlement shifts with the file, so the run must last this much longer.
+    fault sends its copy that much later still. A file (an issuer's dispute file too)
+    whose drawn `file_transfer_ms` passes `TRANSFER_COVERED_S` is late by the rest. Every
+    later cycle, window and settlement shifts with the file, so the run must last this
+    much longer.
     """
+    t = scenario.clearing.file_transfer_ms
+    # Constant and uniform transfers have a largest value: within an hour, no file is late by them.
+    slow = not (t.distribution in ("constant", "uniform") and t.far_tail() <= TRANSFER_COVERED_S * 1000.0)
     drawn = 0.0
     for a, acq in enumerate(scenario.acquirers):
-        if acq.late_probability > 0:
+        if acq.late_probability > 0 or slow:
             for day in range(days):
-                delay = acquirer_file_draws(scenario, a, day).late_delay_s
-                if len(delay):
-                    drawn = max(drawn, float(delay.max()))
+                d = acquirer_file_draws(scenario, a, day)
+                if len(d.late_delay_s):
+                    beyond = np.maximum(d.transfer_s - TRANSFER_COVERED_S, 0.0)
+                    drawn = max(drawn, float((d.late_delay_s + beyond).max()))
+    if slow and scenario.disputes.chargeback_rate > 0:
+        for i in range(len(scenario.issuers)):
+            for day in range(days):
+                d = issuer_file_draws(scenario, i, day)
+                if len(d.transfer_s):
+                    drawn = max(drawn, float((d.transfer_s - TRANSFER_COVERED_S).max()))
     faults = scenario.clearing.faults
     late = max((f.delay_minutes * 60.0 for f in faults if f.kind == "late"), default=0.0)
     copy = max((f.delay_minutes * 60.0 for f in faults if f.kind == "duplicate_file"), default=0.0)
     return math.ceil((drawn + late + copy) / DAY_S)
-
