@@ -288,15 +288,20 @@ def to_html(compared: Sequence[Compared], root_seed: int, mode: str) -> str:
 
 def check_out(out: Path) -> None:
     """Refuse an `--out` that compare cannot write into (raises InputError): a file, or a run or
-    sweep folder, whose own files would change under it (a replay of the run would then differ)."""
-    from clearing_sim.outputs import OUTPUT_MARKERS
+    sweep folder or a folder inside one, whose files must stay as clearing-sim wrote them (a
+    replay of the run would differ). Any other folder gets compare.* beside its own files."""
+    from clearing_sim.outputs import enclosing_output, output_kind
 
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a folder")
-    marker = next((m for m in OUTPUT_MARKERS if out.is_dir() and (out / m).exists()), None)
-    if marker is not None:
-        raise InputError(f"--out: {out} is a run or sweep folder (it holds {marker}); write the comparison "
-                         "into a folder of its own")
+    kind = output_kind(out)
+    if kind in ("run", "sweep"):
+        raise InputError(f"--out: {out} is a {kind} folder; write the comparison into a folder of its own")
+    inside = enclosing_output(out)
+    if inside is not None:
+        raise InputError(f"--out: {out} lies inside the {output_kind(inside)} folder {inside}; write the "
+                         "comparison into a folder of its own")
 
 
 def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode: str) -> list[Path]:

@@ -130,8 +130,37 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
-# Files that mark a folder as one clearing-sim wrote (a run, a failed run, a sweep).
-OUTPUT_MARKERS = ("config.yaml", "status.json", "summary.json", "sweep.json")
+# Files that mark a folder as one clearing-sim wrote (a run, a failed run, a sweep, a
+# comparison); a `config.yaml` counts only with the header line a run writes.
+OUTPUT_MARKERS = ("config.yaml", "status.json", "summary.json", "sweep.json", "compare.json")
+
+
+def output_kind(folder: Path) -> str | None:
+    """What clearing-sim wrote `folder` as: "run" (summary.json, status.json or a run's
+    config.yaml), "sweep", "compare", or None (not a folder clearing-sim wrote)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    if (folder / "sweep.json").is_file():
+        return "sweep"
+    if (folder / "summary.json").is_file() or (folder / "status.json").is_file():
+        return "run"
+    if (folder / "config.yaml").is_file():
+        try:
+            read_config_header(folder / "config.yaml")
+            return "run"
+        except InputError:
+            pass  # a config.yaml of someone else's
+    return "compare" if (folder / "compare.json").is_file() else None
+
+
+def enclosing_output(path: Path) -> Path | None:
+    """The run or sweep folder that `path` lies inside (not `path` itself), if any: a folder whose
+    files must stay as clearing-sim wrote them (a replay compares every file under a run)."""
+    for parent in Path(path).resolve().parents:
+        if output_kind(parent) in ("run", "sweep"):
+            return parent
+    return None
 
 
 def check_out_folder(out: Path) -> None:
@@ -140,8 +169,9 @@ def check_out_folder(out: Path) -> None:
     The folder is built beside `out` and then renamed into its place, so `out` must
     not be a file (it would be lost) nor the current folder or one that holds it
     (it cannot be renamed away, and the user's files around them would go with it),
-    and an existing folder must be empty or one that clearing-sim wrote (it holds one of
-    OUTPUT_MARKERS): a user's folder of other files is never deleted.
+    and an existing folder must be empty or one that clearing-sim wrote (`output_kind`):
+    a user's folder of other files is never deleted. Nor may `out` lie inside a run or
+    sweep folder (`enclosing_output`).
     """
     out = Path(out)
     try:
@@ -158,10 +188,14 @@ def check_out_folder(out: Path) -> None:
             raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise InputError(f"--out: cannot create {out}: {parent} is not writable")
-        if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+        if out.is_dir() and any(out.iterdir()) and output_kind(out) is None:
             raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
-                             f"{', '.join(OUTPUT_MARKERS)}); it would be replaced as a whole, so choose "
-                             "another folder or empty this one")
+                             f"{', '.join(OUTPUT_MARKERS)} of its own); it would be replaced as a whole, so "
+                             "choose another folder or empty this one")
+        inside = enclosing_output(target)
+        if inside is not None:
+            raise InputError(f"--out: {out} lies inside the {output_kind(inside)} folder {inside}, whose files "
+                             "must stay as clearing-sim wrote them; name a folder outside it")
     except OSError as exc:  # a name too long, a loop of links, ...
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
 

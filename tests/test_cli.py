@@ -93,17 +93,22 @@ class TestRun:
         assert (out / "thesis.txt").read_text() == "precious"
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no run folder left beside it
 
-    @pytest.mark.parametrize("marker", ["config.yaml", "status.json", "summary.json", "sweep.json"])
+    @pytest.mark.parametrize("marker", ["config.yaml", "status.json", "summary.json", "sweep.json", "compare.json"])
     def test_what_clearing_sim_wrote_may_be_replaced(self, tmp_path: Path, marker: str) -> None:
-        from clearing_sim.outputs import check_out_folder
+        from clearing_sim.outputs import CONFIG_HEADER, check_out_folder
 
         out = tmp_path / "old"
         out.mkdir()
         (out / "notes.txt").write_text("x")
         with pytest.raises(InputError, match="did not write"):
             check_out_folder(out)
-        (out / marker).write_text("{}")
-        check_out_folder(out)  # no error: a run or sweep folder
+        if marker == "config.yaml":  # only a run's config.yaml, with its header line, marks a run
+            (out / marker).write_text("name: mine\n")
+            with pytest.raises(InputError, match="did not write"):
+                check_out_folder(out)
+        (out / marker).write_text(CONFIG_HEADER.format(version="0.1.0", mode="fast") if marker == "config.yaml"
+                                  else "{}")
+        check_out_folder(out)  # no error: a run, sweep or comparison folder
 
 
     def test_an_out_that_is_a_file_is_refused(self, small_file: Path, tmp_path: Path, capsys) -> None:

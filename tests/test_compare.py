@@ -224,7 +224,14 @@ def test_out_into_a_run_folder_is_refused(tmp_path, capsys):
     (run / "config.yaml").write_text("# clearing-sim 0.1.0 mode fast: the resolved scenario of this run\n")
     before = sorted(p.name for p in run.iterdir())
     assert main(["compare", str(run), "--out", str(run)]) == 2
-    assert "is a run or sweep folder" in capsys.readouterr().err
+    assert "is a run folder" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
     assert main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0
     assert main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0  # its own folder: written again
+    assert main(["compare", str(run), "--out", str(run / "cmp")]) == 2  # inside the run: a replay would differ
+    assert "lies inside the run folder" in capsys.readouterr().err and not (run / "cmp").exists()
+    mine = tmp_path / "mine"  # a user's folder with a config.yaml of its own is no run folder
+    mine.mkdir()
+    (mine / "config.yaml").write_text("foo: 1\n")
+    assert main(["compare", str(run), "--out", str(mine)]) == 0
+    assert sorted(p.name for p in mine.iterdir()) == ["compare.csv", "compare.html", "compare.json", "config.yaml"]

@@ -134,3 +134,31 @@ def test_folder_names_are_never_hidden_nor_paths(name, folder):
     from clearing_sim.outputs import folder_name
 
     assert folder_name(name, "scenario") == folder
+
+
+class TestOutFolders:
+    """What `run --out` may replace: only a folder clearing-sim wrote, never one inside a run."""
+
+    def test_a_users_folder_with_a_config_yaml_is_not_replaced(self, tmp_path, small_file, capsys):
+        """A config.yaml alone marked a folder as clearing-sim's: `run --out` would have deleted a
+        user's folder holding one (and their other files) as a whole."""
+        from clearing_sim.cli import main
+
+        mine = tmp_path / "project"
+        mine.mkdir()
+        (mine / "config.yaml").write_text("database: prod\n")
+        (mine / "notes.txt").write_text("keep me\n")
+        assert main(["run", str(small_file), "--out", str(mine), "-q"]) == 2
+        assert "clearing-sim did not write" in capsys.readouterr().err
+        assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "notes.txt"]
+
+    def test_a_run_is_replaced_but_not_written_into(self, tmp_path, small_file, capsys):
+        from clearing_sim.cli import main
+        from clearing_sim.outputs import output_kind
+
+        run = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0
+        assert output_kind(run) == "run"
+        assert main(["run", str(small_file), "--out", str(run / "inner"), "-q"]) == 2
+        assert "lies inside the run folder" in capsys.readouterr().err and not (run / "inner").exists()
+        assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0  # an old run is replaced
