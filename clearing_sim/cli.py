@@ -7,9 +7,10 @@ logic, and never show a traceback for bad input.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.text import Text
 from clearing_sim import __version__
 from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, ScenarioError
 from clearing_sim.metrics import yuan_text
+
+if TYPE_CHECKING:
+    from clearing_sim.scenario import Scenario
 
 app = typer.Typer(
     add_completion=False,
@@ -324,7 +328,6 @@ def run(
     """Simulate a scenario into a run folder and print its summary."""
     from clearing_sim import api, outputs
     from clearing_sim.model.network import MODES
-    from clearing_sim.resources import check_memory
     from clearing_sim.scenario import with_seed
 
     _terminate_as_interrupt()
@@ -344,21 +347,25 @@ def run(
     if mode not in MODES:
         raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
     sc = with_seed(api.load_scenario(scenario), seed)
-    from clearing_sim import streamed
-
-    # Before the run folder exists: nothing is written for a run that cannot fit.
-    keep_files = clearing_files or trace_messages
-    streams = streamed.streams(sc, mode, keep_files=keep_files)
-    because = None
-    if mode == "fast" and not streams:
-        because = ("--clearing-files and --trace-messages keep the whole day" if keep_files
-                   else streamed.why_not_streamable(sc, streamed.horizon_days(sc)))
     folder = out if out is not None else outputs.default_out(sc)
-    check_memory(sc, streamed=streams, out=folder, not_streamed_because=because)
+    _check_fits(sc, mode, clearing_files or trace_messages, folder)  # before the run folder exists
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")
     result = _simulate_into(folder, sc, mode, quiet, trace_messages, clearing_files)
     print_summary(result.summary, folder)
+
+
+def _check_fits(sc: Scenario, mode: str, keep_files: bool, folder: Path) -> None:
+    """Refuse (InputError, exit 2) a run that cannot fit in memory, or, streamed, on the disk
+    holding `folder`: before anything is written."""
+    from clearing_sim import streamed
+    from clearing_sim.resources import check_memory
+
+    streams = streamed.streams(sc, mode, keep_files=keep_files)
+    because = None
+    if mode == "fast" and not streams and keep_files:
+        because = "--clearing-files and --trace-messages keep the whole day"
+    check_memory(sc, streamed=streams, out=folder, not_streamed_because=because)
 
 
 def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
@@ -386,16 +393,20 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
     sc = api.load_scenario(folder / "config.yaml")
     if version != __version__:
         out_console.print(f"note: {folder} was made by clearing-sim {version}; this is {__version__}")
+    trace, files = (folder / "messages.iso8583").is_file(), (folder / "clearing").is_dir()
     scratch = None
     if out is None:
-        scratch = Path(tempfile.mkdtemp(prefix="clearing-sim-replay-"))
+        # Beside the replayed folder (its disk held the run once) where it can be written, else in /tmp.
+        beside = folder.resolve().parent
+        scratch = Path(tempfile.mkdtemp(prefix=".clearing-sim-replay-",
+                                        dir=beside if os.access(beside, os.W_OK | os.X_OK) else None))
         target = scratch / "run"
     else:
         target = out
     try:
+        _check_fits(sc, mode, trace or files, target)
         out_console.print(f"replaying {folder} (scenario {sc.name!r}, seed {sc.run.seed}, mode {mode})")
-        _simulate_into(target, sc, mode, quiet, trace_messages=(folder / "messages.iso8583").is_file(),
-                       clearing_files=(folder / "clearing").is_dir())
+        _simulate_into(target, sc, mode, quiet, trace_messages=trace, clearing_files=files)
         differ = outputs.compare_folders(folder, target)
     finally:
         if scratch is not None:
@@ -431,14 +442,14 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario (or sweep) 
 
 
 def _is_sweep_file(path: Path) -> bool:
-    """Whether `path` reads as a sweep file (a mapping with `base` and `grid`, no `institutions`)."""
+    """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
     from clearing_sim.scenario import _Source
 
     try:
         data = _Source(path.read_text(encoding="utf-8"), str(path)).data
     except (OSError, UnicodeDecodeError, ScenarioError):
         return False
-    return isinstance(data, dict) and "base" in data and "grid" in data and "institutions" not in data
+    return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
 
 
 @app.command()

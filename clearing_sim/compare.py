@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ def _not_json(name: str) -> float:
 def _non_finite(v: object) -> bool:
     if isinstance(v, float):
         return not math.isfinite(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return abs(v) > sys.float_info.max  # 10**400 written out in digits: no float holds it
     if isinstance(v, dict):
         return any(_non_finite(x) for x in v.values())
     if isinstance(v, list):

@@ -268,7 +268,7 @@ def temporary_folder(out: Path) -> Path:
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Replace `out` with `tmp`; an older run folder there is removed only after the move."""
     old = None
-    if out.exists():
+    if out.exists() or out.is_symlink():  # a link to nowhere is moved aside too (os.replace onto it failed)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)
     os.replace(tmp, out)

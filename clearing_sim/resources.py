@@ -70,14 +70,16 @@ def check_memory(scenario: Scenario, streamed: bool = False, out: str | os.PathL
     (or, `streamed`, its scratch files and tables on the disk that will hold the run folder
     `out`, which they are written beside; the current folder's when `out` is None).
 
-    `not_streamed_because`: why a `--mode fast` run keeps the day in memory (its message
-    then says so instead of suggesting `--mode fast`, which the run already uses)."""
+    `not_streamed_because`: why a `--mode fast` run keeps the day in memory; without it, a
+    run refused for memory is told why it could not stream (`why_not_streamable`), or to
+    use `--mode fast` when it could."""
     if os.environ.get(ENV_SKIP):
         return
     gib = 2**30
     if streamed:
-        where = Path(out).absolute() if out is not None else Path(".")
-        while not where.exists() and where != where.parent:  # the folder's nearest existing ancestor
+        # Scratch files and tables go beside the run folder: the disk of its parent (nearest existing).
+        where = Path(out).absolute().parent if out is not None else Path(".")
+        while not where.exists() and where != where.parent:
             where = where.parent
         free = shutil.disk_usage(where).free
         disk = estimated_disk_bytes(scenario)
@@ -96,9 +98,14 @@ def check_memory(scenario: Scenario, streamed: bool = False, out: str | os.PathL
             f"cards needs about {need / gib:.1f} GiB of memory (open-to-buy per card, and 8 bytes per purchase); "
             f"this machine has "
             f"{available / gib:.1f} GiB available. Lower the cards, or set {ENV_SKIP}=1 to try anyway")
+    if not_streamed_because is None:  # from the API, or a detailed run: could it stream in fast mode?
+        from clearing_sim.model.network import horizon_days
+        from clearing_sim.model.stream_clearing import why_not_streamable
+
+        not_streamed_because = why_not_streamable(scenario, horizon_days(scenario))
     if not_streamed_because is not None:
-        advice = (f"This fast-mode run cannot stream ({not_streamed_because}; docs/streaming.md). Lower the volume, "
-                  f"or set {ENV_SKIP}=1 to try anyway")
+        advice = (f"This run cannot stream, even in fast mode ({not_streamed_because}; docs/streaming.md). Lower "
+                  f"the volume, or set {ENV_SKIP}=1 to try anyway")
     else:
         advice = (f"Lower the volume, run it with --mode fast from the command line (a large day streams when its "
                   f"scenario allows: docs/streaming.md), or set {ENV_SKIP}=1 to try anyway")

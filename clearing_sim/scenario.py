@@ -109,19 +109,27 @@ def _ident(inst: Any, a: attrs.Attribute, v: str) -> None:
         raise _FieldProblem(a.name, f"{v!r} is not an id: use 1-16 of A-Z, 0-9, _ starting with a letter")
 
 
+def control_character(text: str, one_line: bool) -> str | None:
+    """What is wrong with a name (`one_line`) or a description holding a control character, or
+    None: names go into reports, tables, folder names and the console; a description may
+    have line breaks and tabs."""
+    allowed = "" if one_line else "\n\t"
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs") + (("Zl", "Zp") if one_line else ())
+                and c not in allowed), None)
+    if bad is None:
+        return None
+    return (f"holds the control character {bad!r} at position {text.index(bad)}"
+            + (": a name is printable text on one line" if one_line else ""))
+
+
 def _one_line(inst: Any, a: attrs.Attribute, v: str) -> None:
-    """A name shown in reports, tables and folder names: printable, on one line."""
-    bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
-    if bad is not None:
-        raise _FieldProblem(a.name, f"holds the control character {bad!r} at position {v.index(bad)}: a name is "
-                                    "printable text on one line")
+    if (bad := control_character(v, one_line=True)) is not None:
+        raise _FieldProblem(a.name, bad)
 
 
 def _text(inst: Any, a: attrs.Attribute, v: str) -> None:
-    """Free text (a description): printable, with line breaks and tabs allowed."""
-    bad = next((c for c in v if unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\t"), None)
-    if bad is not None:
-        raise _FieldProblem(a.name, f"holds the control character {bad!r} at position {v.index(bad)}")
+    if (bad := control_character(v, one_line=False)) is not None:
+        raise _FieldProblem(a.name, bad)
 
 
 def _check_products(products: dict[ProductName, float]) -> None:

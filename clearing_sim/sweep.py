@@ -43,6 +43,7 @@ from clearing_sim.rng import derived_seed
 from clearing_sim.scenario import (
     Scenario,
     _Source,
+    control_character,
     dump_yaml,
     load_scenario,
     parse_scenario,
@@ -124,6 +125,10 @@ def _fields(cls: type) -> dict[str, Any]:
     return {f.name: f.type for f in attrs.fields(cls)}
 
 
+_SEED_IGNORED = ("run.seed would be ignored: every replication's seed comes from the sweep's root seed, the point "
+                 "and the replication; set the root seed with the sweep's own `seed:`")
+
+
 def check_key_path(path: str, resolved: dict) -> tuple[str | int, ...]:
     """The parts of a dotted scenario key, checked against the schema and the base scenario.
 
@@ -134,8 +139,7 @@ def check_key_path(path: str, resolved: dict) -> tuple[str | int, ...]:
     except ValueError as exc:
         raise ValueError(f"unknown key path: {exc}") from None
     if tuple(parts) == ("run", "seed"):
-        raise ValueError("run.seed would be ignored: every replication's seed comes from the sweep's root seed, "
-                         "the point and the replication; set the root seed with the sweep's own `seed:`")
+        raise ValueError(_SEED_IGNORED)
     tp: Any = Scenario
     node: Any = resolved
     done = ""
@@ -228,9 +232,15 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
     if not isinstance(name, str) or not name.strip():
         problem(("name",), "must be non-empty text")
         name = path.stem
+    elif (bad := control_character(name, one_line=True)) is not None:
+        problem(("name",), bad)
+        name = path.stem
     description = data.get("description", "")
     if not isinstance(description, str):
         problem(("description",), "must be text")
+        description = ""
+    elif (bad := control_character(description, one_line=False)) is not None:
+        problem(("description",), bad)
         description = ""
     replications = data.get("replications", 1)
     if isinstance(replications, bool) or not isinstance(replications, int) \
@@ -328,6 +338,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
         set_path(resolved, parts_of[key], value)
     keys = tuple(grid)
     points = []
+    seed_problem = False
     for index, combo in enumerate(itertools.product(*(range(len(grid[k])) for k in keys))):
         data_i = copy.deepcopy(resolved)
         values = {}
@@ -341,6 +352,11 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
             for pr in exc.problems:
                 problems.append(_point_problem(index, values, pr, parts_of, where, src, base_src))
             continue
+        if sc.run.seed != base_scenario.run.seed and not seed_problem:
+            # run.seed set through its parent (grid: {run: [{seed: 1}]}): as ignored as run.seed itself.
+            culprit = next(k for k in (*keys, *overrides) if parts_of[k][:1] == ("run",))
+            problem(("grid" if culprit in grid else "overrides", culprit), _SEED_IGNORED)
+            seed_problem = True
         points.append(Point(index, values, sc))
     if problems:
         raise SweepError(str(path), problems)

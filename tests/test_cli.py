@@ -224,7 +224,11 @@ class TestBadInput:
         assert run_cli("validate", bad) == 2
         err = capsys.readouterr().err
         assert "invalid sweep" in err and "grid.settlement.window (line" in err and "institutions" not in err
-        (tmp_path / "scenario.yaml").write_text("name: x\nbase: 3\n")  # no grid: a scenario's problems
+        (tmp_path / "nogrid.yaml").write_text("name: x\nbase: baseline.yaml\n")  # a sweep without its grid
+        assert run_cli("validate", tmp_path / "nogrid.yaml") == 2
+        err = capsys.readouterr().err
+        assert "invalid sweep" in err and "grid" in err and "institutions" not in err
+        (tmp_path / "scenario.yaml").write_text("name: x\ninstitutions: []\n")  # a scenario's problems
         assert run_cli("validate", tmp_path / "scenario.yaml") == 2
         assert "invalid scenario" in capsys.readouterr().err
 

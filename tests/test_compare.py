@@ -176,7 +176,8 @@ class TestHandEditedSummary:
 
     @pytest.mark.parametrize("text", ['{"seed": 1, "authorisations": {"latency_ms": {"p99": NaN}}}',
                                       '{"seed": 1, "authorisations": {"latency_ms": {"p99": -Infinity}}}',
-                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": 1e400}}}'])
+                                      '{"seed": 1, "authorisations": {"latency_ms": {"p99": 1e400}}}',
+                                      '{"seed": 1, "authorisations": {"approved": 1' + "0" * 400 + '}}'])
     def test_non_finite_number(self, tmp_path, capsys, text):
         run = tmp_path / "run"
         run.mkdir()

@@ -162,3 +162,15 @@ class TestOutFolders:
         assert main(["run", str(small_file), "--out", str(run / "inner"), "-q"]) == 2
         assert "lies inside the run folder" in capsys.readouterr().err and not (run / "inner").exists()
         assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0  # an old run is replaced
+
+
+def test_out_a_link_to_nowhere_is_replaced_by_the_run(tmp_path, small_file):
+    """--out a symbolic link whose target is gone: the run lands there (it failed after the whole
+    run: 'NotADirectoryError', exit 1, the finished run left in a hidden folder)."""
+    from clearing_sim.cli import main
+
+    link = tmp_path / "dlink"
+    link.symlink_to(tmp_path / "nowhere")
+    assert main(["run", str(small_file), "--out", str(link), "-q"]) == 0
+    assert (link / "summary.json").is_file() and not link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dlink", "small.yaml"]

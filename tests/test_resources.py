@@ -73,6 +73,20 @@ class TestFastRunThatCannotStream:
         assert main(["run", str(small_file), "--out", str(tmp_path / "run")]) == 2
         assert "run it with --mode fast" in capsys.readouterr().err
 
+    @pytest.mark.parametrize("mode", ["fast", "detailed"])
+    def test_the_python_api_says_why_too(self, small_file: Path, monkeypatch, mode: str) -> None:
+        """clearing_sim.run keeps the day in memory: a scenario that could not stream even from the
+        command line is told why, not to use --mode fast (a detailed CLI run the same)."""
+        import clearing_sim
+
+        text = small_file.read_text(encoding="utf-8").replace("clearing:\n", "clearing:\n  refund_rate: 0.01\n", 1)
+        sc = clearing_sim.scenario.parse_scenario(text, "refunds.yaml")
+        monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+        with pytest.raises(InputError) as caught:
+            clearing_sim.run(sc, mode=mode)
+        assert "cannot stream, even in fast mode (clearing.refund_rate" in str(caught.value)
+        assert "run it with --mode fast" not in str(caught.value)
+
 
 class TestStreamedDiskWhereTheFolderGoes:
     """A streamed run's scratch files and tables go beside its run folder: the disk checked is the one
@@ -105,3 +119,16 @@ class TestStreamedDiskWhereTheFolderGoes:
 
 def sc_path() -> Path:
     return Path(__file__).parent.parent / "scenarios" / "national_day.yaml"
+
+
+def test_a_replay_is_checked_like_a_run(small_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """run --replay checks memory (and, streamed, disk) before it runs, as run does; its scratch
+    folder goes beside the replayed folder and is gone afterwards."""
+    run = tmp_path / "runs" / "small"
+    assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0
+    monkeypatch.setattr(resources, "available_bytes", lambda: 1)
+    assert main(["run", "--replay", str(run), "-q"]) == 2
+    assert "run refused before it started" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["run", "--replay", str(run), "-q"]) == 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["small"]

@@ -106,6 +106,9 @@ class TestBadSweepFiles:
     @pytest.mark.parametrize("old, new, where", [
         ("issuers[1].host.servers: [1, 3]", "run.seed: [1, 2]", "grid.run.seed (line 10)"),
         ("settlement.lag_days: 0", "run.seed: 5", "overrides.run.seed (line 5)"),
+        # through the parent key, as a whole run block
+        ("issuers[1].host.servers: [1, 3]", "run: [{seed: 1, days: 1}, {seed: 2, days: 1}]", "grid.run (line 10)"),
+        ("settlement.lag_days: 0", "run: {seed: 5, days: 1}", "overrides.run (line 5)"),
     ])
     def test_run_seed_is_refused(self, tmp_path, capsys, old, new, where):
         # it was accepted and ignored: the replications' seeds come from the root seed, point and replication
@@ -269,3 +272,14 @@ class TestBasePathSafety:
         sub.mkdir()
         err = _errors(sub, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
         assert "outside the sweep file's folder" in err
+
+
+@pytest.mark.parametrize("old, new, where", [
+    ("name: small_sweep", 'name: "sw\\e[31mred"', "name (line 1)"),
+    ("name: small_sweep", 'name: sw\ndescription: "a\\x00b"', "description (line 2)"),
+])
+def test_control_characters_in_the_sweeps_own_name(tmp_path, capsys, old, new, where):
+    """The sweep's name is printed and names its folder: an escape sequence went raw to the console."""
+    assert old in SWEEP_YAML
+    err = _errors(tmp_path, SWEEP_YAML.replace(old, new, 1), capsys)
+    assert f"{where}: holds the control character" in err
