@@ -180,7 +180,7 @@ class TableNames:
     files: list[str]  # file ids in order of arrival (a file sent twice repeats its id)
     cycles: list[str]
     windows: list[str]
-    long_bins: np.ndarray = attrs.field(factory=lambda: np.empty(0, dtype=np.int64), eq=False)  # the issuers' 8-digit BINs
+    long_bins: np.ndarray = attrs.field(eq=False)  # the issuers' 8-digit BINs, sorted (`bins`)
 
     @classmethod
     def of(cls, scenario, files: list[str], cycles: list[str], windows: list[str]) -> TableNames:
