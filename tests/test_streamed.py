@@ -511,3 +511,17 @@ class TestSpillRecords:
         got = np.empty(m, dtype=SPILL_DTYPE)
         _fill_records(rows, order, *cols, got)
         assert got.tobytes() == _ref_fill_records(rows, order, *cols).tobytes()
+
+
+def test_slow_file_links_stream_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
+    """Files that take days to reach the network (the horizon counts the drawn transfers beyond an
+    hour): the streamed folder equals the whole-day one, every record cleared inside the run."""
+    text = (SCENARIOS / "baseline.yaml").read_text().replace("transactions_per_day: 240000",
+                                                            "transactions_per_day: 6000")
+    text = text.replace("clearing:\n", "clearing:\n  file_transfer_ms: {distribution: uniform, low: 3.6e6, high: 1.8e8}\n", 1)
+    assert "file_transfer_ms: {distribution: uniform" in text  # one hour to two days and two hours
+    text = text.replace("presentment_limit_days: 5 ", "presentment_limit_days: 30 ")  # streams: none late in the run
+    s = _streams_like_a_whole_day(text, tmp_path, monkeypatch, FEED_ROWS=509, RECORD_PART=257)
+    c = s["clearing"]
+    assert c["records_cleared"] == c["records_presented"] > 0 and c["files_not_cleared_by_end"] == 0
+    assert s["simulated_days"] > 4  # longer than the baseline's horizon
