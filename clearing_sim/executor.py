@@ -138,7 +138,7 @@ def _execute_dask(tasks: list[Task], out: list, workers: int, scheduler: str, ba
     cluster = None
     try:
         if scheduler == "local":
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+            cluster = LocalCluster(n_workers=max(1, min(workers, len(tasks))), threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
         else:

@@ -283,3 +283,23 @@ def test_control_characters_in_the_sweeps_own_name(tmp_path, capsys, old, new, w
     assert old in SWEEP_YAML
     err = _errors(tmp_path, SWEEP_YAML.replace(old, new, 1), capsys)
     assert f"{where}: holds the control character" in err
+
+
+def test_a_local_dask_cluster_has_no_more_workers_than_tasks(monkeypatch):
+    """--scheduler local --workers 64 for two tasks starts two worker processes, not 64."""
+    distributed = pytest.importorskip("distributed")
+    from clearing_sim import executor
+
+    started: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def cluster(n_workers, **kwargs):
+        started.append(n_workers)
+        raise Stop
+
+    monkeypatch.setattr(distributed, "LocalCluster", cluster)
+    with pytest.raises(Stop):
+        executor._execute_dask([object(), object()], [None, None], 64, "local", None, None)
+    assert started == [2]
