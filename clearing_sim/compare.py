@@ -293,11 +293,16 @@ def check_out(out: Path) -> None:
     """Refuse an `--out` that compare cannot write into (raises InputError): a file, or a run or
     sweep folder or a folder inside one, whose files must stay as clearing-sim wrote them (a
     replay of the run would differ). Any other folder gets compare.* beside its own files."""
-    from clearing_sim.outputs import enclosing_output, output_kind
+    from clearing_sim.outputs import check_can_create, enclosing_output, output_kind
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: {out} exists and is not a folder")
+    try:
+        if not out.exists():
+            check_can_create(out)  # before the replications run, not after
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     kind = output_kind(out)
     if kind in ("run", "sweep"):
         raise InputError(f"--out: {out} is a {kind} folder; write the comparison into a folder of its own")

@@ -163,6 +163,17 @@ def enclosing_output(path: Path) -> Path | None:
     return None
 
 
+def check_can_create(out: Path) -> None:
+    """Refuse (InputError) an `--out` whose nearest existing ancestor is a file or not writable."""
+    parent = Path(out).resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+
+
 def check_out_folder(out: Path) -> None:
     """Refuse an `--out` that cannot be replaced by a new folder; raises InputError (exit 2).
 
@@ -181,13 +192,7 @@ def check_out_folder(out: Path) -> None:
         target = out.resolve()
         if target == here or target in here.parents:
             raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
-        parent = target.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(f"--out: cannot create {out}: {parent} is not writable")
+        check_can_create(out)
         if out.is_dir() and any(out.iterdir()) and output_kind(out) is None:
             raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
                              f"{', '.join(OUTPUT_MARKERS)} of its own); it would be replaced as a whole, so "

@@ -236,3 +236,17 @@ def test_out_into_a_run_folder_is_refused(tmp_path, capsys):
     (mine / "config.yaml").write_text("foo: 1\n")
     assert main(["compare", str(run), "--out", str(mine)]) == 0
     assert sorted(p.name for p in mine.iterdir()) == ["compare.csv", "compare.html", "compare.json", "config.yaml"]
+
+
+def test_out_that_cannot_be_created_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    """--out under a file: refused before any replication (it failed with exit 1 after them all)."""
+    from clearing_sim import compare as cmp
+
+    (tmp_path / "afile").write_text("x")
+    ran: list[int] = []
+    monkeypatch.setattr(cmp, "compare", lambda *a, **k: ran.append(1) or [])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text('{"seed": 1}')
+    assert main(["compare", str(run), "--out", str(tmp_path / "afile" / "cmp")]) == 2
+    assert "is not a folder" in capsys.readouterr().err and not ran
