@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -301,8 +302,11 @@ def check_out(out: Path) -> None:
     try:
         if not out.exists():
             check_can_create(out)  # before the replications run, not after
-    except OSError as exc:  # a name too long, a loop of links, ...
-        raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
+        else:  # a folder compare writes into: try it (os.access says yes to root on /proc/sys)
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".compare-probe-"):
+                pass
+    except OSError as exc:  # a name too long, a loop of links, a read-only folder...
+        raise InputError(f"--out: cannot write into {out}: {exc.strerror or exc}") from None
     kind = output_kind(out)
     if kind in ("run", "sweep"):
         raise InputError(f"--out: {out} is a {kind} folder; write the comparison into a folder of its own")
@@ -330,6 +334,8 @@ def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode:
             tmp[name].write_text(text, encoding="utf-8")
         for name in files:
             os.replace(tmp[name], out / name)
+    except OSError as exc:  # the disk filled, the folder went read-only: bad conditions, not a bug
+        raise InputError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
     finally:
         for p in tmp.values():
             p.unlink(missing_ok=True)

@@ -130,28 +130,34 @@ def write_result(folder: Path, result: Result) -> None:
     (folder / "summary.json").write_text(dumps_json(result.summary), encoding="utf-8")
 
 
-# Files that mark a folder as one clearing-sim wrote (a run, a failed run, a sweep, a
-# comparison); a `config.yaml` counts only with the header line a run writes.
-OUTPUT_MARKERS = ("config.yaml", "status.json", "summary.json", "sweep.json", "compare.json")
+# What marks a folder as one clearing-sim wrote: a run's (or failed run's) config.yaml with
+# its header line, a sweep's sweep.json (it starts with the version key), or a comparison's
+# compare.* files and nothing else. A file's name alone never does (a user's status.json).
+COMPARE_FILES = frozenset({"compare.json", "compare.csv", "compare.html"})
+_SWEEP_JSON_START = b'{\n  "clearing_sim_version": '
 
 
 def output_kind(folder: Path) -> str | None:
-    """What clearing-sim wrote `folder` as: "run" (summary.json, status.json or a run's
-    config.yaml), "sweep", "compare", or None (not a folder clearing-sim wrote)."""
+    """What clearing-sim wrote `folder` as: "run" (its config.yaml has a run's header line: a
+    run writes it first, failed and interrupted ones too), "sweep" (its sweep.json is one a
+    sweep wrote), "compare" (compare.* and nothing else), or None."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    if (folder / "sweep.json").is_file():
-        return "sweep"
-    if (folder / "summary.json").is_file() or (folder / "status.json").is_file():
-        return "run"
+    try:
+        with open(folder / "sweep.json", "rb") as fh:
+            if fh.read(len(_SWEEP_JSON_START)) == _SWEEP_JSON_START:
+                return "sweep"
+    except OSError:
+        pass
     if (folder / "config.yaml").is_file():
         try:
             read_config_header(folder / "config.yaml")
             return "run"
         except InputError:
             pass  # a config.yaml of someone else's
-    return "compare" if (folder / "compare.json").is_file() else None
+    names = {p.name for p in folder.iterdir()}
+    return "compare" if "compare.json" in names and names <= COMPARE_FILES else None
 
 
 def enclosing_output(path: Path) -> Path | None:
@@ -194,9 +200,9 @@ def check_out_folder(out: Path) -> None:
             raise InputError(f"--out: {out} is the current folder or holds it; name a new folder (or an old run's)")
         check_can_create(out)
         if out.is_dir() and any(out.iterdir()) and output_kind(out) is None:
-            raise InputError(f"--out: {out} is a folder that clearing-sim did not write (no "
-                             f"{', '.join(OUTPUT_MARKERS)} of its own); it would be replaced as a whole, so "
-                             "choose another folder or empty this one")
+            raise InputError(f"--out: {out} is a folder that clearing-sim did not write (not a run, a sweep or "
+                             "a comparison alone); it would be replaced as a whole, so choose another folder or "
+                             "empty this one")
         inside = enclosing_output(target)
         if inside is not None:
             raise InputError(f"--out: {out} lies inside the {output_kind(inside)} folder {inside}, whose files "

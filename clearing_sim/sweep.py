@@ -337,8 +337,15 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
     for key, value in overrides.items():
         set_path(resolved, parts_of[key], value)
     keys = tuple(grid)
+    # run.seed set through its parent (grid: {run: [{seed: 1}]}) is as ignored as run.seed itself;
+    # a run block without a seed is fine (its seed is not used either way).
+    for where, key, values in ([("grid", k, grid[k]) for k in keys]
+                               + [("overrides", k, [v]) for k, v in overrides.items()]):
+        if parts_of[key] == ("run",) and any(isinstance(v, dict) and "seed" in v for v in values):
+            problem((where, key), _SEED_IGNORED)
+    if problems:
+        raise SweepError(str(path), problems)
     points = []
-    seed_problem = False
     for index, combo in enumerate(itertools.product(*(range(len(grid[k])) for k in keys))):
         data_i = copy.deepcopy(resolved)
         values = {}
@@ -352,11 +359,6 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
             for pr in exc.problems:
                 problems.append(_point_problem(index, values, pr, parts_of, where, src, base_src))
             continue
-        if sc.run.seed != base_scenario.run.seed and not seed_problem:
-            # run.seed set through its parent (grid: {run: [{seed: 1}]}): as ignored as run.seed itself.
-            culprit = next(k for k in (*keys, *overrides) if parts_of[k][:1] == ("run",))
-            problem(("grid" if culprit in grid else "overrides", culprit), _SEED_IGNORED)
-            seed_problem = True
         points.append(Point(index, values, sc))
     if problems:
         raise SweepError(str(path), problems)

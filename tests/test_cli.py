@@ -93,8 +93,10 @@ class TestRun:
         assert (out / "thesis.txt").read_text() == "precious"
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no run folder left beside it
 
-    @pytest.mark.parametrize("marker", ["config.yaml", "status.json", "summary.json", "sweep.json", "compare.json"])
+    @pytest.mark.parametrize("marker", ["config.yaml", "sweep.json", "compare.json", "status.json", "summary.json"])
     def test_what_clearing_sim_wrote_may_be_replaced(self, tmp_path: Path, marker: str) -> None:
+        """A run (its config.yaml's header line), a sweep (its sweep.json) or a comparison alone may be
+        replaced; a file's name alone marks nothing (a user's status.json or summary.json)."""
         from clearing_sim.outputs import CONFIG_HEADER, check_out_folder
 
         out = tmp_path / "old"
@@ -102,13 +104,17 @@ class TestRun:
         (out / "notes.txt").write_text("x")
         with pytest.raises(InputError, match="did not write"):
             check_out_folder(out)
-        if marker == "config.yaml":  # only a run's config.yaml, with its header line, marks a run
-            (out / marker).write_text("name: mine\n")
-            with pytest.raises(InputError, match="did not write"):
-                check_out_folder(out)
-        (out / marker).write_text(CONFIG_HEADER.format(version="0.1.0", mode="fast") if marker == "config.yaml"
-                                  else "{}")
-        check_out_folder(out)  # no error: a run, sweep or comparison folder
+        (out / marker).write_text("{}\n" if marker != "config.yaml" else "name: mine\n")  # the name, not the content
+        with pytest.raises(InputError, match="did not write"):
+            check_out_folder(out)
+        own = {"config.yaml": CONFIG_HEADER.format(version="0.1.0", mode="fast"),
+               "sweep.json": '{\n  "clearing_sim_version": "0.2.0"\n}\n'}
+        if marker in own:
+            (out / marker).write_text(own[marker])
+            check_out_folder(out)  # no error: a run or a sweep folder
+        elif marker == "compare.json":
+            (out / "notes.txt").unlink()  # compare.* alone: a comparison's folder
+            check_out_folder(out)
 
 
     def test_an_out_that_is_a_file_is_refused(self, small_file: Path, tmp_path: Path, capsys) -> None:

@@ -250,3 +250,34 @@ def test_out_that_cannot_be_created_is_refused_before_running(tmp_path, capsys, 
     (run / "summary.json").write_text('{"seed": 1}')
     assert main(["compare", str(run), "--out", str(tmp_path / "afile" / "cmp")]) == 2
     assert "is not a folder" in capsys.readouterr().err and not ran
+
+
+def test_a_folder_compare_wrote_into_is_not_replaced_by_a_run(tmp_path, capsys, small_file):
+    """compare --out a user's folder puts compare.* beside their files; a run --out that folder must
+    not then take it for a comparison's folder and replace it whole (their files went with it)."""
+    run = tmp_path / "run"
+    assert main(["run", str(small_file), "--mode", "fast", "--out", str(run), "-q"]) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me\n")
+    assert main(["compare", str(run), "--out", str(mine)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(small_file), "--mode", "fast", "--out", str(mine), "-q"]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me\n"
+    alone = tmp_path / "cmp"  # compare.* and nothing else: a comparison's own folder, which a run may replace
+    assert main(["compare", str(run), "--out", str(alone)]) == 0
+    assert main(["run", str(small_file), "--mode", "fast", "--out", str(alone), "-q"]) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/sys").is_dir(), reason="needs /proc/sys, a folder nobody may write into")
+def test_an_existing_folder_that_cannot_be_written_is_refused_before_running(tmp_path, capsys, monkeypatch):
+    from clearing_sim import compare as cmp
+
+    ran: list[int] = []
+    monkeypatch.setattr(cmp, "compare", lambda *a, **k: ran.append(1) or [])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text('{"seed": 1}')
+    assert main(["compare", str(run), "--out", "/proc/sys"]) == 2
+    assert "cannot write into /proc/sys" in capsys.readouterr().err and not ran

@@ -103,6 +103,16 @@ class TestBadSweepFiles:
         err = _errors(tmp_path, text, capsys)
         assert "grid (line 6): empty grid" in err
 
+    def test_a_run_block_without_a_seed_is_swept(self, tmp_path):
+        """grid: {run: [...]} replaces the whole run block: without a seed in it, nothing is ignored
+        (9b39171 refused it as 'run.seed would be ignored', the point's seed falling back to 0)."""
+        from clearing_sim import sweep as sw
+
+        text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]",
+                                  'run: [{days: 1, start_date: "2026-11-02"}, {days: 2, start_date: "2026-11-02"}]')
+        s = sw.load_sweep(write_sweep(tmp_path, text))
+        assert [p.scenario.run.days for p in s.points] == [1, 2, 1, 2]
+
     @pytest.mark.parametrize("old, new, where", [
         ("issuers[1].host.servers: [1, 3]", "run.seed: [1, 2]", "grid.run.seed (line 10)"),
         ("settlement.lag_days: 0", "run.seed: 5", "overrides.run.seed (line 5)"),
