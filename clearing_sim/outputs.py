@@ -169,11 +169,17 @@ def enclosing_output(path: Path) -> Path | None:
     return None
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (where a folder for `path` would be made)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_can_create(out: Path) -> None:
     """Refuse (InputError) an `--out` whose nearest existing ancestor is a file or not writable."""
-    parent = Path(out).resolve().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = nearest_existing(Path(out).resolve().parent)
     if not parent.is_dir():
         raise InputError(f"--out: cannot create {out}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):

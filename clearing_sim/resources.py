@@ -77,10 +77,10 @@ def check_memory(scenario: Scenario, streamed: bool = False, out: str | os.PathL
         return
     gib = 2**30
     if streamed:
+        from clearing_sim.outputs import nearest_existing
+
         # Scratch files and tables go beside the run folder: the disk of its parent (nearest existing).
-        where = Path(out).absolute().parent if out is not None else Path(".")
-        while not where.exists() and where != where.parent:
-            where = where.parent
+        where = nearest_existing(Path(out).absolute().parent) if out is not None else Path(".")
         free = shutil.disk_usage(where).free
         disk = estimated_disk_bytes(scenario)
         if disk > free:

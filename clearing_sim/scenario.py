@@ -32,6 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.representer import SafeRepresenter
 
 from clearing_sim.errors import Problem, ScenarioError
 
@@ -1090,6 +1091,11 @@ MAX_MESSAGE_TIME_MS = 3_600_000
 MAX_LATE_MINUTES = MAX_DAYS * 1440
 
 
+def _shown_tail(tail: float) -> str:
+    """A far tail (`Distribution.far_tail`) for an error message."""
+    return "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}" if tail < 1e15 else f"{tail:.3g}"
+
+
 def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     """Checks that span fields: references, uniqueness, overlaps."""
     if not s.name.strip():
@@ -1109,19 +1115,17 @@ def _cross_checks(s: Scenario) -> Iterator[tuple[Path_, str]]:
     if tail > MAX_LATE_MINUTES * 60_000.0:
         # The run lasts until the slowest file has arrived and cleared (the horizon counts the
         # drawn transfers beyond an hour, clearing_draws.lateness_days), as for late files.
-        shown = "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}" if tail < 1e15 else f"{tail:.3g}"
         yield (("clearing", "file_transfer_ms", transfer.tail_parameter(MAX_LATE_MINUTES * 60_000.0)),
-               f"draws beyond {MAX_DAYS} days ({shown} ms about once in 10^6 draws); a file must reach the "
-               f"network within {MAX_LATE_MINUTES * 60_000:,} ms, as the run lasts until the slowest file "
-               "has arrived and cleared")
+               f"draws beyond {MAX_DAYS} days ({_shown_tail(tail)} ms about once in 10^6 draws); a file must "
+               f"reach the network within {MAX_LATE_MINUTES * 60_000:,} ms, as the run lasts until the slowest "
+               "file has arrived and cleared")
     for n, acq in enumerate(s.acquirers):
         tail = acq.late_delay_minutes.far_tail()
         if acq.late_probability > 0 and tail > MAX_LATE_MINUTES:
             param = acq.late_delay_minutes.tail_parameter(MAX_LATE_MINUTES)
-            shown = "more than 10^300" if math.isinf(tail) else f"{tail:,.0f}" if tail < 1e15 else f"{tail:.3g}"
             yield (("acquirers", n, "late_delay_minutes", param),
-                   f"draws beyond {MAX_DAYS} days ({shown} minutes about once in 10^6 draws); a late file "
-                   f"must arrive within {MAX_LATE_MINUTES:,} minutes (a fault's delay_minutes limit), as "
+                   f"draws beyond {MAX_DAYS} days ({_shown_tail(tail)} minutes about once in 10^6 draws); a late "
+                   f"file must arrive within {MAX_LATE_MINUTES:,} minutes (a fault's delay_minutes limit), as "
                    "the run lasts until the latest file has arrived and cleared")
     ids = [i.id for i in s.institutions]
     if not ids:
@@ -1492,10 +1496,17 @@ _YAML11_NOT_TEXT = re.compile(
     r"|y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF")
 
 
-def _represent_text(representer: Any, data: str) -> Any:
-    """A string quoted where a YAML 1.1 reader would not read it back as that string."""
-    style = "'" if _YAML11_NOT_TEXT.fullmatch(data) else None
-    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+class _QuotingRepresenter(SafeRepresenter):
+    """ruamel's safe representer, but a string is quoted where a YAML 1.1 reader would not
+    read it back as that string (a subclass: registering on SafeRepresenter changed every
+    safe dump in the process)."""
+
+    def represent_str(self, data: str) -> Any:
+        style = "'" if _YAML11_NOT_TEXT.fullmatch(data) else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_QuotingRepresenter.add_representer(str, _QuotingRepresenter.represent_str)
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -1504,7 +1515,7 @@ def dump_yaml(data: dict[str, Any]) -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # keep schema order
-    yaml.representer.add_representer(str, _represent_text)
+    yaml.Representer = _QuotingRepresenter
     buf = io.StringIO()
     yaml.dump(data, buf)
     return buf.getvalue()
