@@ -443,11 +443,11 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario (or sweep) 
 
 def _is_sweep_file(path: Path) -> bool:
     """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
-    from clearing_sim.scenario import _Source
+    from clearing_sim.scenario import _Source, read_yaml_text
 
     try:
-        data = _Source(path.read_text(encoding="utf-8"), str(path)).data
-    except (OSError, UnicodeDecodeError, ScenarioError):
+        data = _Source(read_yaml_text(path), str(path)).data
+    except ScenarioError:
         return False
     return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
 

@@ -1045,15 +1045,34 @@ def _duplicate_key_name(text: str) -> str:
 def load_scenario(path: str | Path) -> Scenario:
     """Load, structure and check a scenario file; raises ScenarioError (exit 2) if invalid."""
     p = Path(path)
+    return parse_scenario(read_yaml_text(p), source=str(p))
+
+
+MAX_YAML_BYTES = 2 * 1024 * 1024  # national_day.yaml, 30 issuers and 40 acquirers, is 15 kB
+
+
+def read_yaml_text(path: Path, kind: str = "scenario") -> str:
+    """The text of a UTF-8 YAML file (a `kind` file), line breaks made `\\n`. Reads at most
+    MAX_YAML_BYTES + 1 bytes (/dev/zero or a pipe cannot fill the memory); raises
+    ScenarioError naming the file."""
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
-        raise ScenarioError(str(p), [Problem("", "file not found")]) from None
+        raise ScenarioError(str(path), [Problem("", "file not found")]) from None
     except IsADirectoryError:
-        raise ScenarioError(str(p), [Problem("", "is a folder, not a scenario file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(p), [Problem("", f"cannot read the file: {exc}")]) from None
-    return parse_scenario(text, source=str(p))
+        raise ScenarioError(str(path), [Problem("", f"is a folder, not a {kind} file")]) from None
+    except OSError as exc:
+        raise ScenarioError(str(path), [Problem("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise ScenarioError(str(path), [Problem("", f"is larger than {MAX_YAML_BYTES:,} bytes, too large for a {kind} "
+                                                    "file (they are a few kB)")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    # As Python's text files read them: CRLF and a lone CR (old Mac editors) end a line too.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:

@@ -47,6 +47,7 @@ from clearing_sim.scenario import (
     dump_yaml,
     load_scenario,
     parse_scenario,
+    read_yaml_text,
     unstructure,
 )
 
@@ -198,15 +199,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file and every point's scenario; raises SweepError or ScenarioError."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError(str(p), [Problem("", "file not found")]) from None
-    except IsADirectoryError:
-        raise SweepError(str(p), [Problem("", "is a folder, not a sweep file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(str(p), [Problem("", f"cannot read the file: {exc}")]) from None
-    try:
-        src = _Source(text, str(p))
+        src = _Source(read_yaml_text(p, "sweep"), str(p))
     except ScenarioError as exc:
         raise SweepError(str(p), exc.problems) from None
     if src.problems:
@@ -333,7 +326,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
         raise SweepError(str(path), problems)
     assert base_scenario is not None and resolved is not None
 
-    base_src = _Source(Path(base_path).read_text(encoding="utf-8"), str(base_path))
+    base_src = _Source(read_yaml_text(Path(base_path)), str(base_path))
     for key, value in overrides.items():
         set_path(resolved, parts_of[key], value)
     keys = tuple(grid)

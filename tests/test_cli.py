@@ -207,6 +207,16 @@ class TestBadInput:
         assert run_cli("validate", tmp_path / "none.yaml") == 2
         assert "file not found" in capsys.readouterr().err
 
+    @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+    def test_an_endless_file_is_refused(self, tmp_path: Path, capsys) -> None:
+        """/dev/zero as a scenario (it was read until the memory ran out) or a sweep is refused, unread."""
+        out = tmp_path / "run"
+        assert run_cli("run", "/dev/zero", "--out", out) == 2
+        assert "/dev/zero" in capsys.readouterr().err and not out.exists()
+        assert run_cli("validate", "/dev/zero") == 2
+        assert run_cli("sweep", "/dev/zero", "--out", out) == 2
+        assert "larger than" in capsys.readouterr().err and not out.exists()
+
     def test_unknown_mode(self, small_file: Path, tmp_path: Path) -> None:
         assert run_cli("run", small_file, "--mode", "turbo", "--out", tmp_path / "r") == 2
         assert not (tmp_path / "r").exists()

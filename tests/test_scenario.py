@@ -287,6 +287,18 @@ class TestUnsafeAndBrokenYaml:
         with pytest.raises(ScenarioError, match="folder"):
             load_scenario(tmp_path)
 
+    def test_a_file_past_the_size_limit_is_refused_unread(self, tmp_path, monkeypatch) -> None:
+        # /dev/zero (or a 50 MB file) was read whole first: until the memory ran out, or minutes.
+        import clearing_sim.scenario as scenario_mod
+
+        monkeypatch.setattr(scenario_mod, "MAX_YAML_BYTES", len(SMALL_YAML.encode()))
+        p = tmp_path / "big.yaml"
+        p.write_text(SMALL_YAML + "# one byte too many\n", encoding="utf-8")
+        with pytest.raises(ScenarioError, match="larger than .* bytes, too large for a scenario file"):
+            load_scenario(p)
+        p.write_text(SMALL_YAML, encoding="utf-8")
+        assert load_scenario(p).name == "small"
+
     @pytest.mark.parametrize("text", [
         "\ufffd:\n:",          # found by atheris: a null key beside a text key
         "::\r?",                 # found by atheris
