@@ -1051,10 +1051,32 @@ def load_scenario(path: str | Path) -> Scenario:
 MAX_YAML_BYTES = 2 * 1024 * 1024  # national_day.yaml, 30 issuers and 40 acquirers, is 15 kB
 
 
+# YAML's own rule for a stream's encoding (YAML 1.2, 5.2): a byte order mark, or else the
+# NULs around the first character, which is ASCII (Windows tools save UTF-16).
+_YAML_BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\xfe\xff", "utf-16"),
+              (b"\xff\xfe", "utf-16"), (b"\xef\xbb\xbf", "utf-8-sig"))
+
+
+def _yaml_encoding(data: bytes) -> str:
+    for bom, encoding in _YAML_BOMS:
+        if data.startswith(bom):
+            return encoding
+    if data[:3] == b"\x00\x00\x00":
+        return "utf-32-be"
+    if data[1:4] == b"\x00\x00\x00":
+        return "utf-32-le"
+    if data[:1] == b"\x00":
+        return "utf-16-be"
+    if data[1:2] == b"\x00":
+        return "utf-16-le"
+    return "utf-8"
+
+
 def read_yaml_text(path: Path, kind: str = "scenario") -> str:
-    """The text of a UTF-8 YAML file (a `kind` file), line breaks made `\\n`. Reads at most
-    MAX_YAML_BYTES + 1 bytes (/dev/zero or a pipe cannot fill the memory); raises
-    ScenarioError naming the file."""
+    """The text of a YAML file (a `kind` file): UTF-8, or UTF-16 or UTF-32 as YAML detects
+    them; line breaks made `\\n`. Reads at most MAX_YAML_BYTES + 1 bytes (/dev/zero or a
+    pipe cannot fill the memory); raises ScenarioError naming the file (and the line of a
+    byte that is no character)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_YAML_BYTES + 1)
@@ -1067,10 +1089,15 @@ def read_yaml_text(path: Path, kind: str = "scenario") -> str:
     if len(data) > MAX_YAML_BYTES:
         raise ScenarioError(str(path), [Problem("", f"is larger than {MAX_YAML_BYTES:,} bytes, too large for a {kind} "
                                                     "file (they are a few kB)")])
+    encoding = _yaml_encoding(data)
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise ScenarioError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+        before = data[:exc.start].decode(encoding, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+        column = len(before) - before.rfind("\n")
+        raise ScenarioError(str(path), [Problem(
+            "", f"not {encoding.upper().removesuffix('-SIG')} text: byte 0x{data[exc.start]:02x} at column {column} "
+                f"is no character (save the file as UTF-8)", before.count("\n") + 1)]) from None
     # As Python's text files read them: CRLF and a lone CR (old Mac editors) end a line too.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

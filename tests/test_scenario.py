@@ -299,6 +299,24 @@ class TestUnsafeAndBrokenYaml:
         p.write_text(SMALL_YAML, encoding="utf-8")
         assert load_scenario(p).name == "small"
 
+    @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+    def test_utf16_and_utf32_files_load(self, tmp_path, encoding: str) -> None:
+        # YAML readers must take UTF-16 (Windows tools write it): it was 'cannot read the file: 'utf-8' codec ...'.
+        p = tmp_path / "wide.yaml"
+        p.write_bytes(SMALL_YAML.replace("Bank A", "中国工商银行").replace("\n", "\r\n").encode(encoding))
+        s = load_scenario(p)
+        assert s.institutions[0].name == "中国工商银行" and s == parse_scenario(SMALL_YAML.replace("Bank A", "中国工商银行"))
+
+    def test_bytes_that_are_no_utf8_are_named_by_line(self, tmp_path) -> None:
+        # A Latin-1 file gave "'utf-8' codec can't decode byte 0xe9 in position 107", no line.
+        p = tmp_path / "latin1.yaml"
+        p.write_bytes(SMALL_YAML.replace("Bank A", "Banque Générale").encode("latin-1"))
+        with pytest.raises(ScenarioError) as info:
+            load_scenario(p)
+        ((problem),) = info.value.problems
+        assert problem.line == line_of(SMALL_YAML, "Bank A")
+        assert problem.message == "not UTF-8 text: byte 0xe9 at column 31 is no character (save the file as UTF-8)"
+
     @pytest.mark.parametrize("text", [
         "\ufffd:\n:",          # found by atheris: a null key beside a text key
         "::\r?",                 # found by atheris
