@@ -29,8 +29,9 @@ from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
 
@@ -956,7 +957,10 @@ class _Source:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
             what = (exc.problem or exc.context or "YAML syntax error").strip()
-            if "duplicate key" in str(exc):
+            if isinstance(exc, DuplicateKeyError):
+                found = _duplicate_key(yaml, text, exc)
+                if found is not None:
+                    raise ScenarioError(source, [found]) from None
                 what = "duplicate key " + _duplicate_key_name(str(exc))
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except ReaderError as exc:  # a character YAML does not allow (NUL, a control character)
@@ -1035,6 +1039,51 @@ class _Source:
 
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
+
+
+def _duplicate_key(yaml: YAML, text: str, exc: MarkedYAMLError) -> Problem | None:
+    """A duplicate key with its path and both lines: the mapping and the second key are where
+    `exc` says; the path and the first key are found in the composed (unconstructed) nodes."""
+    if exc.context_mark is None or exc.problem_mark is None:
+        return None
+    mapping_at = (exc.context_mark.line, exc.context_mark.column)
+    key_at = (exc.problem_mark.line, exc.problem_mark.column)
+    try:
+        root = yaml.compose(io.StringIO(text))
+    except Exception:  # noqa: BLE001 - the loader's own message is kept
+        return None
+    todo: list[tuple[Any, Path_]] = [(root, ())]
+    seen: set[int] = set()
+    while todo:
+        node, path = todo.pop()
+        if id(node) in seen:  # an alias: its node is walked once
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            keys = [k for k, _ in node.value if isinstance(k, ScalarNode)]
+            if (node.start_mark.line, node.start_mark.column) == mapping_at:
+                second = next((k for k in keys if (k.start_mark.line, k.start_mark.column) == key_at), None)
+                first = next((k for k in keys if second is not None and k is not second
+                              and _key_value(yaml, k) == _key_value(yaml, second)), None)
+                if first is not None:
+                    a, b = first.start_mark, second.start_mark
+                    where = f"at line {a.line + 1} and again at line {b.line + 1}" if a.line != b.line else \
+                        f"twice on line {b.line + 1} (columns {a.column + 1} and {b.column + 1})"
+                    return Problem(format_path(path + (second.value,)), f"duplicate key {second.value!r}: given {where}",
+                                   b.line + 1)
+            # In document order, so that a mapping shared by an alias is named where it is written.
+            todo += reversed([(v, path + (k.value,)) for k, v in node.value if isinstance(k, ScalarNode)])
+        elif isinstance(node, SequenceNode):
+            todo += reversed([(v, path + (i,)) for i, v in enumerate(node.value)])
+    return None
+
+
+def _key_value(yaml: YAML, node: ScalarNode) -> Any:
+    """A scalar key as the loader compares keys (`~` and `null` are one key, `0x1523` is 5411)."""
+    try:
+        return yaml.constructor.construct_object(node, deep=True)
+    except Exception:  # noqa: BLE001 - then the text written
+        return (node.tag, node.value)
 
 
 def _duplicate_key_name(text: str) -> str:

@@ -117,6 +117,31 @@ class TestStrictKeys:
         assert "duplicate key 'transactions_per_day'" in msg
         assert line == line_of(text, "transactions_per_day: 5")
 
+    @pytest.mark.parametrize("edits, path, key, where", [
+        ([("name: small\n", "name: small\nname: again\n")], "name", "name", "given at line 1 and again at line 2"),
+        ([("    share: 0.6\n", "    share: 0.6\n    share: 0.7\n")], "issuers[0].share", "share",
+         "given at line 10 and again at line 11"),
+        ([("{servers: 2,", "{servers: 2, servers: 3,")], "issuers[0].host.servers", "servers",
+         "given twice on line 12 (columns 12 and 24)"),
+        ([('{"5411": 0.7, "5812": 0.3}', '{"5411": 0.7, "5411": 0.3}')], "acquirers[0].category_mix.5411", "5411",
+         "given twice on line 23 (columns 20 and 33)"),
+        ([("  - institution: BANKC\n", "  - institution: BANKC\n    institution: BANKA\n")],
+         "acquirers[1].institution", "institution", "given at line 25 and again at line 26"),
+        # A mapping shared by an alias is named where it is written, not where it is used.
+        ([("host: {servers: 2,", "host: &h {servers: 2, servers: 2,"),
+          ("host: {servers: 1, service_time_ms: {distribution: constant, value: 30}}", "host: *h")],
+         "issuers[0].host.servers", "servers", "given twice on line 12 (columns 15 and 27)"),
+    ])
+    def test_duplicate_key_names_its_path_and_both_lines(self, edits, path: str, key: str, where: str) -> None:
+        # It was "(top level) (line N): YAML error: duplicate key 'share'": no path, no first line.
+        text = SMALL_YAML
+        for old, new in edits:
+            assert old in text
+            text = text.replace(old, new, 1)
+        ((got_path, line, msg),) = problems_of(text)
+        assert (got_path, msg) == (path, f"duplicate key {key!r}: {where}")
+        assert line == int(where.split("line ")[-1].split()[0])
+
     def test_missing_required_key(self) -> None:
         text = SMALL_YAML.replace("    share: 0.4\n", "")
         probs = problems_of(text)

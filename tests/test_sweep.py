@@ -140,6 +140,11 @@ class TestBadSweepFiles:
         assert "replication (line 3): unknown key" in err
         assert "replications (line 4): must be a whole number" in err
 
+    def test_duplicate_key_names_its_path_and_both_lines(self, tmp_path, capsys):
+        err = _errors(tmp_path, SWEEP_YAML + "  settlement.windows: [[\"12:00\"]]\n", capsys)
+        assert ("grid.settlement.windows (line 11): duplicate key 'settlement.windows': given at line 7 and again "
+                "at line 11") in err
+
     def test_base_not_found(self, tmp_path, capsys):
         err = _errors(tmp_path, SWEEP_YAML.replace("base: small.yaml", "base: nothere.yaml"), capsys)
         assert "base (line 2): no such scenario file: nothere.yaml" in err
