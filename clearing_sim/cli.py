@@ -500,8 +500,17 @@ def _usage_errors() -> tuple[type, ...]:
     return tuple(types)
 
 
+def _printable_anywhere() -> None:
+    """A character the console's encoding lacks (a Chinese bank name on an ASCII or Latin-1
+    console) is printed as an escape such as `\\u4e2d`, not an error that stops the command."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes."""
+    _printable_anywhere()
     try:
         rc = app(args=argv, standalone_mode=False)
     except InputError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +269,24 @@ class TestBadInput:
         proc = subprocess.run([sys.executable, "-m", module, "validate", str(small_file)], capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "valid scenario 'small'" in proc.stdout
+
+
+class TestConsoleEncoding:
+    """The console's encoding never stops a command: a character it lacks is printed as an escape."""
+
+    @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+    def test_a_chinese_name_on_a_narrow_console(self, tmp_path: Path, encoding: str) -> None:
+        # `run` stopped before running, exit 1 "internal error: UnicodeEncodeError: 'ascii' codec ...".
+        sc = tmp_path / "cjk.yaml"
+        sc.write_text(SMALL_YAML.replace("name: small", "name: 小型").replace("Bank A", "中国工商银行"), encoding="utf-8")
+        exe = Path(sys.executable).with_name("clearing-sim")
+        env = {**os.environ, "PYTHONIOENCODING": encoding}
+        proc = subprocess.run([str(exe), "run", str(sc), "--out", str(tmp_path / "run"), "-q"], capture_output=True,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout.decode(encoding)
+        assert "running '\\u5c0f\\u578b' with seed 42" in out and "\\u5c0f\\u578b  seed 42" in out
+        assert (tmp_path / "run" / "summary.json").is_file()
 
 
 def test_python_api(small_scenario) -> None:
