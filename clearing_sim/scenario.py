@@ -970,8 +970,9 @@ class _Source:
             raise ScenarioError(source, [Problem("", f"YAML error: {what}", line)]) from None
         except YAMLError as exc:
             raise ScenarioError(source, [Problem("", f"YAML error: {exc}")]) from None
-        except (TypeError, ValueError, RecursionError, OverflowError) as exc:
-            # ruamel.yaml's own failures on odd input, e.g. a list used as a mapping key.
+        except (TypeError, ValueError, RecursionError, OverflowError, AssertionError) as exc:
+            # ruamel.yaml's own failures on odd input, e.g. a list used as a mapping key, or
+            # its assertion on a `%YAML 1.3` directive.
             raise ScenarioError(source, [Problem("", f"YAML error: unsupported structure ({exc})")]) from None
         self.lines: dict[Path_, int] = {}
         self.problems: list[Problem] = []

@@ -347,6 +347,7 @@ class TestUnsafeAndBrokenYaml:
         "::\r?",                 # found by atheris
         "? [a, b]\n: 1\n",     # a list as a mapping key
         "a: " + "[" * 200 + "]" * 200,
+        "%YAML 1.3\n---\nname: x\n",  # ruamel.yaml's AssertionError: exit 1, "internal error"
     ])
     def test_fuzzer_findings(self, text: str) -> None:
         assert problems_of(text)
