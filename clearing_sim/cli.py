@@ -375,7 +375,11 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
 
     from clearing_sim import api, outputs
 
-    if not (folder / "summary.json").is_file():
+    try:
+        finished = (folder / "summary.json").is_file()
+    except OSError as exc:  # a name too long for the file system
+        raise InputError(f"--replay: cannot read {folder}: {exc.strerror or exc}") from None
+    if not finished:
         raise InputError(f"{folder}: not a finished run folder (no summary.json)")
     if out is not None:
         # The replay replaces --out as a whole: at the replayed folder (or around it) it would

@@ -71,6 +71,12 @@ def resolve_sources(paths: Sequence[Path]) -> list[Source]:
     sources: list[Source] = []
     for p in paths:
         p = Path(p)
+        try:
+            p.stat()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a name too long for the file system, a loop of links
+            raise InputError(f"{p}: cannot read it: {exc.strerror or exc}") from None
         if p.is_dir():
             summary = p / "summary.json"
             if not summary.is_file():
@@ -297,9 +303,9 @@ def check_out(out: Path) -> None:
     from clearing_sim.outputs import check_can_create, enclosing_output, output_kind
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out: {out} exists and is not a folder")
     try:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out: {out} exists and is not a folder")
         if not out.exists():
             check_can_create(out)  # before the replications run, not after
         else:  # a folder compare writes into: try it (os.access says yes to root on /proc/sys)

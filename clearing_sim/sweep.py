@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import shutil
 import types
 import typing
@@ -255,7 +256,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
     base_path = path
     if "base" not in data:
         problem(("base",), "required key is missing (the base scenario file)")
-    elif not isinstance(data["base"], str) or not data["base"]:
+    elif not isinstance(data["base"], str) or not data["base"] or "\x00" in data["base"]:
         problem(("base",), "must be the path of a scenario file")
     else:
         folder = path.parent.resolve()
@@ -264,7 +265,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
             # Input safety: a sweep file reads only files in its own folder (or below it).
             problem(("base",), f"{data['base']!r} is outside the sweep file's folder: give a path relative "
                                "to it that stays inside it")
-        elif not base_path.is_file():
+        elif not os.path.isfile(base_path):  # False, not OSError, for a name too long for the file system
             problem(("base",), f"no such scenario file: {data['base']} (looked for {base_path})")
         else:
             base_scenario = load_scenario(base_path)  # its own problems, with its own lines

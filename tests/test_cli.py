@@ -321,6 +321,11 @@ class TestReplay:
     def test_not_a_run_folder(self, tmp_path: Path) -> None:
         assert run_cli("run", "--replay", tmp_path) == 2
 
+    def test_a_name_too_long_for_the_file_system(self, tmp_path: Path, capsys) -> None:
+        # It was exit 1, "internal error: OSError: [Errno 36] File name too long".
+        assert run_cli("run", "--replay", tmp_path / ("a" * 300)) == 2
+        assert "--replay: cannot read" in capsys.readouterr().err
+
     @pytest.mark.parametrize("extra", [["--mode", "fast"], ["--mode", "turbo"], ["--seed", "1"], ["--clearing-files"],
                                        ["--trace-messages"]])
     def test_options_of_a_new_run_are_refused(self, extra: list[str], small_file: Path, tmp_path: Path,

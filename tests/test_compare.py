@@ -159,11 +159,13 @@ class TestCompareErrors:
         (["{file}", "--replications", "0"], "--replications"),
         (["{dir}"], "not a run folder"),
         (["{bad}"], "traffic.transactions_per_day"),
+        # A name longer than the file system allows (300 bytes) was exit 1, "internal error: OSError".
+        (["{tmp}/" + "a" * 300], "File name too long"),
     ])
     def test_exit_2(self, tmp_path, small_file, capsys, args, needle):
         bad = tmp_path / "bad.yaml"
         bad.write_text(SMALL_YAML.replace("transactions_per_day: 3000", "transactions_per_day: -5"))
-        args = [a.format(file=small_file, dir=tmp_path, bad=bad) for a in args]
+        args = [a.format(file=small_file, dir=tmp_path, bad=bad, tmp=tmp_path) for a in args]
         assert main(["compare", *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert needle in err
@@ -250,6 +252,9 @@ def test_out_that_cannot_be_created_is_refused_before_running(tmp_path, capsys, 
     (run / "summary.json").write_text('{"seed": 1}')
     assert main(["compare", str(run), "--out", str(tmp_path / "afile" / "cmp")]) == 2
     assert "is not a folder" in capsys.readouterr().err and not ran
+    # A name too long for the file system: it was exit 1, "internal error: OSError".
+    assert main(["compare", str(run), "--out", str(tmp_path / ("a" * 300) / "cmp")]) == 2
+    assert "--out: cannot write into" in capsys.readouterr().err and not ran
 
 
 def test_a_folder_compare_wrote_into_is_not_replaced_by_a_run(tmp_path, capsys, small_file):

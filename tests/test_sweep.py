@@ -288,6 +288,14 @@ class TestBasePathSafety:
         err = _errors(sub, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
         assert "outside the sweep file's folder" in err
 
+    @pytest.mark.parametrize("base, message", [
+        ('"small.yaml\\0"', "must be the path of a scenario file"),  # was exit 1, 'embedded null byte'
+        ("a" * 300 + ".yaml", "no such scenario file: aaa"),  # was exit 1, 'File name too long'
+    ])
+    def test_a_base_no_file_can_have_is_refused(self, tmp_path, capsys, base, message):
+        err = _errors(tmp_path, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
+        assert f"base (line 2): {message}" in err
+
 
 @pytest.mark.parametrize("old, new, where", [
     ("name: small_sweep", 'name: "sw\\e[31mred"', "name (line 1)"),
