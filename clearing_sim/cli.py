@@ -429,9 +429,10 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario (or sweep) 
     try:
         sc = api.load_scenario(scenario)
     except ScenarioError:
-        if not _is_sweep_file(scenario):
-            raise
         from clearing_sim import sweep as sw
+
+        if not sw.is_sweep_file(scenario):
+            raise
 
         s = sw.load_sweep(scenario)  # a sweep's own problems, with their lines
         out_console.print(f"{scenario}: valid sweep {s.name!r}: {len(s.points)} point(s) x {s.replications} "
@@ -443,17 +444,6 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario (or sweep) 
         f"{len(sc.issuers)} issuers, {len(sc.acquirers)} acquirers, ~{tx:,} transactions over "
         f"{sc.run.days} day(s), seed {sc.run.seed}"
     )
-
-
-def _is_sweep_file(path: Path) -> bool:
-    """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
-    from clearing_sim.scenario import _Source, read_yaml_text
-
-    try:
-        data = _Source(read_yaml_text(path), str(path)).data
-    except ScenarioError:
-        return False
-    return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
 
 
 @app.command()

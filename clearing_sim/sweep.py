@@ -196,6 +196,15 @@ def set_path(data: dict, parts: tuple[str | int, ...], value: Any) -> None:
 # --- loading ------------------------------------------------------------------------------
 
 
+def is_sweep_file(path: Path) -> bool:
+    """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
+    try:
+        data = _Source(read_yaml_text(path), str(path)).data
+    except ScenarioError:
+        return False
+    return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file and every point's scenario; raises SweepError or ScenarioError."""
     p = Path(path)
@@ -265,8 +274,12 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
             # Input safety: a sweep file reads only files in its own folder (or below it).
             problem(("base",), f"{data['base']!r} is outside the sweep file's folder: give a path relative "
                                "to it that stays inside it")
+        elif os.path.isdir(base_path):
+            problem(("base",), f"{data['base']!r} is a folder, not a scenario file")
         elif not os.path.isfile(base_path):  # False, not OSError, for a name too long for the file system
             problem(("base",), f"no such scenario file: {data['base']} (looked for {base_path})")
+        elif is_sweep_file(base_path):  # this sweep file itself, or another one
+            problem(("base",), f"{data['base']!r} is a sweep file, not a scenario file")
         else:
             base_scenario = load_scenario(base_path)  # its own problems, with its own lines
 

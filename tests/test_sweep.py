@@ -279,7 +279,7 @@ class TestShippedSweeps:
 
 
 class TestBasePathSafety:
-    """A sweep file cannot read a scenario outside its own folder."""
+    """A sweep's base is a scenario file in the sweep file's folder (or below it); anything else is named."""
 
     @pytest.mark.parametrize("base", ["../small.yaml", "/etc/passwd", "sub/../../small.yaml"])
     def test_escape_refused(self, tmp_path, capsys, base):
@@ -287,6 +287,20 @@ class TestBasePathSafety:
         sub.mkdir()
         err = _errors(sub, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
         assert "outside the sweep file's folder" in err
+
+    @pytest.mark.parametrize("base, message", [
+        ("sweep.yaml", "'sweep.yaml' is a sweep file, not a scenario file"),  # itself
+        ("other.yaml", "'other.yaml' is a sweep file, not a scenario file"),
+        ("folder", "'folder' is a folder, not a scenario file"),
+        (".", "'.' is a folder, not a scenario file"),
+    ])
+    def test_a_base_that_is_no_scenario_file_is_named(self, tmp_path, capsys, base, message):
+        # A sweep file as base got the base's 8 "institutions (line 1): required key is missing"...;
+        # a folder "no such scenario file".
+        (tmp_path / "other.yaml").write_text(SWEEP_YAML, encoding="utf-8")
+        (tmp_path / "folder").mkdir()
+        err = _errors(tmp_path, SWEEP_YAML.replace("base: small.yaml", f"base: {base}"), capsys)
+        assert f"invalid sweep (1 problem(s)) - base (line 2): {message}" in err
 
     @pytest.mark.parametrize("base, message", [
         ('"small.yaml\\0"', "must be the path of a scenario file"),  # was exit 1, 'embedded null byte'
