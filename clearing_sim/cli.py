@@ -158,15 +158,38 @@ def _run_clock(t_s: float) -> str:
     return f"day {day + 1} {h:02d}:{m:02d}:{ms / 1000:06.3f}"
 
 
+def _window_groups(windows: list[dict], participants: list[str], width: int) -> list[tuple[int, int]]:
+    """The settlement windows as runs `[first, end)` whose net-position table fits `width`
+    characters (each column takes its widest cell plus 3 for border and padding), so that
+    no figure is cut short; at least one window a table."""
+    def cells(w: dict) -> list[str]:
+        return [w["id"], w["status"], yuan_text(w["gross_minor"]), yuan_text(w["net_minor"]),
+                yuan_text(sum(w["positions_minor"].values())), *map(yuan_text, w["positions_minor"].values())]
+
+    start_width = max(len(p) for p in ["participant", "status", *participants]) + 4
+    groups: list[tuple[int, int]] = []
+    first, used = 0, start_width
+    for i, w in enumerate(windows):
+        need = max(map(len, cells(w))) + 3
+        if i > first and used + need > width:
+            groups.append((first, i))
+            first, used = i, start_width
+        used += need
+    if windows:
+        groups.append((first, len(windows)))
+    return groups
+
+
 def print_summary(summary: dict, folder: Path | None) -> None:
     """The run's key figures as readable tables on stdout."""
     a, c, s = summary["authorisations"], summary["clearing"], summary["settlement"]
     head = f"[bold]{summary['scenario']}[/bold]  seed {summary['seed']}  mode {summary['mode']}  " \
            f"clearing-sim {summary['version']}"
     out_console.print(head)
+    console = _wide_console()  # a figure is never cut short: labels wrap, values do not
     t = Table(title="Authorisations, clearing and settlement", show_header=True, header_style="bold")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
+    t.add_column("figure", overflow="fold")
+    t.add_column("value", justify="right", no_wrap=True)
     lat = a["latency_ms"]
     lag = s["lag_hours"]
     rows = [
@@ -192,19 +215,24 @@ def print_summary(summary: dict, folder: Path | None) -> None:
                      f"{c['refunds']:,} / {c['chargebacks']:,} / {c['second_presentments']:,}"))
     for r in rows:
         t.add_row(*r)
-    out_console.print(t)
-    if s["windows"]:
-        wt = Table(title="Net positions by settlement window (CNY; + receives, - pays)", header_style="bold")
-        wt.add_column("participant")
-        for w in s["windows"]:
-            wt.add_column(w["id"], justify="right")
-        wt.add_row("[dim]status[/dim]", *[w["status"] for w in s["windows"]])
-        wt.add_row("[dim]gross[/dim]", *[yuan_text(w["gross_minor"]) for w in s["windows"]])
-        wt.add_row("[dim]net[/dim]", *[yuan_text(w["net_minor"]) for w in s["windows"]], end_section=True)
+    console.print(t, soft_wrap=True)  # soft_wrap: the titles unjustified, as out_console prints them
+    title = "Net positions by settlement window (CNY; + receives, - pays)"
+    groups = _window_groups(s["windows"], summary["participants"], console.width)
+    for first, end in groups:
+        windows = s["windows"][first:end]
+        shown = f", windows {first + 1}-{end} of {len(s['windows'])}" if len(groups) > 1 else ""
+        wt = Table(title=title + shown, header_style="bold")
+        wt.add_column("participant", no_wrap=True)
+        for w in windows:
+            wt.add_column(w["id"], justify="right", no_wrap=True)
+        wt.add_row("[dim]status[/dim]", *[w["status"] for w in windows])
+        wt.add_row("[dim]gross[/dim]", *[yuan_text(w["gross_minor"]) for w in windows])
+        wt.add_row("[dim]net[/dim]", *[yuan_text(w["net_minor"]) for w in windows], end_section=True)
         for pid in summary["participants"]:
-            wt.add_row(pid, *[yuan_text(w["positions_minor"][pid]) for w in s["windows"]])
-        wt.add_row("[dim]sum[/dim]", *[yuan_text(sum(w["positions_minor"].values())) for w in s["windows"]])
-        out_console.print(wt)
+            wt.add_row(pid, *[yuan_text(w["positions_minor"][pid]) for w in windows])
+        wt.add_row("[dim]sum[/dim]", *[yuan_text(sum(w["positions_minor"].values())) for w in windows])
+        console.print(wt, soft_wrap=True)
+    if s["windows"]:
         from clearing_sim.settlement_figures import default_lines
 
         for line in default_lines(s, yuan_text):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,35 @@ class TestRun:
         printed = capsys.readouterr().out
         assert "seed 42" in printed and "authorisations" in printed
         assert "store-and-forward drained" not in printed  # no advice on this day
+
+    @pytest.mark.parametrize("columns", [None, "60"])
+    def test_no_figure_is_cut_short(self, tmp_path: Path, monkeypatch, capsys, columns: str | None) -> None:
+        """Every net position is printed whole, in as many tables as the width needs: with a dozen
+        windows each was cut to "-30…" in a pipe (80 columns) or an ordinary terminal."""
+        from clearing_sim.metrics import yuan_text
+
+        if columns is not None:  # a terminal 60 columns wide
+            monkeypatch.setenv("COLUMNS", columns)
+            from clearing_sim import cli
+
+            monkeypatch.setattr(cli, "out_console", cli.Console(highlight=False, soft_wrap=True, force_terminal=True))
+        hours = range(1, 24, 2)
+        sc = tmp_path / "windows.yaml"
+        sc.write_text(SMALL_YAML.replace('cutoffs: ["12:30", "23:45"]', "cutoffs: [" + ", ".join(
+            f'"{h:02d}:00"' for h in hours) + "]").replace('windows: ["10:00"]', "windows: [" + ", ".join(
+            f'"{h:02d}:30"' for h in hours) + "]").replace("lag_days: 1", "lag_days: 0"), encoding="utf-8")
+        assert run_cli("run", sc, "--out", tmp_path / "run", "--mode", "fast", "-q") == 0
+        printed = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # a terminal's styles
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert len(summary["settlement"]["windows"]) == 5 and "…" not in printed
+        lines = printed.splitlines()
+        for w in summary["settlement"]["windows"]:
+            (header,) = [n for n, line in enumerate(lines) if f" {w['id']} " in line]
+            end = next(n for n in range(header, len(lines)) if lines[n].startswith("└"))
+            row = {line.split()[1]: line for line in lines[header:end] if line.startswith("│")}
+            column = [c.strip() for c in lines[header].split("┃")].index(w["id"])
+            for pid, value in w["positions_minor"].items():
+                assert [c.strip() for c in row[pid].split("│")][column] == yuan_text(value)
 
     def test_store_and_forward_drain_is_printed(self, tmp_path: Path, capsys) -> None:
         """When advices were sent, the summary table says when the last was acknowledged."""
