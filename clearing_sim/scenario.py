@@ -28,7 +28,7 @@ import cattrs.cols
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.comments import CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -997,6 +997,12 @@ class _Source:
         if isinstance(node, CommentedMap):
             out = {}
             for k in node:
+                if isinstance(k, (CommentedKeySeq, CommentedKeyMap)):  # `[a]: 1`: at the key's line, not the map's
+                    line = node.lc.key(k)[0] + 1 if k in node.lc.data else self.line_of(path)
+                    what = "list" if isinstance(k, CommentedKeySeq) else "mapping"
+                    self.problems.append(Problem(format_path(path), f"a {what} is no key: a key is text or a number",
+                                                 line))
+                    continue
                 key = self._plain(k, path) if not isinstance(k, (str, int)) else k
                 if isinstance(key, str) and not isinstance(key, int):
                     key = str(key)

@@ -352,6 +352,17 @@ class TestUnsafeAndBrokenYaml:
     def test_fuzzer_findings(self, text: str) -> None:
         assert problems_of(text)
 
+    @pytest.mark.parametrize("edit, path, what", [
+        (lambda t: t + "[a]: x\n", "", "list"),
+        (lambda t: t + "{a: 1}: x\n", "", "mapping"),
+        (lambda t: t.replace("  lag_days: 1\n", "  lag_days: 1\n  ? [a, b]\n  : 1\n"), "settlement", "list"),
+    ])
+    def test_a_list_or_mapping_as_a_key_is_named_at_its_line(self, edit, path: str, what: str) -> None:
+        # It was "(top level) (line 1): unsupported YAML value (CommentedKeySeq)": the map's line, ruamel's class.
+        text = edit(SMALL_YAML)
+        assert problems_of(text) == [(path, len(SMALL_YAML.splitlines()) + 1, f"a {what} is no key: a key is text or "
+                                                                                "a number")]
+
     def test_alias_bomb_is_refused_not_expanded(self, monkeypatch) -> None:
         # Nested aliases (9 levels of 9) once expanded to 387 million values: the load hung.
         import clearing_sim.scenario as scenario_mod
