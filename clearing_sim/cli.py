@@ -8,6 +8,7 @@ logic, and never show a traceback for bad input.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -487,6 +488,8 @@ def inspect(
     if not str(clearing_file).strip() or str(clearing_file) == ".":
         raise InputError("inspect: name a clearing file")
     try:
+        if stat.S_ISCHR(clearing_file.stat().st_mode):  # /dev/zero: read until the memory runs out
+            raise InputError(f"{clearing_file}: a device, not a clearing file")
         data = clearing_file.read_bytes()
     except OSError as exc:
         raise InputError(f"{clearing_file}: cannot read the file: {exc.strerror or exc}") from None

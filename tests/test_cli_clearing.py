@@ -115,6 +115,12 @@ class TestInspect:
         assert main(["inspect", str(tmp_path)]) == 2
         assert "cannot read the file" in capsys.readouterr().err
 
+    @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+    def test_a_device_is_refused_unread(self, capsys) -> None:
+        # /dev/zero was read until the memory ran out (exit 1 'MemoryError' under a memory limit).
+        assert main(["inspect", "/dev/zero"]) == 2
+        assert "/dev/zero: a device, not a clearing file" in capsys.readouterr().err
+
 
 def valid_file(run_folder: Path) -> bytes:
     return min((run_folder / "clearing" / "in").glob("*.ipm"), key=lambda p: p.stat().st_size).read_bytes()
