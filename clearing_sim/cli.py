@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clearing_sim import __version__
-from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, ScenarioError
+from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, ScenarioError, WriteError
 from clearing_sim.metrics import yuan_text
 
 if TYPE_CHECKING:
@@ -541,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
         return EXIT_BAD_INPUT
+    except WriteError as exc:  # a full disk, a folder made read-only: no bug, nothing to fix in the input
+        err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        return EXIT_INTERNAL
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):

@@ -11,6 +11,7 @@ source does not have is left out of its `metrics` (shown as "-"), never an error
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +26,7 @@ from typing import Any
 import attrs
 
 from clearing_sim import __version__, metrics
-from clearing_sim.errors import InputError
+from clearing_sim.errors import InputError, WriteError
 from clearing_sim.executor import Task, execute
 from clearing_sim.rng import derived_seed
 from clearing_sim.scenario import Scenario, load_scenario
@@ -322,6 +323,11 @@ def check_out(out: Path) -> None:
                          "comparison into a folder of its own")
 
 
+def _remove(paths) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
 def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode: str) -> list[Path]:
     """Write compare.json, compare.csv and compare.html into `out`, all or nothing."""
     from clearing_sim.outputs import dumps_json
@@ -333,16 +339,22 @@ def write_outputs(out: Path, compared: Sequence[Compared], root_seed: int, mode:
         "compare.csv": to_csv(compared),
         "compare.html": to_html(compared, root_seed, mode),
     }
-    out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a failure leaves no folder
+    created = [p for p in (out, *out.parents) if not p.exists()]  # the folders made here, deepest first
     tmp = {name: out / f".{name}.tmp-{os.getpid()}" for name in files}
     try:
+        out.mkdir(parents=True, exist_ok=True)  # once there is something to write
         for name, text in files.items():
             tmp[name].write_text(text, encoding="utf-8")
         for name in files:
             os.replace(tmp[name], out / name)
-    except OSError as exc:  # the disk filled, the folder went read-only: bad conditions, not a bug
-        raise InputError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the disk filled, the folder went read-only: no bug, nor bad input
+        with contextlib.suppress(OSError):
+            _remove(tmp.values())
+            for p in created:  # a failure leaves no folder
+                p.rmdir()
+        raise WriteError(f"{out}: the comparison could not be written: {exc.strerror or exc}; nothing was "
+                         "written") from None
     finally:
-        for p in tmp.values():
-            p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _remove(tmp.values())
     return [out / name for name in files]

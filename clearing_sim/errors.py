@@ -1,7 +1,7 @@
 """The project's typed errors, and the exit code each maps to.
 
 Owns: the split between bad input (exit 2: the user can fix it, never a traceback)
-and a broken invariant or bug (exit 1). Must never import the model or the CLI.
+and a broken invariant or bug, or outputs the machine would not let us write (exit 1). Must never import the model or the CLI.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ class ScenarioError(InputError):
         lines = [f"{source}: invalid scenario ({len(self.problems)} problem(s))"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class WriteError(Exception):
+    """The outputs could not be written: the disk filled, a folder became read-only. The
+    machine's condition, neither bad input nor a bug: exit 1 with a one-line reason."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class InvariantError(Exception):

@@ -9,6 +9,8 @@ its temporary sibling, and never leave a half-written summary.
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
 import re
@@ -21,8 +23,13 @@ from typing import IO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system
+    fcntl = None
+
 from clearing_sim import __version__
-from clearing_sim.errors import InputError
+from clearing_sim.errors import InputError, WriteError
 from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
@@ -235,61 +242,159 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     """
     out = Path(out)
     tmp = temporary_folder(out)
-    with open(tmp / "log.jsonl", "w", encoding="utf-8") as log_fh:
+    log_fh = open(tmp / "log.jsonl", "w", encoding="utf-8")
+    try:
         open_log(log_fh)
         write_config(tmp, scenario, mode)
-        try:
-            result = simulate(tmp)
-            if write_extras is not None:
-                write_extras(tmp, result)
-            write_result(tmp, result)
-        except BaseException as exc:
-            for name in [f"{t}.parquet" for t in TABLES] + ["summary.json"]:
-                (tmp / name).unlink(missing_ok=True)
-            (tmp / "report.html").unlink(missing_ok=True)
-            for extra in tmp.iterdir():  # whatever else was written half-way
-                if extra.name not in ("config.yaml", "log.jsonl"):
-                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
-            status = {
-                "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                "scenario": scenario.name,
-                "seed": scenario.run.seed,
-                "mode": mode,
-                "version": __version__,
-                "progress": progress() if progress is not None else None,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exception(exc),
-            }
-            (tmp / "status.json").write_text(dumps_json(status), encoding="utf-8")
-            _move_into_place(tmp, out)
-            raise
-    _move_into_place(tmp, out)
+        result = simulate(tmp)
+        if write_extras is not None:
+            write_extras(tmp, result)
+        write_result(tmp, result)
+        _close_quietly(log_fh)
+        _move_into_place(tmp, out)
+    except BaseException as exc:
+        status = {
+            "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+            "scenario": scenario.name,
+            "seed": scenario.run.seed,
+            "mode": mode,
+            "version": __version__,
+            "progress": progress() if progress is not None else None,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exception(exc),
+        }
+        left = _leave_failed(tmp, out, status, log_fh)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise WriteError(f"{out}: the run could not be written: {os.strerror(exc.errno)}; "
+                             + (f"{out / 'status.json'} records the error" if left else
+                                "nothing was written")) from exc
+        raise
     return result
+
+
+# What the machine, not clearing-sim nor its input, stops a write with: a full disk or quota,
+# a folder made read-only, a file too large, a failing device.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                          errno.EIO})
+
+
+def _close_quietly(fh: IO[str]) -> None:
+    try:
+        fh.close()
+    except OSError:  # its last lines could not be flushed: the failure being handled says why
+        pass
+
+
+def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> bool:
+    """Turn `tmp` into a failed run's folder (`config.yaml`, `log.jsonl`, `status.json`) and move
+    it to `out`; return True. When even that cannot be written (the disk is full, the folder
+    went read-only), remove `tmp` and return False: nothing half-way, and `out` as it was."""
+    _close_quietly(log_fh)
+    try:
+        for extra in tmp.iterdir():  # the tables, the summary, whatever else was written half-way
+            if extra.name not in ("config.yaml", "log.jsonl"):
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+        (tmp / "status.json").write_text(dumps_json(status), encoding="utf-8")
+        _move_into_place(tmp, out)
+        return True
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _release(tmp)
+        return False
 
 
 def temporary_folder(out: Path) -> Path:
     """Check `out` (`check_out_folder`) and create the empty hidden sibling that the
-    outputs are written to before `_move_into_place`; raises InputError."""
+    outputs are written to before `_move_into_place`; raises InputError.
+
+    The sibling is locked (`flock`) while this process writes it, so that the siblings a
+    killed run left behind (SIGKILL, a power cut: nothing of it could clean up) are told
+    from those of a run still going, and removed here."""
     check_out_folder(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(out)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
+        _hold(tmp)
     except OSError as exc:
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     return tmp
 
 
+_HELD: dict[Path, int] = {}  # this process's temporary folders -> the descriptor that holds its lock
+
+
+def _hold(tmp: Path) -> None:
+    if fcntl is None:  # no flock (Windows): stale siblings stay until removed by hand
+        return
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _HELD[tmp] = fd
+
+
+def _release(tmp: Path) -> None:
+    fd = _HELD.pop(tmp, None)
+    if fd is not None:
+        os.close(fd)
+
+
+_SIBLING_RE = re.compile(r"\.(tmp-\d+|old-\d+-\d+)")  # after `.NAME`
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove `out`'s hidden siblings (`.NAME.tmp-PID`, `.NAME.old-PID-N`) that no running
+    clearing-sim holds: a killed run's; a replaced folder whose removal was cut short."""
+    if fcntl is None:
+        return
+    prefix = f".{glob.escape(out.name)}"
+    for path in [*out.parent.glob(f"{prefix}.tmp-*"), *out.parent.glob(f"{prefix}.old-*")]:
+        if path.is_symlink() or not path.is_dir() or not _SIBLING_RE.fullmatch(path.name[len(out.name) + 1:]):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a run still writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
-    """Replace `out` with `tmp`; an older run folder there is removed only after the move."""
-    old = None
-    if out.exists() or out.is_symlink():  # a link to nowhere is moved aside too (os.replace onto it failed)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
+    """Replace `out` with `tmp`; an older run folder there is removed only after the move.
+
+    If `tmp` cannot take its place, `out` is put back as it was and OSError raised. A run
+    finishing into the same `out` at the same moment may put its folder there between the
+    two renames: it is moved aside in turn (the last to finish wins, as when one follows
+    the other)."""
+    old_folders = []
+    try:
+        for attempt in range(3):
+            if out.exists() or out.is_symlink():  # a link to nowhere is moved aside too (os.replace onto it failed)
+                old = out.parent / f".{out.name}.old-{os.getpid()}-{attempt}"
+                os.replace(out, old)
+                old_folders.append(old)
+            try:
+                os.replace(tmp, out)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 2:
+                    raise
+    except OSError:
+        if old_folders and not (out.exists() or out.is_symlink()):
+            os.replace(old_folders.pop(0), out)  # the user's folder back where it was
+        raise
+    finally:
+        _release(tmp)
+    for old in old_folders:
         if old.is_symlink():  # --out was a link to a folder: the link is replaced, its target left alone
             old.unlink()      # (rmtree refuses a link, and ignore_errors left it behind as .NAME.old-PID)
         else:

@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 
 from clearing_sim import __version__, metrics
-from clearing_sim.errors import InputError, Problem, ScenarioError
+from clearing_sim.errors import InputError, Problem, ScenarioError, WriteError
 from clearing_sim.executor import Task, TaskResult, execute
 from clearing_sim.rng import derived_seed
 from clearing_sim.scenario import (
@@ -507,7 +507,7 @@ def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:
     """The sweep folder (sweep.json, sweep.parquet, the sweep file and its base), all or nothing."""
-    from clearing_sim.outputs import _move_into_place, dumps_json, temporary_folder, write_table
+    from clearing_sim.outputs import WRITE_ERRNOS, _move_into_place, _release, dumps_json, temporary_folder, write_table
 
     out = Path(out)
     tmp = temporary_folder(out)
@@ -517,10 +517,14 @@ def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Pat
             dump_yaml({"clearing_sim_version": __version__, **unstructure(sweep.base_scenario)}), encoding="utf-8")
         write_table(tmp / "sweep.parquet", to_table(sweep, results))
         (tmp / "sweep.json").write_text(dumps_json(to_json(sweep, results)), encoding="utf-8")
-    except BaseException:
+        _move_into_place(tmp, out)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _release(tmp)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise WriteError(f"{out}: the sweep could not be written: {os.strerror(exc.errno)}; nothing was "
+                             "written") from exc
         raise
-    _move_into_place(tmp, out)
     return out
 
 

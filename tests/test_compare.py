@@ -286,3 +286,26 @@ def test_an_existing_folder_that_cannot_be_written_is_refused_before_running(tmp
     (run / "summary.json").write_text('{"seed": 1}')
     assert main(["compare", str(run), "--out", "/proc/sys"]) == 2
     assert "cannot write into /proc/sys" in capsys.readouterr().err and not ran
+
+
+def test_disk_full_exits_1_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """The disk filled while compare.html was written: exit 2, as for bad input, and the new
+    --out folder was left behind, empty. Now exit 1, as for any failure that is not the input's."""
+    import errno
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text('{"seed": 1}')
+    real_write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.startswith(".compare.html.tmp-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["compare", str(run), "--out", str(tmp_path / "o" / "deeper")]) == 1
+    err = capsys.readouterr().err
+    assert "the comparison could not be written: No space left on device; nothing was written" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

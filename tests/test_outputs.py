@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+from pathlib import Path
+
 import hypothesis.strategies as st
 import numpy as np
 import pyarrow as pa
@@ -10,6 +15,11 @@ import pytest
 from hypothesis import given, settings
 
 from clearing_sim.outputs import write_table, write_table_options
+
+try:
+    import fcntl
+except ImportError:
+    fcntl = None
 
 
 def _column_encodings(path) -> dict[str, set[str]]:
@@ -174,3 +184,120 @@ def test_out_a_link_to_nowhere_is_replaced_by_the_run(tmp_path, small_file):
     assert main(["run", str(small_file), "--out", str(link), "-q"]) == 0
     assert (link / "summary.json").is_file() and not link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dlink", "small.yaml"]
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class TestWriteFailures:
+    """A write the machine refuses (a full disk, a read-only folder) exits 1 with a one-line
+    reason, never blames a bug, and leaves the complete folder, the failed run's record or nothing."""
+
+    def test_disk_full_while_writing_the_report(self, tmp_path, small_file, capsys, monkeypatch):
+        """The tables fitted, report.html did not: exit 1 'internal error ... This is a bug'."""
+        import clearing_sim.report as report
+        from clearing_sim.cli import main
+
+        monkeypatch.setattr(report, "write_report", _enospc)
+        out = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(out), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No space left on device" in err and "bug" not in err, err
+        assert f"{out / 'status.json'} records the error" in err
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
+        assert json.loads((out / "status.json").read_text())["status"] == "failed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
+
+    def test_no_room_even_for_the_status_leaves_nothing(self, tmp_path, small_file, capsys, monkeypatch):
+        """The disk full before status.json: the hidden `.run.tmp-PID` was left with an empty
+        status.json, the old run kept aside, and the message named status.json's write."""
+        import clearing_sim.report as report
+        from clearing_sim.cli import main
+
+        out = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(out), "-q"]) == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        real_write_text = Path.write_text
+
+        def full_for_status(self, *args, **kwargs):
+            if self.name == "status.json":
+                _enospc()
+            return real_write_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(report, "write_report", _enospc)
+        monkeypatch.setattr(Path, "write_text", full_for_status)
+        capsys.readouterr()
+        assert main(["run", str(small_file), "--out", str(out), "--seed", "8", "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No space left on device; nothing was written" in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run as it was
+
+    def test_a_folder_that_cannot_take_its_place_puts_the_old_one_back(self, tmp_path, monkeypatch):
+        """The old folder was moved aside, then the new one could not be renamed in: --out was gone."""
+        from clearing_sim import outputs
+
+        out, tmp = tmp_path / "run", tmp_path / ".run.tmp-1"
+        out.mkdir()
+        (out / "summary.json").write_text("old")
+        tmp.mkdir()
+        real_replace = os.replace
+
+        def refuse_tmp(src, dst):
+            if Path(src) == tmp:
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+            real_replace(src, dst)
+
+        monkeypatch.setattr(outputs.os, "replace", refuse_tmp)
+        with pytest.raises(OSError):
+            outputs._move_into_place(tmp, out)
+        assert (out / "summary.json").read_text() == "old"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".run.tmp-1", "run"]
+
+    def test_a_run_finishing_into_the_same_out_at_the_same_moment(self, tmp_path, monkeypatch):
+        """Another run put its folder at --out between the two renames: the rename failed
+        (exit 1 after the whole run) and the first old folder was left as `.run.old-PID`."""
+        from clearing_sim import outputs
+
+        out, tmp = tmp_path / "run", tmp_path / ".run.tmp-1"
+        out.mkdir()
+        tmp.mkdir()
+        (tmp / "summary.json").write_text("new")
+        real_replace = os.replace
+        raced = []
+
+        def other_run_first(src, dst):
+            if Path(src) == tmp and not raced:
+                raced.append(1)
+                (tmp_path / "other").mkdir()
+                (tmp_path / "other" / "summary.json").write_text("other")
+                real_replace(tmp_path / "other", out)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(outputs.os, "replace", other_run_first)
+        outputs._move_into_place(tmp, out)
+        assert (out / "summary.json").read_text() == "new"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
+def test_what_a_killed_run_left_beside_out_is_removed_by_the_next(tmp_path, small_file):
+    """A run killed (SIGKILL) left `.run.tmp-PID` with its half-written files; every such run added
+    one, never removed. A sibling a running clearing-sim holds (locked) is kept, as is anything else."""
+    from clearing_sim.cli import main
+
+    out = tmp_path / "run"
+    for stale in (".run.tmp-123", ".run.old-123-0", ".run.tmp-456"):
+        (tmp_path / stale).mkdir()
+        (tmp_path / stale / "transactions.parquet").write_bytes(b"half")
+    (tmp_path / ".run.tmp-notes").mkdir()  # not a name clearing-sim gives
+    (tmp_path / ".other.tmp-1").mkdir()    # another --out's
+    running = os.open(tmp_path / ".run.tmp-456", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["run", str(small_file), "--out", str(out), "-q"]) == 0
+    finally:
+        os.close(running)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-1", ".run.tmp-456", ".run.tmp-notes", "run",
+                                                          "small.yaml"]

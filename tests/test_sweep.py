@@ -261,6 +261,26 @@ class TestOutputs:
         assert means[2] < means[1]
 
 
+    def test_disk_full_leaves_nothing_and_blames_no_bug(self, tmp_path, sweep_file, capsys, monkeypatch):
+        """The disk filled while sweep.parquet was written: exit 1 'internal error ... This is a bug
+        in clearing-sim (for `run`, ...)'; now a one-line reason, and still nothing left."""
+        import errno
+        import os
+
+        from clearing_sim import outputs
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(outputs, "write_table", full)
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert main(["sweep", str(sweep_file), "--workers", "1", "--out", str(tmp_path / "out")]) == 1
+        err = capsys.readouterr().err
+        assert "the sweep could not be written: No space left on device; nothing was written" in err, err
+        assert "bug" not in err and err.count("\n") == 2  # the sweep's first line, then the reason
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 class TestShippedSweeps:
     """Every sweep file shipped in scenarios/ (sweep_*.yaml) loads with all its points valid."""
 
