@@ -193,6 +193,14 @@ def check_can_create(out: Path) -> None:
         raise InputError(f"--out: cannot create {out}: {parent} is not writable")
 
 
+def _read_only_within(folder: Path) -> Path | None:
+    """The first folder in `folder` (itself included) whose entries cannot be removed, if any."""
+    for d in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        if not os.access(d, os.W_OK | os.X_OK):
+            return d
+    return None
+
+
 def check_out_folder(out: Path) -> None:
     """Refuse an `--out` that cannot be replaced by a new folder; raises InputError (exit 2).
 
@@ -200,8 +208,9 @@ def check_out_folder(out: Path) -> None:
     not be a file (it would be lost) nor the current folder or one that holds it
     (it cannot be renamed away, and the user's files around them would go with it),
     and an existing folder must be empty or one that clearing-sim wrote (`output_kind`):
-    a user's folder of other files is never deleted. Nor may `out` lie inside a run or
-    sweep folder (`enclosing_output`).
+    a user's folder of other files is never deleted, nor one made read-only (the old
+    folder is moved aside and removed only after the run: it stayed behind, hidden, as
+    `.NAME.old-PID`). Nor may `out` lie inside a run or sweep folder (`enclosing_output`).
     """
     out = Path(out)
     try:
@@ -216,6 +225,10 @@ def check_out_folder(out: Path) -> None:
             raise InputError(f"--out: {out} is a folder that clearing-sim did not write (not a run, a sweep or "
                              "a comparison alone); it would be replaced as a whole, so choose another folder or "
                              "empty this one")
+        stuck = _read_only_within(out) if out.is_dir() and not out.is_symlink() else None
+        if stuck is not None:
+            raise InputError(f"--out: {out} cannot be replaced: {stuck} is read-only, so its files could not be "
+                             "removed; make it writable or choose another folder")
         inside = enclosing_output(target)
         if inside is not None:
             raise InputError(f"--out: {out} lies inside the {output_kind(inside)} folder {inside}, whose files "

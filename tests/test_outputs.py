@@ -174,6 +174,26 @@ class TestOutFolders:
         assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0  # an old run is replaced
 
 
+    def test_a_read_only_run_folder_is_not_replaced(self, tmp_path, small_file, capsys, monkeypatch):
+        """An old run folder made read-only (`chmod -R a-w`): the run replaced it, exit 0, but could
+        not delete it, so the whole old run stayed beside it as the hidden `.run.old-PID`, one more
+        at every run. Now refused before the run, exit 2, the folder as it was."""
+        from clearing_sim import outputs
+        from clearing_sim.cli import main
+
+        run = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(run), "-q"]) == 0
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        real_access = os.access  # root may write anywhere: pretend to be its owner without that right
+        monkeypatch.setattr(outputs.os, "access",
+                            lambda p, mode: False if Path(p) == run and mode & os.W_OK else real_access(p, mode))
+        capsys.readouterr()
+        assert main(["run", str(small_file), "--out", str(run), "--seed", "8", "-q"]) == 2
+        assert f"{run} cannot be replaced: {run} is read-only" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
+
+
 def test_out_a_link_to_nowhere_is_replaced_by_the_run(tmp_path, small_file):
     """--out a symbolic link whose target is gone: the run lands there (it failed after the whole
     run: 'NotADirectoryError', exit 1, the finished run left in a hidden folder)."""
