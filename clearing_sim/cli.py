@@ -285,7 +285,8 @@ def _show_progress() -> bool:
 
 
 def _terminate_as_interrupt() -> None:
-    """SIGTERM stops a run the way Ctrl-C does, so the folder is marked interrupted."""
+    """SIGTERM stops a command the way Ctrl-C does: a run's folder is marked interrupted, a sweep's
+    or comparison's worker processes are stopped and nothing is written."""
     import signal
 
     def handler(signum: int, frame: object) -> None:
@@ -295,6 +296,9 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. inside a test runner's worker)
         pass
+
+
+_interrupt_told: list[Path] = []  # run folders whose interruption was told (and marked in status.json)
 
 
 def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: bool = False,
@@ -335,6 +339,7 @@ def _simulate_into(folder: Path, sc, mode: str, quiet: bool, trace_messages: boo
             return outputs.run_into_folder(folder, sc, mode, simulate, open_log, progress.state, write_extras)
         except KeyboardInterrupt:
             err_console.print(f"interrupted: {folder}/status.json records the seed and how far the run got")
+            _interrupt_told.append(folder)
             raise typer.Exit(130) from None
 
 
@@ -359,7 +364,6 @@ def run(
     from clearing_sim.model.network import MODES
     from clearing_sim.scenario import with_seed
 
-    _terminate_as_interrupt()
     if replay is not None:
         # The replay's mode, message trace and clearing files are the folder's own.
         given = [name for name, v in (("SCENARIO", scenario), ("--seed", seed), ("--mode", mode),
@@ -536,6 +540,8 @@ def _printable_anywhere() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map errors to exit codes."""
     _printable_anywhere()
+    _interrupt_told.clear()
+    _terminate_as_interrupt()  # for every command: a batch scheduler stops a sweep with SIGTERM too
     try:
         rc = app(args=argv, standalone_mode=False)
     except InputError as exc:
@@ -546,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted: the run folder is marked interrupted (status.json)")
+    except (typer.Abort, KeyboardInterrupt):  # a run's folder was marked in _simulate_into
+        err_console.print("interrupted: nothing was left half-way")
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback dump
         if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
@@ -557,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("This is a bug in clearing-sim (for `run`, the run folder's status.json "
                           "has the traceback).")
         return EXIT_INTERNAL
+    if rc == 130 and not _interrupt_told:  # typer turns Ctrl-C and SIGTERM into exit 130, silently
+        err_console.print("interrupted: nothing was left half-way")
     return rc if isinstance(rc, int) else 0
 
 

@@ -12,6 +12,7 @@ files or print (the progress bar goes to stderr, and only on a terminal).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -50,6 +51,39 @@ def run_task(task: Task) -> TaskResult:
     result = api.run(with_seed(task.scenario, task.seed), mode=task.mode)
     key = metrics.key_values(result.summary, lambda: metrics.transaction_columns(result.transactions))
     return TaskResult(key=key, numbers=metrics.flatten_numbers(result.summary))
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the pool starts its workers, which keep it so: Ctrl-C reaches every
+    process of the terminal's group, and each worker printed its own KeyboardInterrupt traceback;
+    this process stops them instead (`execute`)."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A pool worker's initializer: end the worker once its parent is gone. A parent killed
+    (SIGKILL, the out-of-memory killer) cannot stop its workers, and they waited for tasks for
+    ever, a replication's memory each."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def default_workers() -> int:
@@ -119,11 +153,22 @@ def execute(tasks: Sequence[Task], workers: int = 1, scheduler: str | None = Non
                 bar.advance()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-                futures = {pool.submit(run, t): i for i, t in enumerate(tasks)}
-                for f in as_completed(futures):
-                    out[futures[f]] = f.result()
-                    bar.advance()
+            others = set(multiprocessing.active_children())
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                                     initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+                with _sigint_ignored():  # in the workers, which inherit it (see there)
+                    futures = {pool.submit(run, t): i for i, t in enumerate(tasks)}
+                try:
+                    for f in as_completed(futures):
+                        out[futures[f]] = f.result()
+                        bar.advance()
+                except BaseException:
+                    # Ctrl-C, SIGTERM or a failed task: no further task starts, and the running ones
+                    # stop now (leaving the pool waited for every one to finish: a whole sweep).
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for worker in set(multiprocessing.active_children()) - others:
+                        worker.terminate()
+                    raise
     assert all(r is not None for r in out), "a task returned no result"
     return out  # type: ignore[return-value]
 

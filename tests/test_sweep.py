@@ -360,3 +360,116 @@ def test_a_local_dask_cluster_has_no_more_workers_than_tasks(monkeypatch):
     with pytest.raises(Stop):
         executor._execute_dask([object(), object()], [None, None], 64, "local", None, None)
     assert started == [2]
+
+
+def _block_in_worker(task):
+    """A pool task that says it started (a file named by its pid) and then waits: a long replication."""
+    import os
+    import time
+
+    Path(os.environ["CLEARING_SIM_TEST_MARKERS"], str(os.getpid())).touch()
+    time.sleep(300)
+
+
+_POOL_DRIVER = """
+import sys
+from clearing_sim import cli, executor
+from tests.test_sweep import _block_in_worker
+
+cli._terminate_as_interrupt()
+try:
+    executor.execute([executor.Task(None, i) for i in range(4)], workers=2, run=_block_in_worker)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def stray_processes():
+    """Process groups to kill after the test, whatever happened (a failing test left them running)."""
+    import os
+    import signal
+
+    groups: list[int] = []
+    yield groups
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _start_pool(tmp_path, stray_processes):
+    """A process running two pool workers that each block in a task; returns it and the workers' pids."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = dict(os.environ, CLEARING_SIM_TEST_MARKERS=str(markers),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_DRIVER], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stray_processes.append(proc.pid)  # its group: the workers too
+    deadline = time.monotonic() + 180  # a bound for a loaded machine, not a timing
+    while len(list(markers.iterdir())) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.1)
+    return proc, [int(p.name) for p in markers.iterdir()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+class TestStoppingAPool:
+    """Stopping `sweep`/`compare --workers N` stops its worker processes at once, and quietly."""
+
+    @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+    def test_stopped_promptly_without_tracebacks(self, tmp_path, how, stray_processes):
+        """SIGTERM killed the sweep outright (no handler) and left its workers running, for ever;
+        Ctrl-C (SIGINT to the whole group) printed each worker's traceback, and the sweep then
+        waited for every task to run before exiting."""
+        import os
+        import signal
+
+        proc, workers = _start_pool(tmp_path, stray_processes)
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)  # the tasks would take 300 s each
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert not any(_alive(pid) for pid in workers)
+
+    def test_workers_end_with_a_killed_parent(self, tmp_path, stray_processes):
+        """SIGKILL (or the out-of-memory killer) on the sweep left its idle workers waiting for ever."""
+        import signal
+        import time
+
+        proc, workers = _start_pool(tmp_path, stray_processes)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 120
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their parent"
+            time.sleep(0.2)
+
+
+def test_an_interrupted_sweep_says_so_and_leaves_nothing(tmp_path, sweep_file, capsys, monkeypatch):
+    """Ctrl-C or SIGTERM during a sweep exited 130 without a word (typer turns it into exit 130)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sw, "run_sweep", interrupted)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["sweep", str(sweep_file), "--workers", "1", "--out", str(tmp_path / "out")]) == 130
+    assert "interrupted: nothing was left half-way" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
