@@ -164,7 +164,7 @@ class _FloatGroups:
         else:
             # The first write truncates: a file left by an earlier run is never read as ours.
             with open(self._path(group), "ab" if self.sizes[group] else "wb") as f:
-                values.tofile(f)
+                f.write(values.data)  # a full disk: OSError ENOSPC (tofile's has no errno)
         self.sizes[group] += len(values)
 
     def read(self, groups: list[int]) -> np.ndarray:

@@ -280,7 +280,7 @@ class SettlementTxnFigures:
         lag = np.subtract(t_set, t_resp)
         lag /= 3600.0
         lag = lag[~np.isnan(lag)]
-        lag.tofile(self._spill)
+        self._spill.write(lag.data)  # a full disk: OSError ENOSPC (tofile's has no errno)
         self._settled += len(lag)
         self._status += np.bincount(code[ok].astype(np.intp), minlength=len(STATUSES))
         if len(a) == 0:

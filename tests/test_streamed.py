@@ -393,6 +393,26 @@ class TestStreamedRunFolder:
         assert not [t for t in threading.enumerate() if t.name in ("prefetch", "worker") and t.is_alive()]
 
 
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose every write fails ENOSPC")
+    @pytest.mark.parametrize("spill", ["presentments", "figures"])
+    def test_disk_full_in_the_scratch_files(self, spill: str, tmp_path: Path, monkeypatch, capsys) -> None:
+        """The disk filling under the scratch files (numpy's tofile): 'internal error: OSError: 24882
+        requested and 54 written ... This is a bug'; now the full disk is named, exit 1."""
+        from clearing_sim import stream_figures
+
+        monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+        full = lambda *args: Path("/dev/full")  # noqa: E731
+        if spill == "presentments":
+            monkeypatch.setattr(streamed.Presentments, "spill_path", full)
+        else:
+            monkeypatch.setattr(stream_figures._FloatGroups, "_path", full)
+        out = tmp_path / "run"
+        assert main(["run", str(SCENARIOS / "t1_single_window.yaml"), "--mode", "fast", "--out", str(out), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert "the run could not be written: No space left on device" in err and "bug" not in err, err
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
+
+
 class TestReorder:
     """Final rows come issuer by issuer, each issuer's in id order, a part's rows over many
     feeds; every part goes on whole, in id order, with every outcome column as it was."""

@@ -222,7 +222,7 @@ class Presentments:
                       product, issuer, rec)
         for slot_no in np.flatnonzero(np.diff(starts)).tolist():  # the submissions this part reached
             with open(self.spill_path(slot_no), "ab") as fh:
-                rec[starts[slot_no]:starts[slot_no + 1]].tofile(fh)
+                fh.write(rec[starts[slot_no]:starts[slot_no + 1]].data)  # tofile's short write has no errno
         return slot
 
     def records(self, slot: int, part_rows: int) -> Iterator[np.ndarray]:
