@@ -401,6 +401,9 @@ def _check_fits(sc: Scenario, mode: str, keep_files: bool, folder: Path) -> None
     check_memory(sc, streamed=streams, out=folder, not_streamed_because=because)
 
 
+_REPLAY_SCRATCH = ".clearing-sim-replay-"
+
+
 def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
     """Rerun `folder` from its config.yaml into a scratch folder and compare the bytes."""
     import shutil
@@ -435,8 +438,10 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
     if out is None:
         # Beside the replayed folder (its disk held the run once) where it can be written, else in /tmp.
         beside = folder.resolve().parent
-        scratch = Path(tempfile.mkdtemp(prefix=".clearing-sim-replay-",
-                                        dir=beside if os.access(beside, os.W_OK | os.X_OK) else None))
+        where = beside if os.access(beside, os.W_OK | os.X_OK) else Path(tempfile.gettempdir())
+        outputs.remove_unheld(where.glob(f"{_REPLAY_SCRATCH}*"))  # a killed replay's, there for ever
+        scratch = Path(tempfile.mkdtemp(prefix=_REPLAY_SCRATCH, dir=where))
+        outputs.hold_folder(scratch)
         target = scratch / "run"
     else:
         target = out
@@ -448,6 +453,7 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            outputs.release_folder(scratch)
     if differ:
         err_console.print(f"replay differs from {folder}: {', '.join(differ)}")
         raise typer.Exit(EXIT_INTERNAL)

@@ -312,7 +312,7 @@ def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> bool:
         return True
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        _release(tmp)
+        release_folder(tmp)
         return False
 
 
@@ -331,27 +331,52 @@ def temporary_folder(out: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _hold(tmp)
+        hold_folder(tmp)
     except OSError as exc:
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     return tmp
 
 
-_HELD: dict[Path, int] = {}  # this process's temporary folders -> the descriptor that holds its lock
+_HELD: dict[Path, int] = {}  # this process's scratch folders -> the descriptor that holds its lock
 
 
-def _hold(tmp: Path) -> None:
-    if fcntl is None:  # no flock (Windows): stale siblings stay until removed by hand
+def hold_folder(folder: Path) -> None:
+    """Lock `folder` (`flock`) for as long as this process writes it, until `release_folder`:
+    what `remove_unheld` leaves alone. The lock goes with the process, however it ends."""
+    if fcntl is None:  # no flock (Windows): stale folders stay until removed by hand
         return
-    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    _HELD[tmp] = fd
+    _HELD[folder] = fd
 
 
-def _release(tmp: Path) -> None:
-    fd = _HELD.pop(tmp, None)
+def release_folder(folder: Path) -> None:
+    fd = _HELD.pop(folder, None)
     if fd is not None:
         os.close(fd)
+
+
+def remove_unheld(folders) -> None:
+    """Remove those of `folders` that no running clearing-sim holds (`hold_folder`): what a
+    killed one (SIGKILL, a power cut) left behind."""
+    if fcntl is None:
+        return
+    for path in folders:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: still being written
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 _SIBLING_RE = re.compile(r"\.(tmp-\d+|old-\d+-\d+)")  # after `.NAME`
@@ -360,25 +385,9 @@ _SIBLING_RE = re.compile(r"\.(tmp-\d+|old-\d+-\d+)")  # after `.NAME`
 def _remove_stale(out: Path) -> None:
     """Remove `out`'s hidden siblings (`.NAME.tmp-PID`, `.NAME.old-PID-N`) that no running
     clearing-sim holds: a killed run's; a replaced folder whose removal was cut short."""
-    if fcntl is None:
-        return
     prefix = f".{glob.escape(out.name)}"
-    for path in [*out.parent.glob(f"{prefix}.tmp-*"), *out.parent.glob(f"{prefix}.old-*")]:
-        if path.is_symlink() or not path.is_dir() or not _SIBLING_RE.fullmatch(path.name[len(out.name) + 1:]):
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a run still writing it
-            os.close(fd)
-            continue
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-        finally:
-            os.close(fd)
+    remove_unheld(p for p in [*out.parent.glob(f"{prefix}.tmp-*"), *out.parent.glob(f"{prefix}.old-*")]
+                  if _SIBLING_RE.fullmatch(p.name[len(out.name) + 1:]))
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
@@ -406,7 +415,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
             os.replace(old_folders.pop(0), out)  # the user's folder back where it was
         raise
     finally:
-        _release(tmp)
+        release_folder(tmp)
     for old in old_folders:
         if old.is_symlink():  # --out was a link to a folder: the link is replaced, its target left alone
             old.unlink()      # (rmtree refuses a link, and ignore_errors left it behind as .NAME.old-PID)

@@ -340,6 +340,26 @@ class TestReplay:
         assert run_cli("run", "--replay", out, "-q") == 0
         assert "replay identical" in capsys.readouterr().out
 
+    @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+    def test_what_a_killed_replay_left_is_removed_by_the_next(self, small_file: Path, tmp_path: Path) -> None:
+        """A replay killed (SIGKILL) left its scratch `.clearing-sim-replay-XXXX` (a half-written run)
+        beside the run folder for ever, one more per killed replay. One still running is kept."""
+        import fcntl
+        import os
+
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        for name in (".clearing-sim-replay-killed", ".clearing-sim-replay-running"):
+            (tmp_path / name / ".run.tmp-123").mkdir(parents=True)
+            (tmp_path / name / ".run.tmp-123" / "transactions.parquet").write_bytes(b"half")
+        running = os.open(tmp_path / ".clearing-sim-replay-running", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert run_cli("run", "--replay", out, "-q") == 0
+        finally:
+            os.close(running)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".clearing-sim-replay-running", "run", "small.yaml"]
+
     def test_detects_a_changed_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
         out = tmp_path / "run"
         assert run_cli("run", small_file, "--out", out, "-q") == 0
