@@ -278,9 +278,7 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
         }
         left = _leave_failed(tmp, out, status, log_fh)
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            raise WriteError(f"{out}: the run could not be written: {os.strerror(exc.errno)}; "
-                             + (f"{out / 'status.json'} records the error" if left else
-                                "nothing was written")) from exc
+            raise WriteError(f"{out}: the run could not be written: {os.strerror(exc.errno)}; {left}") from exc
         raise
     return result
 
@@ -298,10 +296,11 @@ def _close_quietly(fh: IO[str]) -> None:
         pass
 
 
-def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> bool:
+def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> str:
     """Turn `tmp` into a failed run's folder (`config.yaml`, `log.jsonl`, `status.json`) and move
-    it to `out`; return True. When even that cannot be written (the disk is full, the folder
-    went read-only), remove `tmp` and return False: nothing half-way, and `out` as it was."""
+    it to `out`. When even that cannot be written (the disk is full, the folder went
+    read-only), remove `tmp` instead: nothing half-way, and `out` as it was. Returns what is
+    left, for the message."""
     _close_quietly(log_fh)
     try:
         for extra in tmp.iterdir():  # the tables, the summary, whatever else was written half-way
@@ -309,11 +308,11 @@ def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> bool:
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
         (tmp / "status.json").write_text(dumps_json(status), encoding="utf-8")
         _move_into_place(tmp, out)
-        return True
+        return f"{out / 'status.json'} records the error"
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         release_folder(tmp)
-        return False
+        return f"{tmp} could not be removed" if tmp.exists() else "nothing was written"
 
 
 def temporary_folder(out: Path) -> Path:

@@ -254,6 +254,27 @@ class TestWriteFailures:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run as it was
 
+    def test_a_folder_made_read_only_mid_run_is_named(self, tmp_path, small_file, capsys, monkeypatch):
+        """The temporary folder made read-only under the run: neither status.json nor the removal
+        could be done, and the message said 'nothing was written' beside the hidden folder left."""
+        import clearing_sim.report as report
+        from clearing_sim import outputs
+        from clearing_sim.cli import main
+
+        real_write_text = Path.write_text
+
+        def read_only(self, *args, **kwargs):
+            if self.name == "status.json":
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+            return real_write_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(report, "write_report", _enospc)
+        monkeypatch.setattr(Path, "write_text", read_only)
+        monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)  # as on a read-only folder
+        assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert f"{tmp_path / f'.run.tmp-{os.getpid()}'} could not be removed" in err, err
+
     def test_a_folder_that_cannot_take_its_place_puts_the_old_one_back(self, tmp_path, monkeypatch):
         """The old folder was moved aside, then the new one could not be renamed in: --out was gone."""
         from clearing_sim import outputs
