@@ -381,6 +381,7 @@ def run(
         raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
     sc = with_seed(api.load_scenario(scenario), seed)
     folder = out if out is not None else outputs.default_out(sc)
+    outputs.remove_stale(folder)  # a killed run's scratch beside it would count against the disk check
     _check_fits(sc, mode, clearing_files or trace_messages, folder)  # before the run folder exists
     outputs.check_out_folder(folder)
     out_console.print(f"running {sc.name!r} with seed {sc.run.seed} in {mode} mode -> {folder}")

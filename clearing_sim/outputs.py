@@ -326,7 +326,7 @@ def temporary_folder(out: Path) -> Path:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(out)
+        remove_stale(out)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
@@ -381,12 +381,17 @@ def remove_unheld(folders) -> None:
 _SIBLING_RE = re.compile(r"\.(tmp-\d+|old-\d+-\d+)")  # after `.NAME`
 
 
-def _remove_stale(out: Path) -> None:
-    """Remove `out`'s hidden siblings (`.NAME.tmp-PID`, `.NAME.old-PID-N`) that no running
+def remove_stale(out: Path) -> None:
+    """Remove `out`'s hidden siblings (where its parent exists) (`.NAME.tmp-PID`, `.NAME.old-PID-N`) that no running
     clearing-sim holds: a killed run's; a replaced folder whose removal was cut short."""
+    out = Path(out)
     prefix = f".{glob.escape(out.name)}"
-    remove_unheld(p for p in [*out.parent.glob(f"{prefix}.tmp-*"), *out.parent.glob(f"{prefix}.old-*")]
-                  if _SIBLING_RE.fullmatch(p.name[len(out.name) + 1:]))
+    try:
+        if out.parent.is_dir():
+            remove_unheld(p for p in [*out.parent.glob(f"{prefix}.tmp-*"), *out.parent.glob(f"{prefix}.old-*")]
+                          if _SIBLING_RE.fullmatch(p.name[len(out.name) + 1:]))
+    except OSError:  # best effort: --out's own checks say what is wrong with it
+        pass
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -342,3 +342,20 @@ def test_what_a_killed_run_left_beside_out_is_removed_by_the_next(tmp_path, smal
         os.close(running)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-1", ".run.tmp-456", ".run.tmp-notes", "run",
                                                           "small.yaml"]
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
+def test_what_a_killed_run_left_does_not_count_against_the_disk_check(tmp_path, small_file, monkeypatch):
+    """A streamed run killed late leaves gigabytes of scratch beside --out; the next run's disk
+    check counted them as used and refused the run (exit 2) before they were removed."""
+    from clearing_sim import resources
+    from clearing_sim.cli import main
+
+    stale = tmp_path / ".run.tmp-123"
+    stale.mkdir()
+    (stale / "rows.arrow").write_bytes(b"x" * 1000)
+    seen = []
+    real_check = resources.check_memory
+    monkeypatch.setattr(resources, "check_memory", lambda *a, **k: seen.append(stale.exists()) or real_check(*a, **k))
+    assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert seen == [False]
