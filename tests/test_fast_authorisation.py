@@ -151,6 +151,44 @@ class TestStreamContract:
         whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(t)])
         assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=chunk_bounds(t, 600.0)))
 
+    def test_parked_advices_are_applied_when_the_last_chunk_brings_the_issuer_nothing(self) -> None:
+        """BANKA's host is down from 23:00 to the end of the day: its stand-ins' advices are applied
+        after 24:00 and wait parked. The last chunk holds only BANKB's purchases, so BANKA's live
+        table is empty when it comes; its parked advices are applied all the same (the stream
+        skipped every pass for an issuer with no live row and failed "issuer 0 ended the run
+        with 18 authorisation(s) unfinished"), and the outcomes equal a single chunk's."""
+        from clearing_sim.scenario import parse_scenario
+
+        sc = parse_scenario(LAST_CHUNK_WITHOUT_THE_ISSUER_YAML, "last_chunk.yaml")
+        txn = draw_days(sc)
+        routed = BinTable(sc).route(BinTable(sc).pans(txn["issuer"], txn["card"]))
+        horizon = horizon_days(sc) * DAY_S
+        t = txn["t_arrival_s"]
+        last_a = int(np.flatnonzero(routed == 0)[-1])
+        cut = int(np.searchsorted(t, t[last_a] + 60.0))  # BANKA's last request is stood in by then
+        assert t[last_a] >= 23 * 3600 and last_a < cut < len(t)
+        whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(t)])
+        assert whole.out["stand_in"][routed == 0].sum() > 10 and whole.saf.queued[0] > 10
+        assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=[0, cut, len(t)]))
+
+
+LAST_CHUNK_WITHOUT_THE_ISSUER_YAML = """\
+name: last_chunk_without_the_issuer
+run: {days: 1, seed: 3}
+institutions: [{id: BANKA}, {id: BANKB}]
+issuers:
+  - institution: BANKA
+    bins: ["400001"]
+    share: 0.1
+    host: {servers: 2, outages: [{start: "23:00", end: "24:00"}]}
+  - {institution: BANKB, bins: ["400003"], share: 0.9, host: {servers: 2}}
+acquirers:
+  - {institution: BANKB, share: 1, category_mix: {"5411": 1.0}}
+traffic:
+  transactions_per_day: 5000
+  amount_minor: {"5411": {distribution: constant, value: 1000}}
+"""
+
 
 ZERO_LATENCY_TIE_YAML = """\
 name: zero_latency_tie
