@@ -228,3 +228,49 @@ def test_a_stand_in_answering_exactly_at_the_acquirers_timeout_is_in_time_in_bot
     assert f.outcomes["stand_in"].sum() > 10
     assert not d.outcomes["reversed"].any()
     assert_same_outcomes(d.outcomes, f.outcomes)
+
+
+TIMERS_ONE_ROUNDING_STEP_APART_YAML = """\
+name: timers_one_rounding_step_apart
+run: {days: 1, seed: 40046}
+institutions: [{id: BANKA}, {id: BANKB}]
+issuers:
+  - institution: BANKA
+    bins: ["40000389"]
+    share: 0.3
+    host: {servers: 1, queue_limit: 5, service_time_ms: {distribution: exponential, mean: 6}}
+  - institution: BANKB
+    bins: ["400005"]
+    share: 0.6
+    host:
+      servers: 2
+      queue_limit: 1
+      service_time_ms: {distribution: exponential, mean: 6}
+      degraded: [{start: "00:00", end: "00:30", servers: 0}]
+acquirers:
+  - {institution: BANKB, share: 0.6, category_mix: {"5411": 1}, auth_timeout_ms: 6}
+  - {institution: BANKA, share: 0.4, category_mix: {"5411": 1}, auth_timeout_ms: 6}
+traffic:
+  transactions_per_day: 8000
+  hourly_profile: [10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  amount_minor: {"5411": {distribution: constant, value: 1000}}
+network:
+  latency_ms: {distribution: constant, value: 0}
+  switch_timeout_ms: 6
+"""
+
+
+def test_a_stand_in_at_the_acquirers_timeout_is_in_time_whatever_the_timers_slept_from() -> None:
+    # As above, with the switch's clock sleeping from early in the day (0.648 s) to a deadline
+    # at 3.694 s: SimPy woke it at now + (deadline - now), one rounding step after the
+    # deadline and after the acquirer's timer, so detailed mode reversed an answer that
+    # reached the acquirer exactly at its timeout and failed its own check ("reversals do
+    # not match the answers that reached acquirers after their timeout", exit 1).
+    from clearing_sim.model.network import simulate
+    from clearing_sim.scenario import parse_scenario
+
+    sc = parse_scenario(TIMERS_ONE_ROUNDING_STEP_APART_YAML, "timers_one_rounding_step_apart.yaml")
+    d, f = simulate(sc, "detailed"), simulate(sc, "fast")
+    assert f.outcomes["stand_in"].sum() > 1000
+    assert not d.outcomes["reversed"].any()
+    assert_same_outcomes(d.outcomes, f.outcomes)
