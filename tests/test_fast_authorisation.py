@@ -151,6 +151,44 @@ class TestStreamContract:
         whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(t)])
         assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=chunk_bounds(t, 600.0)))
 
+    def test_parked_advices_are_applied_when_the_last_chunk_brings_the_issuer_nothing(self) -> None:
+        """BANKA's host is down from 23:00 to the end of the day: its stand-ins' advices are applied
+        after 24:00 and wait parked. The last chunk holds only BANKB's purchases, so BANKA's live
+        table is empty when it comes; its parked advices are applied all the same (the stream
+        skipped every pass for an issuer with no live row and failed "issuer 0 ended the run
+        with 18 authorisation(s) unfinished"), and the outcomes equal a single chunk's."""
+        from clearing_sim.scenario import parse_scenario
+
+        sc = parse_scenario(LAST_CHUNK_WITHOUT_THE_ISSUER_YAML, "last_chunk.yaml")
+        txn = draw_days(sc)
+        routed = BinTable(sc).route(BinTable(sc).pans(txn["issuer"], txn["card"]))
+        horizon = horizon_days(sc) * DAY_S
+        t = txn["t_arrival_s"]
+        last_a = int(np.flatnonzero(routed == 0)[-1])
+        cut = int(np.searchsorted(t, t[last_a] + 60.0))  # BANKA's last request is stood in by then
+        assert t[last_a] >= 23 * 3600 and last_a < cut < len(t)
+        whole = FastAuthorisation(sc, txn, routed, horizon, bounds=[0, len(t)])
+        assert whole.out["stand_in"][routed == 0].sum() > 10 and whole.saf.queued[0] > 10
+        assert_same(whole, FastAuthorisation(sc, txn, routed, horizon, bounds=[0, cut, len(t)]))
+
+
+LAST_CHUNK_WITHOUT_THE_ISSUER_YAML = """\
+name: last_chunk_without_the_issuer
+run: {days: 1, seed: 3}
+institutions: [{id: BANKA}, {id: BANKB}]
+issuers:
+  - institution: BANKA
+    bins: ["400001"]
+    share: 0.1
+    host: {servers: 2, outages: [{start: "23:00", end: "24:00"}]}
+  - {institution: BANKB, bins: ["400003"], share: 0.9, host: {servers: 2}}
+acquirers:
+  - {institution: BANKB, share: 1, category_mix: {"5411": 1.0}}
+traffic:
+  transactions_per_day: 5000
+  amount_minor: {"5411": {distribution: constant, value: 1000}}
+"""
+
 
 ZERO_LATENCY_TIE_YAML = """\
 name: zero_latency_tie
@@ -188,5 +226,51 @@ def test_a_stand_in_answering_exactly_at_the_acquirers_timeout_is_in_time_in_bot
     sc = parse_scenario(ZERO_LATENCY_TIE_YAML, "zero_latency_tie.yaml")
     d, f = simulate(sc, "detailed"), simulate(sc, "fast")
     assert f.outcomes["stand_in"].sum() > 10
+    assert not d.outcomes["reversed"].any()
+    assert_same_outcomes(d.outcomes, f.outcomes)
+
+
+TIMERS_ONE_ROUNDING_STEP_APART_YAML = """\
+name: timers_one_rounding_step_apart
+run: {days: 1, seed: 40046}
+institutions: [{id: BANKA}, {id: BANKB}]
+issuers:
+  - institution: BANKA
+    bins: ["40000389"]
+    share: 0.3
+    host: {servers: 1, queue_limit: 5, service_time_ms: {distribution: exponential, mean: 6}}
+  - institution: BANKB
+    bins: ["400005"]
+    share: 0.6
+    host:
+      servers: 2
+      queue_limit: 1
+      service_time_ms: {distribution: exponential, mean: 6}
+      degraded: [{start: "00:00", end: "00:30", servers: 0}]
+acquirers:
+  - {institution: BANKB, share: 0.6, category_mix: {"5411": 1}, auth_timeout_ms: 6}
+  - {institution: BANKA, share: 0.4, category_mix: {"5411": 1}, auth_timeout_ms: 6}
+traffic:
+  transactions_per_day: 8000
+  hourly_profile: [10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  amount_minor: {"5411": {distribution: constant, value: 1000}}
+network:
+  latency_ms: {distribution: constant, value: 0}
+  switch_timeout_ms: 6
+"""
+
+
+def test_a_stand_in_at_the_acquirers_timeout_is_in_time_whatever_the_timers_slept_from() -> None:
+    # As above, with the switch's clock sleeping from early in the day (0.648 s) to a deadline
+    # at 3.694 s: SimPy woke it at now + (deadline - now), one rounding step after the
+    # deadline and after the acquirer's timer, so detailed mode reversed an answer that
+    # reached the acquirer exactly at its timeout and failed its own check ("reversals do
+    # not match the answers that reached acquirers after their timeout", exit 1).
+    from clearing_sim.model.network import simulate
+    from clearing_sim.scenario import parse_scenario
+
+    sc = parse_scenario(TIMERS_ONE_ROUNDING_STEP_APART_YAML, "timers_one_rounding_step_apart.yaml")
+    d, f = simulate(sc, "detailed"), simulate(sc, "fast")
+    assert f.outcomes["stand_in"].sum() > 1000
     assert not d.outcomes["reversed"].any()
     assert_same_outcomes(d.outcomes, f.outcomes)

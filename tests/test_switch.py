@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing_sim.model.issuers import Availability
-from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer
+from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer, wait_until
 from clearing_sim.scenario import Host, Outage, parse_scenario
 from tests.conftest import SMALL_YAML
 
@@ -58,6 +58,25 @@ class TestSwitchTimer:
         env.run()
         assert [(i, t) for i, t, _ in calls] == [(3, 4.0), (0, 6.0), (2, 8.0)]
         assert all(math.isclose(t, now) for _, t, now in calls)
+
+    def test_wakes_at_its_deadline_exactly(self):
+        """From 0.648... a timeout of `t - now` lands one rounding step after t = 3.694... (no delay
+        lands on t); wait_until gets there exactly, and at once for a time already passed."""
+        env = simpy.Environment()
+        start, t = 0.6480684875458438, 3.6945604671436754
+        assert start + (t - start) != t
+        woke = []
+
+        def clock():
+            yield env.timeout(start)
+            yield from wait_until(env, t)
+            woke.append(env.now)
+            yield from wait_until(env, 1.0)
+            woke.append(env.now)
+
+        env.process(clock())
+        env.run()
+        assert woke == [t, t]
 
 
 class TestStoreAndForward:

@@ -61,7 +61,7 @@ import simpy
 from clearing_sim.errors import InvariantError
 from clearing_sim.model import fast_kernels
 from clearing_sim.model.issuers import Availability, HostState, OpenToBuy, check_ledger
-from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer
+from clearing_sim.model.switch import ADVICE, REVERSAL, StandInLimits, StoreAndForward, switch_timer, wait_until
 from clearing_sim.model.switch_restarts import SwitchRestarts
 from clearing_sim.scenario import Scenario
 
@@ -475,7 +475,7 @@ class DetailedAuthorisation:
                 j += 1
                 continue
             if d > reached:
-                yield env.timeout(max(0.0, d - env.now))
+                yield from wait_until(env, d)
                 # Once more at d, after every event already due at d: a stand-in decided
                 # exactly at d (zero-latency hops) answers in time, and must be seen first.
                 yield env.timeout(0.0)

@@ -272,7 +272,10 @@ class _IssuerStream:
             lo = len(self.table)
             self.table.append(rows)
             self.arriving = lo + np.flatnonzero(rows["visits"])  # where they went: no search
-        if len(self.table) == 0:
+        if len(self.table) == 0 and len(self.msg.a["t"]) == 0:
+            # Nothing live and nothing applied is waiting for the ledger. Parked rows' messages
+            # may be (all sent, applied after an outage): the last chunk must apply them even
+            # when it brings this issuer no purchase.
             return None
         self._host(W)
         self._answers()

@@ -195,6 +195,30 @@ class StoreAndForward:
                 break
 
 
+def wait_until(env: simpy.Environment, t: float):
+    """Wait (`yield from`) until simulated time `t` exactly; a zero timeout if `t` has passed.
+
+    SimPy schedules a timeout at `now + delay`, and `now + (t - now)` can round to a
+    neighbour of `t` that no delay reaches exactly when `now` is far from `t`: two timers
+    due at one instant as values (a stand-in at the switch's deadline, the acquirer's
+    timeout) then woke one rounding step apart, in the wrong order. So: first to the
+    last reachable time not after `t`, then, when short of it, on by `t - now`, which is
+    exact that close to `t`.
+    """
+    now = env.now
+    delay = t - now
+    if delay <= 0.0:
+        yield env.timeout(0.0)
+        return
+    for _ in range(4):  # a step or two at most
+        if now + delay <= t:
+            break
+        delay = math.nextafter(delay, 0.0)
+    yield env.timeout(delay)
+    if env.now < t:
+        yield env.timeout(t - env.now)
+
+
 def switch_timer(env: simpy.Environment, signed_off: list[int], forwarded: list[int], t_switch: list[float],
                  deadline: list[float], answered_in_time: bytearray, stand_in: Callable[[int, float], None]):
     """One issuer's stand-in clock, as a SimPy process.
@@ -218,13 +242,13 @@ def switch_timer(env: simpy.Environment, signed_off: list[int], forwarded: list[
             return
         if ta <= tb:
             if ta > reached:
-                yield env.timeout(max(0.0, ta - env.now))
+                yield from wait_until(env, ta)
                 reached = ta
             stand_in(signed_off[ia], ta)
             ia += 1
         else:
             if tb > reached:
-                yield env.timeout(max(0.0, tb - env.now))
+                yield from wait_until(env, tb)
                 reached = tb
                 continue  # look again: its answer may have become known meanwhile
             stand_in(forwarded[ib], tb)
