@@ -5,7 +5,7 @@ returns a `Result` with `.summary` (the dict of `summary.json`) and the tables
 `.transactions`, `.clearing_records` and `.settlements` as pyarrow Tables.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from clearing_sim.api import load_scenario, run  # noqa: E402
 from clearing_sim.results import Result  # noqa: E402
