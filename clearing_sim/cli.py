@@ -7,6 +7,7 @@ logic, and never show a traceback for bad input.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -562,17 +563,33 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):  # a run's folder was marked in _simulate_into
         err_console.print("interrupted: nothing was left half-way")
         return 130
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _CONSOLE_ERRNOS:
+            return _internal_error(exc)
+        # No file named: the console itself (stdout redirected to a full disk or /dev/full).
+        err_console.print(Text.assemble(("error: ", "red"),
+                                        f"could not write to the console: {os.strerror(exc.errno)}"))
+        return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback dump
         if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
             exc.show()  # an argument error: the parser's own message, exit 2
             return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
-        err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}"))
-        err_console.print("This is a bug in clearing-sim (for `run`, the run folder's status.json "
-                          "has the traceback).")
-        return EXIT_INTERNAL
+        return _internal_error(exc)
     if rc == 130 and not _interrupt_told:  # typer turns Ctrl-C and SIGTERM into exit 130, silently
         err_console.print("interrupted: nothing was left half-way")
     return rc if isinstance(rc, int) else 0
+
+
+# What a write to the console fails with that is the machine's doing, not a bug: a full disk
+# or quota under a redirected stdout, a failing device.
+_CONSOLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+
+
+def _internal_error(exc: BaseException) -> int:
+    err_console.print(Text.assemble(("internal error: ", "red"), f"{type(exc).__name__}: {exc}"))
+    err_console.print("This is a bug in clearing-sim (for `run`, the run folder's status.json "
+                      "has the traceback).")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # `python -m clearing_sim.cli ...`, as `python -m clearing_sim ...`

@@ -318,6 +318,19 @@ class TestConsoleEncoding:
         assert "running '\\u5c0f\\u578b' with seed 42" in out and "\\u5c0f\\u578b  seed 42" in out
         assert (tmp_path / "run" / "summary.json").is_file()
 
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+    @pytest.mark.parametrize("args", [["version"], ["validate", "SCENARIO"]])
+    def test_a_console_that_cannot_be_written_is_no_bug(self, tmp_path: Path, args: list[str]) -> None:
+        # stdout on a full disk said "internal error: OSError: [Errno 28] ... This is a bug in clearing-sim".
+        sc = tmp_path / "small.yaml"
+        sc.write_text(SMALL_YAML, encoding="utf-8")
+        exe = Path(sys.executable).with_name("clearing-sim")
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([str(exe), *[str(sc) if a == "SCENARIO" else a for a in args]], stdout=full,
+                                  stderr=subprocess.PIPE, text=True)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == "error: could not write to the console: No space left on device"
+
 
 def test_python_api(small_scenario) -> None:
     """`clearing_sim.run` returns the summary and Arrow tables without writing anything."""
