@@ -341,11 +341,20 @@ _HELD: dict[Path, int] = {}  # this process's scratch folders -> the descriptor 
 
 def hold_folder(folder: Path) -> None:
     """Lock `folder` (`flock`) for as long as this process writes it, until `release_folder`:
-    what `remove_unheld` leaves alone. The lock goes with the process, however it ends."""
+    what `remove_unheld` leaves alone. The lock goes with the process, however it ends.
+
+    On a file system that refuses flock (NFS without its lock daemon: ENOLCK) the folder is
+    written unheld: `remove_unheld` cannot take its lock either, so leaves it alone."""
     if fcntl is None:  # no flock (Windows): stale folders stay until removed by hand
         return
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):  # another run is removing it as stale
+            raise
+        return
     _HELD[folder] = fd
 
 

@@ -344,6 +344,31 @@ def test_what_a_killed_run_left_beside_out_is_removed_by_the_next(tmp_path, smal
                                                           "small.yaml"]
 
 
+def _without_flock(monkeypatch) -> None:
+    """`outputs` on a file system that refuses flock (NFS without its lock daemon)."""
+    import types
+
+    from clearing_sim import outputs
+
+    def refused(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(outputs, "fcntl", types.SimpleNamespace(LOCK_EX=2, LOCK_NB=4, flock=refused))
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
+def test_a_file_system_without_flock_still_runs(tmp_path, small_file, capsys, monkeypatch):
+    """Where flock fails (ENOLCK), every run ended 'error: --out: cannot create OUT: No locks
+    available' (exit 2) and left its `.OUT.tmp-PID` behind; a sibling it cannot lock is kept."""
+    from clearing_sim.cli import main
+
+    _without_flock(monkeypatch)
+    (tmp_path / ".run.tmp-123").mkdir()  # perhaps a run of another machine's, still going
+    assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.tmp-123", "run", "small.yaml"]
+
+
 @pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
 def test_what_a_killed_run_left_does_not_count_against_the_disk_check(tmp_path, small_file, monkeypatch):
     """A streamed run killed late leaves gigabytes of scratch beside --out; the next run's disk
