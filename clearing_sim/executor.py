@@ -156,9 +156,11 @@ def execute(tasks: Sequence[Task], workers: int = 1, scheduler: str | None = Non
             others = set(multiprocessing.active_children())
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
                                      initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-                with _sigint_ignored():  # in the workers, which inherit it (see there)
-                    futures = {pool.submit(run, t): i for i, t in enumerate(tasks)}
+                futures = {}
                 try:
+                    with _sigint_ignored():  # in the workers, which inherit it (see there)
+                        for i, t in enumerate(tasks):
+                            futures[pool.submit(run, t)] = i
                     for f in as_completed(futures):
                         out[futures[f]] = f.result()
                         bar.advance()

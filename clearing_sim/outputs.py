@@ -255,10 +255,11 @@ def run_into_folder(out: Path, scenario: Scenario, mode: str, simulate: Callable
     """
     out = Path(out)
     tmp = temporary_folder(out)
-    log_fh = open(tmp / "log.jsonl", "w", encoding="utf-8")
+    log_fh = None
     try:
+        write_config(tmp, scenario, mode)  # first: it makes a failed run's folder one clearing-sim wrote
+        log_fh = open(tmp / "log.jsonl", "w", encoding="utf-8")  # a quota can refuse even this
         open_log(log_fh)
-        write_config(tmp, scenario, mode)
         result = simulate(tmp)
         if write_extras is not None:
             write_extras(tmp, result)
@@ -289,14 +290,15 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
                           errno.EIO})
 
 
-def _close_quietly(fh: IO[str]) -> None:
+def _close_quietly(fh: IO[str] | None) -> None:
     try:
-        fh.close()
+        if fh is not None:
+            fh.close()
     except OSError:  # its last lines could not be flushed: the failure being handled says why
         pass
 
 
-def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str]) -> str:
+def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str] | None) -> str:
     """Turn `tmp` into a failed run's folder (`config.yaml`, `log.jsonl`, `status.json`) and move
     it to `out`. When even that cannot be written (the disk is full, the folder went
     read-only), remove `tmp` instead: nothing half-way, and `out` as it was. Returns what is
@@ -341,11 +343,20 @@ _HELD: dict[Path, int] = {}  # this process's scratch folders -> the descriptor 
 
 def hold_folder(folder: Path) -> None:
     """Lock `folder` (`flock`) for as long as this process writes it, until `release_folder`:
-    what `remove_unheld` leaves alone. The lock goes with the process, however it ends."""
+    what `remove_unheld` leaves alone. The lock goes with the process, however it ends.
+
+    On a file system that refuses flock (NFS without its lock daemon: ENOLCK) the folder is
+    written unheld: `remove_unheld` cannot take its lock either, so leaves it alone."""
     if fcntl is None:  # no flock (Windows): stale folders stay until removed by hand
         return
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):  # another run is removing it as stale
+            raise
+        return
     _HELD[folder] = fd
 
 

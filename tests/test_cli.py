@@ -373,6 +373,19 @@ class TestReplay:
             os.close(running)
         assert sorted(p.name for p in tmp_path.iterdir()) == [".clearing-sim-replay-running", "run", "small.yaml"]
 
+    @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+    def test_a_file_system_without_flock_still_replays(self, small_file: Path, tmp_path: Path, capsys,
+                                                       monkeypatch) -> None:
+        """Where flock fails (ENOLCK), a replay ended 'internal error: OSError: [Errno 37] No locks
+        available ... This is a bug' (exit 1) and left its scratch folder behind."""
+        from tests.test_outputs import _without_flock
+
+        out = tmp_path / "run"
+        assert run_cli("run", small_file, "--out", out, "-q") == 0
+        _without_flock(monkeypatch)
+        assert run_cli("run", "--replay", out, "-q") == 0, capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
+
     def test_detects_a_changed_file(self, small_file: Path, tmp_path: Path, capsys) -> None:
         out = tmp_path / "run"
         assert run_cli("run", small_file, "--out", out, "-q") == 0

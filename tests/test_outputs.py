@@ -229,6 +229,27 @@ class TestWriteFailures:
         assert json.loads((out / "status.json").read_text())["status"] == "failed"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
 
+    def test_the_log_file_refused(self, tmp_path, small_file, capsys, monkeypatch):
+        """The log file itself refused (an inode quota): exit 1 'internal error: OSError ... This
+        is a bug', and the hidden `.run.tmp-PID` was left behind. Now the failed run's folder,
+        which the next run into that --out replaces."""
+        from clearing_sim import outputs
+        from clearing_sim.cli import main
+
+        def refuse_the_log(path, *args, **kwargs):
+            if Path(path).name == "log.jsonl":
+                raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+            return open(path, *args, **kwargs)
+
+        monkeypatch.setattr(outputs, "open", refuse_the_log, raising=False)
+        assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Disk quota exceeded;" in err and "bug" not in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.yaml"]
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "status.json"]
+        monkeypatch.undo()
+        assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 0
+
     def test_no_room_even_for_the_status_leaves_nothing(self, tmp_path, small_file, capsys, monkeypatch):
         """The disk full before status.json: the hidden `.run.tmp-PID` was left with an empty
         status.json, the old run kept aside, and the message named status.json's write."""
@@ -342,6 +363,31 @@ def test_what_a_killed_run_left_beside_out_is_removed_by_the_next(tmp_path, smal
         os.close(running)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-1", ".run.tmp-456", ".run.tmp-notes", "run",
                                                           "small.yaml"]
+
+
+def _without_flock(monkeypatch) -> None:
+    """`outputs` on a file system that refuses flock (NFS without its lock daemon)."""
+    import types
+
+    from clearing_sim import outputs
+
+    def refused(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(outputs, "fcntl", types.SimpleNamespace(LOCK_EX=2, LOCK_NB=4, flock=refused))
+
+
+@pytest.mark.skipif(fcntl is None, reason="flock is POSIX")
+def test_a_file_system_without_flock_still_runs(tmp_path, small_file, capsys, monkeypatch):
+    """Where flock fails (ENOLCK), every run ended 'error: --out: cannot create OUT: No locks
+    available' (exit 2) and left its `.OUT.tmp-PID` behind; a sibling it cannot lock is kept."""
+    from clearing_sim.cli import main
+
+    _without_flock(monkeypatch)
+    (tmp_path / ".run.tmp-123").mkdir()  # perhaps a run of another machine's, still going
+    assert main(["run", str(small_file), "--out", str(tmp_path / "run"), "-q"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.tmp-123", "run", "small.yaml"]
 
 
 @pytest.mark.skipif(fcntl is None, reason="flock is POSIX")

@@ -384,6 +384,31 @@ except KeyboardInterrupt:
 """
 
 
+_SUBMIT_INTERRUPTED_DRIVER = """
+import os, signal, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from clearing_sim import cli, executor
+from tests.test_sweep import _block_in_worker
+
+real_submit = ProcessPoolExecutor.submit
+
+def submit(self, *args, **kwargs):
+    future = real_submit(self, *args, **kwargs)
+    deadline = time.monotonic() + 120  # a bound for a loaded machine, not a timing
+    while not os.listdir(os.environ["CLEARING_SIM_TEST_MARKERS"]) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first task running in its worker
+    os.kill(os.getpid(), signal.SIGTERM)  # before the second is handed out
+    return future
+
+ProcessPoolExecutor.submit = submit
+cli._terminate_as_interrupt()
+try:
+    executor.execute([executor.Task(None, i) for i in range(2)], workers=2, run=_block_in_worker)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -448,6 +473,25 @@ class TestStoppingAPool:
         _, err = proc.communicate(timeout=120)  # the tasks would take 300 s each
         assert proc.returncode == 130 and "Traceback" not in err, err
         assert not any(_alive(pid) for pid in workers)
+
+    def test_stopped_while_the_tasks_are_handed_out(self, tmp_path, stray_processes):
+        """SIGTERM between two submissions (a job cancelled as it starts): the pool then waited for
+        every task already handed out to finish (300 s each here) before exiting 130."""
+        import os
+        import subprocess
+        import sys
+
+        markers = tmp_path / "markers"
+        markers.mkdir()
+        env = dict(os.environ, CLEARING_SIM_TEST_MARKERS=str(markers),
+                   PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.Popen([sys.executable, "-c", _SUBMIT_INTERRUPTED_DRIVER], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stray_processes.append(proc.pid)
+        _, err = proc.communicate(timeout=150)  # the task would take 300 s
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        workers = [int(p.name) for p in markers.iterdir()]
+        assert len(workers) == 1 and not _alive(workers[0])
 
     def test_workers_end_with_a_killed_parent(self, tmp_path, stray_processes):
         """SIGKILL (or the out-of-memory killer) on the sweep left its idle workers waiting for ever."""
