@@ -2,6 +2,6 @@
 
 import sys
 
-from clearing_sim.cli import main
+from clearing_sim._entry import main
 
 sys.exit(main())

@@ -449,6 +449,27 @@ class TestReplay:
 class TestInterrupt:
     """SIGTERM during a run leaves the folder marked interrupted, with seed and progress."""
 
+    def test_the_package_loads_nothing_heavy(self) -> None:
+        # `import clearing_sim` loaded numpy, numba and pyarrow (half a second), before `main`
+        # could answer a Ctrl-C: Python printed a KeyboardInterrupt traceback.
+        code = "import sys, clearing_sim; print(sorted({'numpy', 'numba', 'pyarrow'} & set(sys.modules)))"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert proc.stdout.strip() == "[]"
+
+    def test_ctrl_c_while_the_command_loads(self) -> None:
+        # The interrupt lands while `clearing_sim.cli` (and numpy, numba...) are imported.
+        code = ("import sys\n"
+                "class Interrupting:\n"
+                "    def find_spec(self, name, path=None, target=None):\n"
+                "        if name == 'clearing_sim.cli':\n"
+                "            raise KeyboardInterrupt\n"
+                "sys.meta_path.insert(0, Interrupting())\n"
+                "from clearing_sim._entry import main\n"
+                "sys.exit(main())\n")
+        proc = subprocess.run([sys.executable, "-c", code, "run", "x.yaml"], capture_output=True, text=True)
+        assert proc.returncode == 130
+        assert proc.stderr == "interrupted: nothing was started\n"
+
     def test_sigterm(self, tmp_path: Path) -> None:
         import signal
         import time
