@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import numbers
 import re
 import typing
 import unicodedata
@@ -1627,6 +1628,11 @@ def with_seed(scenario: Scenario, seed: int | None) -> Scenario:
     """The scenario with its root seed replaced (when one is given)."""
     if seed is None:
         return scenario
+    # From Python (a notebook) a seed can be any object: a str, a float or a bool would reach
+    # SeedSequence as a TypeError, or be recorded as `"seed": true`.
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ScenarioError("--seed", [Problem("run.seed", f"must be an integer, got {seed!r}")])
+    seed = int(seed)
     if seed < 0 or seed > 2**63 - 1:
         raise ScenarioError("--seed", [Problem("run.seed", f"must be between 0 and 2**63-1, got {seed}")])
     return attrs.evolve(scenario, run=attrs.evolve(scenario.run, seed=seed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -410,6 +411,17 @@ class TestSeedOverride:
     def test_negative_refused(self, small_scenario: Scenario) -> None:
         with pytest.raises(ScenarioError):
             with_seed(small_scenario, -3)
+
+    @pytest.mark.parametrize("seed", ["7", 7.0, 7.5, True, [7]])
+    def test_non_integer_refused(self, small_scenario: Scenario, seed: object) -> None:
+        """From Python a str, float or bool seed is a ScenarioError naming run.seed, not a TypeError
+        from SeedSequence nor `"seed": true` in summary.json."""
+        with pytest.raises(ScenarioError, match=r"run\.seed: must be an integer"):
+            with_seed(small_scenario, seed)
+
+    def test_numpy_integer_accepted(self, small_scenario: Scenario) -> None:
+        seed = with_seed(small_scenario, np.int64(7)).run.seed
+        assert seed == 7 and type(seed) is int
 
 
 class TestClearingFields:
