@@ -12,7 +12,7 @@ from pathlib import Path
 from clearing_sim.model.network import MODES, simulate
 from clearing_sim.resources import check_memory
 from clearing_sim.results import Result, build_result
-from clearing_sim.scenario import Scenario, with_seed
+from clearing_sim.scenario import Scenario, check_scenario, with_seed
 from clearing_sim.scenario import load_scenario as _load
 
 
@@ -34,6 +34,8 @@ def run(scenario: Scenario | str | Path, seed: int | None = None, mode: str = "d
     """
     if not isinstance(scenario, Scenario):
         scenario = _load(scenario)
+    else:  # perhaps made or changed in Python: nothing is simulated before it is valid
+        scenario = check_scenario(scenario)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of: {', '.join(MODES)})")
     check_memory(scenario)

@@ -1177,6 +1177,20 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     return scenario
 
 
+def check_scenario(scenario: Scenario, source: str = "<scenario object>") -> Scenario:
+    """A Scenario made or changed in Python (`attrs.evolve`, a dict edited in place) checked as
+    strictly as a file, by the same structuring and cross checks; returns the checked copy.
+    Raises ScenarioError naming each problem's path (no line: there is no file)."""
+    try:
+        text = dump_yaml(unstructure(scenario))
+    except Exception as exc:  # noqa: BLE001 - a value no scenario file could hold
+        raise ScenarioError(source, [Problem("", f"holds a value no scenario file can: {exc}")]) from None
+    try:
+        return parse_scenario(text, source=source)
+    except ScenarioError as exc:  # the lines would be those of a text the user never saw
+        raise ScenarioError(source, [attrs.evolve(p, line=None) for p in exc.problems]) from None
+
+
 def _dedupe(problems: list[Problem]) -> list[Problem]:
     seen: set[tuple[str, str]] = set()
     out = []

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clearing_sim.cli import main
-from clearing_sim.errors import InputError, InvariantError
+from clearing_sim.errors import InputError, InvariantError, ScenarioError
 from tests.conftest import SMALL_YAML
 
 RUN_FILES = {"config.yaml", "summary.json", "transactions.parquet", "clearing_records.parquet",
@@ -342,6 +342,31 @@ def test_python_api(small_scenario) -> None:
     assert r.settlements.num_rows == len(r.summary["settlement"]["windows"]) * 4
     with pytest.raises(ValueError):
         clearing_sim.run(small_scenario, mode="nope")
+
+
+class TestPythonApiChecksScenarioObjects:
+    """A Scenario changed in Python is checked as strictly as a file before anything is simulated."""
+
+    def test_evolved_unknown_institution(self, small_scenario) -> None:
+        import attrs
+
+        import clearing_sim
+
+        bad = attrs.evolve(small_scenario, issuers=(attrs.evolve(small_scenario.issuers[0], institution="NOPE"),
+                                                    *small_scenario.issuers[1:]))
+        with pytest.raises(ScenarioError) as exc:
+            clearing_sim.run(bad, mode="fast")
+        assert [p.path for p in exc.value.problems] == ["issuers[0].institution"]
+        assert all(p.line is None for p in exc.value.problems)  # no file: no line
+
+    def test_dict_edited_in_place(self, small_file: Path) -> None:
+        import clearing_sim
+
+        sc = clearing_sim.load_scenario(small_file)  # its own copy: the dict is changed in place
+        del sc.traffic.amount_minor[next(iter(sc.traffic.amount_minor))]
+        with pytest.raises(ScenarioError) as exc:
+            clearing_sim.run(sc, mode="fast")
+        assert exc.value.problems and all(p.path for p in exc.value.problems)
 
 
 class TestReplay:
