@@ -90,6 +90,8 @@ def _check_count(name: str, value: object) -> int:
 
 def _as_1d(name: str, values: object) -> np.ndarray:
     array = np.asarray(values)
+    if array.size == 0 and not isinstance(values, np.ndarray):
+        array = np.asarray(values, dtype=np.int64)  # NumPy makes [] float64, yet it holds no float
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array, got {array.ndim}-D with shape {array.shape}")
     return array

@@ -209,6 +209,11 @@ class TestInputTypes:
     def test_plain_lists_and_numpy_int_count(self):
         assert multilateral_positions([0], [1], [3], np.int64(2)).tolist() == [-3, 3]
 
+    def test_empty_plain_lists(self):
+        # NumPy makes [] a float64 array: no transfers, not a float id or amount.
+        assert multilateral_positions([], [], [], 2).tolist() == [0, 0]
+        assert bilateral_obligations((), (), (), 2).tolist() == [[0, 0], [0, 0]]
+
     @pytest.mark.parametrize("name", ENGINES)
     def test_empty_batch_nets_to_zeros(self, name):
         empty = np.array([], dtype=np.int64)
