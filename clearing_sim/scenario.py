@@ -12,6 +12,7 @@ Units are in the field names: `_ms` milliseconds, `_minor` fen (CNY minor units)
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import math
@@ -19,6 +20,7 @@ import numbers
 import re
 import typing
 import unicodedata
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NewType
@@ -1174,13 +1176,31 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     problems = [Problem(format_path(p), m, src.line_of(p)) for p, m in _cross_checks(scenario)]
     if problems:
         raise ScenarioError(source, problems)
+    _remember_checked(scenario)
     return scenario
+
+
+# The scenarios checked in this process, by id, with what they held when checked (a deep copy:
+# a Scenario is frozen, but its dicts can be edited in place). `check_scenario` passes one
+# that still holds the same at once, sparing a YAML round trip (0.07 s for baseline, 0.26 s
+# for national_day) on every run of a loaded scenario.
+_CHECKED: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _remember_checked(scenario: Scenario) -> None:
+    key = id(scenario)
+    _CHECKED[key] = (weakref.ref(scenario, lambda _ref, key=key: _CHECKED.pop(key, None)),
+                     copy.deepcopy(unstructure(scenario)))
 
 
 def check_scenario(scenario: Scenario, source: str = "<scenario object>") -> Scenario:
     """A Scenario made or changed in Python (`attrs.evolve`, a dict edited in place) checked as
-    strictly as a file, by the same structuring and cross checks; returns the checked copy.
+    strictly as a file, by the same structuring and cross checks; returns the checked copy
+    (or `scenario` itself, when it holds what it held when it was checked).
     Raises ScenarioError naming each problem's path (no line: there is no file)."""
+    seen = _CHECKED.get(id(scenario))
+    if seen is not None and seen[0]() is scenario and unstructure(scenario) == seen[1]:
+        return scenario
     try:
         text = dump_yaml(unstructure(scenario))
     except Exception as exc:  # noqa: BLE001 - a value no scenario file could hold
