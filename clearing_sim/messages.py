@@ -13,8 +13,9 @@ message to and from the issuer). Purchases kept inside the bank have no network
 message.
 
 * `0100` request: DE2 PAN, DE3 `000000` (purchase), DE4 amount (fen, 12 digits), DE7
-  transmission time (MMDDhhmmss, simulated clock), DE11 STAN (per acquirer, 1-999999),
-  DE12/13 local time and date of the purchase, DE18 MCC, DE32 acquirer id, DE37 RRN,
+  transmission time (MMDDhhmmss in GMT, as ISO 8583 defines it: the simulated clock, China
+  Standard Time, less 8 hours), DE11 STAN (per acquirer, 1-999999),
+  DE12/13 local time and date of the purchase (the simulated clock), DE18 MCC, DE32 acquirer id, DE37 RRN,
   DE41 terminal id, DE42 merchant id, DE49 currency `156`.
 * `0110` response: the request's fields, DE7 of the response, DE38 auth code (approvals
   only; stand-in codes start with `S`), DE39 response code.
@@ -22,7 +23,7 @@ message.
   DE38 and DE39 `00`; `0130` the issuer's acknowledgement.
 * `0400` acquirer reversal and `0410` the switch's answer; `0420` the reversal forwarded
   to the issuer as a reversal advice (a resend is `0421`), `0430` its acknowledgement.
-  All carry DE90, original data elements: original MTI, STAN, DE7, acquirer id.
+  All carry DE90, original data elements: original MTI, STAN, DE7 (GMT), acquirer id.
 * Switch restarts (`clearing_sim.model.switch_restarts`): an authorisation lost in the
   switch has its `0100` but no `0110`; its `0400` follows. An `0400` that reached the
   switch while it was down is repeated as `0401` (the trace records every send).
@@ -49,6 +50,8 @@ from clearing_sim.model.traffic import DAY_S
 
 SPEC = default_ascii
 CURRENCY_CNY = "156"
+# The simulated clock is China Standard Time (UTC+8, no daylight saving); DE7 is in GMT.
+CST_OFFSET_S = 8 * 3600
 PURCHASE = "000000"
 MAX_MESSAGE_BYTES = 0xFFFF
 
@@ -101,8 +104,10 @@ class MessageLog:
             out[m] = out.get(m, 0) + 1
         return dict(sorted(out.items()))
 
-    def _clock(self, t: float) -> tuple[str, str]:
-        """(MMDD, hhmmss) of a simulated time."""
+    def _clock(self, t: float, gmt: bool = False) -> tuple[str, str]:
+        """(MMDD, hhmmss) of a simulated time (China Standard Time), or of the same instant in GMT."""
+        if gmt:
+            t -= CST_OFFSET_S
         day = int(t // DAY_S)
         secs = int(t - day * DAY_S)
         date = self.start_date + dt.timedelta(days=day)
@@ -112,8 +117,9 @@ class MessageLog:
         """The n-th message as a pyiso8583 document (field number -> text, `t` the MTI)."""
         i = self.txn[n]
         mti = self.mti[n]
-        date7, time7 = self._clock(self.t_sent_s[n])
+        date7, time7 = self._clock(self.t_sent_s[n], gmt=True)
         date13, time12 = self._clock(self.t_purchase_s[i])
+        sent_date, sent_time = self._clock(self.t_purchase_s[i], gmt=True)  # the 0100's DE7
         stan = f"{self.stan[i]:06d}"
         acq = self.acquirer_code[i]
         doc = {
@@ -143,7 +149,7 @@ class MessageLog:
             doc["49"] = CURRENCY_CNY
         if mti[:2] == "04":
             # Original data elements: MTI, STAN, transmission time, acquirer id, forwarding id (none).
-            doc["90"] = f"0100{stan}{date13}{time12}{acq:0>11}{'':0>11}"
+            doc["90"] = f"0100{stan}{sent_date}{sent_time}{acq:0>11}{'':0>11}"
         return doc
 
     def iter_encoded(self) -> Iterator[bytes]:

@@ -151,8 +151,14 @@ class TestMessageFields:
             assert len(doc["2"]) == 16 and luhn_valid(pan)[0]
             assert bins.route(pan)[0] == o["routed_issuer"][i]
             assert int(doc["4"]) == txn["amount_minor"][i]
-            sent = start + dt.timedelta(seconds=float(log.t_sent_s[n]))
+            # DE7 is GMT (ISO 8583): the simulated clock is China Standard Time, UTC+8.
+            sent = start + dt.timedelta(seconds=float(log.t_sent_s[n])) - dt.timedelta(hours=8)
             assert doc["7"] == sent.strftime("%m%d%H%M%S")
+            purchase = start + dt.timedelta(seconds=float(txn["t_arrival_s"][i]))
+            if mti != "0130" and mti != "0430":
+                assert doc["12"] + doc["13"] == purchase.strftime("%H%M%S%m%d")  # local time
+            if mti == "0100":
+                assert doc["7"] == (purchase - dt.timedelta(hours=8)).strftime("%m%d%H%M%S")
             if mti == "0110":
                 assert doc["39"] == f"{o['response_code'][i]:02d}"
                 assert ("38" in doc) == (o["response_code"][i] == au.APPROVED)
@@ -160,6 +166,7 @@ class TestMessageFields:
                 assert doc["49"] == "156" and doc["18"] == f"{txn['mcc'][i]:04d}"
             if mti.startswith("04"):
                 assert len(doc["90"]) == 42 and doc["90"][:4] == "0100" and doc["90"][4:10] == doc["11"]
+                assert doc["90"][10:20] == (purchase - dt.timedelta(hours=8)).strftime("%m%d%H%M%S")  # the 0100's DE7
         assert {"0100", "0110", "0120", "0130", "0400", "0410", "0420", "0430"} <= set(seen)
 
     def test_counts_match_the_outcomes(self, stress_log):
