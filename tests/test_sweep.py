@@ -432,20 +432,28 @@ def stray_processes():
             pass
 
 
-def _start_pool(tmp_path, stray_processes):
-    """A process running two pool workers that each block in a task; returns it and the workers' pids."""
+def _spawn_driver(driver: str, tmp_path, stray_processes):
+    """`python -c driver` in a session of its own (killed at the end: its workers too), with a
+    folder where its tasks leave markers; returns the process and the folder."""
     import os
     import subprocess
     import sys
-    import time
 
     markers = tmp_path / "markers"
     markers.mkdir()
     env = dict(os.environ, CLEARING_SIM_TEST_MARKERS=str(markers),
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-c", _POOL_DRIVER], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", driver], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     stray_processes.append(proc.pid)  # its group: the workers too
+    return proc, markers
+
+
+def _start_pool(tmp_path, stray_processes):
+    """A process running two pool workers that each block in a task; returns it and the workers' pids."""
+    import time
+
+    proc, markers = _spawn_driver(_POOL_DRIVER, tmp_path, stray_processes)
     deadline = time.monotonic() + 180  # a bound for a loaded machine, not a timing
     while len(list(markers.iterdir())) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
@@ -477,17 +485,7 @@ class TestStoppingAPool:
     def test_stopped_while_the_tasks_are_handed_out(self, tmp_path, stray_processes):
         """SIGTERM between two submissions (a job cancelled as it starts): the pool then waited for
         every task already handed out to finish (300 s each here) before exiting 130."""
-        import os
-        import subprocess
-        import sys
-
-        markers = tmp_path / "markers"
-        markers.mkdir()
-        env = dict(os.environ, CLEARING_SIM_TEST_MARKERS=str(markers),
-                   PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.Popen([sys.executable, "-c", _SUBMIT_INTERRUPTED_DRIVER], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        stray_processes.append(proc.pid)
+        proc, markers = _spawn_driver(_SUBMIT_INTERRUPTED_DRIVER, tmp_path, stray_processes)
         _, err = proc.communicate(timeout=150)  # the task would take 300 s
         assert proc.returncode == 130 and "Traceback" not in err, err
         workers = [int(p.name) for p in markers.iterdir()]
