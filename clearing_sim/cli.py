@@ -118,17 +118,12 @@ def sweep(
 
     data = sw.to_json(s, results)
     shown = [m for m in metrics.KEY_METRICS if any(m.path in p["metrics"] for p in data["points"])]
-    t = Table(title=f"Sweep {s.name}: mean +- 95% half-width over {s.replications} replication(s)",
-              header_style="bold")
-    t.add_column("point", justify="right")
-    for key in s.keys:
-        t.add_column(key, overflow="fold")
+    heads, columns = [], []  # each figure's header and cells: "mean +-half", wrapped at the space
     for m in shown:
         unit = metrics.unit_label(m.unit)
-        t.add_column(m.label + (f" ({unit})" if unit else ""), justify="right")
-    for p, point in zip(data["points"], s.points):
+        heads.append(m.label + (f" ({unit})" if unit else ""))
         cells = []
-        for m in shown:
+        for p in data["points"]:
             iv = p["metrics"].get(m.path)
             if iv is None:
                 cells.append("-")
@@ -136,10 +131,40 @@ def sweep(
             half = max(iv["ci95"][1] - iv["mean"], iv["mean"] - iv["ci95"][0])
             cells.append(metrics.fmt_value(iv["mean"], m.unit)
                          + (f" +-{metrics.fmt_value(half, m.unit)}" if half > 0 else ""))
-        t.add_row(str(point.index), *[_grid_value(point.values[k]) for k in s.keys], *cells)
+        columns.append(cells)
+    grid = [[_grid_value(point.values[k]) for k in s.keys] for point in s.points]
+    # Every column as wide as its longest word, so that no figure is cut short: the figures go
+    # into as many tables as the width needs, each repeating the point and its values.
+    lead = [_longest_word(["point", *(str(p.index) for p in s.points)])] + [
+        _longest_word([k, *(row[i] for row in grid)]) for i, k in enumerate(s.keys)]
+    need = [_longest_word([h, *cells]) for h, cells in zip(heads, columns)]
     console = _wide_console()
-    console.print(t)
+    groups, first, used = [], 0, sum(w + 3 for w in lead) + 1
+    for i, w in enumerate(need):
+        if i > first and used + w + 3 > console.width:
+            groups.append((first, i))
+            first, used = i, sum(w + 3 for w in lead) + 1
+        used += w + 3
+    if need:
+        groups.append((first, len(need)))
+    for first, end in groups:
+        shown_part = f", figures {first + 1}-{end} of {len(need)}" if len(groups) > 1 else ""
+        t = Table(title=f"Sweep {s.name}: mean +- 95% half-width over {s.replications} replication(s)"
+                  + shown_part, header_style="bold")
+        t.add_column("point", justify="right", min_width=lead[0])
+        for key, w in zip(s.keys, lead[1:]):
+            t.add_column(key, min_width=w)
+        for h, w in zip(heads[first:end], need[first:end]):
+            t.add_column(h, justify="right", width=w)
+        for n, point in enumerate(s.points):
+            t.add_row(str(point.index), *grid[n], *[cells[n] for cells in columns[first:end]])
+        console.print(t)
     console.print(f"sweep folder: {folder}")
+
+
+def _longest_word(texts: list[str]) -> int:
+    """The width of the longest word (run of characters without a space) in `texts`."""
+    return max((len(word) for text in texts for word in text.split()), default=1)
 
 
 def _grid_value(v: object) -> str:

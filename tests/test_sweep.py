@@ -261,6 +261,28 @@ class TestOutputs:
         assert means[2] < means[1]
 
 
+    @pytest.mark.parametrize("columns", [None, "80"])
+    def test_no_figure_is_cut_short(self, tmp_path, sweep_file, capsys, monkeypatch, columns):
+        """Every point's mean and half-width is printed whole, in as many tables as the width
+        needs: with twelve figures in 200 columns (a pipe) they showed as '44,610,243.…'."""
+        import re
+
+        from clearing_sim import cli
+        from clearing_sim.metrics import KEY_METRICS, fmt_value
+
+        if columns is not None:  # a terminal 80 columns wide
+            monkeypatch.setenv("COLUMNS", columns)
+            monkeypatch.setattr(cli, "out_console", cli.Console(highlight=False, soft_wrap=True, force_terminal=True))
+        assert main(["sweep", str(sweep_file), "--workers", "1", "--out", str(tmp_path / "out")]) == 0
+        printed = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+        assert "…" not in printed
+        cells = {c.strip() for line in printed.splitlines() for c in line.split("│")}
+        data = json.loads((tmp_path / "out" / "sweep.json").read_text())
+        for p in data["points"]:
+            for m in KEY_METRICS:
+                if m.path in p["metrics"]:
+                    assert fmt_value(p["metrics"][m.path]["mean"], m.unit) in cells, (p["index"], m.path)
+
     def test_disk_full_leaves_nothing_and_blames_no_bug(self, tmp_path, sweep_file, capsys, monkeypatch):
         """The disk filled while sweep.parquet was written: exit 1 'internal error ... This is a bug
         in clearing-sim (for `run`, ...)'; now a one-line reason, and still nothing left."""
