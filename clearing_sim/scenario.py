@@ -59,7 +59,8 @@ class _FieldProblem(ValueError):
     """Raised by a field validator; the loader adds the field to the path."""
 
     def __init__(self, field_name: str, message: str, subpath: tuple[str | int, ...] = ()):
-        super().__init__(message)
+        # Shown as is when `attrs.evolve` in a notebook raises it: name the field there too.
+        super().__init__(f"{field_name}: {message}" if field_name else message)
         self.field_name = field_name
         self.subpath = subpath
         self.message = message

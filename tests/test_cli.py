@@ -368,6 +368,14 @@ class TestPythonApiChecksScenarioObjects:
             clearing_sim.run(sc, mode="fast")
         assert exc.value.problems and all(p.path for p in exc.value.problems)
 
+    def test_evolve_names_the_field_it_refuses(self, small_scenario) -> None:
+        # attrs.evolve runs the field's validator: its ValueError said "must be greater than 0, got 0"
+        # without saying which field.
+        import attrs
+
+        with pytest.raises(ValueError, match=r"^days: must be greater than 0, got 0$"):
+            attrs.evolve(small_scenario.run, days=0)
+
     def test_a_loaded_scenario_unchanged_is_not_checked_again(self, small_file: Path) -> None:
         # The check is a YAML round trip (0.07 s for baseline, 0.26 s for national_day) that every
         # run of a loaded scenario paid: a benchmark's and each replication of compare and sweep.
