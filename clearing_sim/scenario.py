@@ -1164,7 +1164,11 @@ def read_yaml_text(path: Path, kind: str = "scenario") -> str:
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     """Structure and check scenario YAML text; raises ScenarioError (exit 2) if invalid."""
-    src = _Source(text, source)
+    return scenario_from_source(_Source(text, source), source)
+
+
+def scenario_from_source(src: _Source, source: str) -> Scenario:
+    """`parse_scenario` of YAML already read (`_Source`), which it leaves as it was."""
     if src.problems:
         raise ScenarioError(source, src.problems)
     if not isinstance(src.data, dict):
@@ -1200,10 +1204,11 @@ def check_scenario(scenario: Scenario, source: str = "<scenario object>") -> Sce
     (or `scenario` itself, when it holds what it held when it was checked).
     Raises ScenarioError naming each problem's path (no line: there is no file)."""
     seen = _CHECKED.get(id(scenario))
-    if seen is not None and seen[0]() is scenario and unstructure(scenario) == seen[1]:
+    data = unstructure(scenario)
+    if seen is not None and seen[0]() is scenario and data == seen[1]:
         return scenario
     try:
-        text = dump_yaml(unstructure(scenario))
+        text = dump_yaml(data)
     except Exception as exc:  # noqa: BLE001 - a value no scenario file could hold
         raise ScenarioError(source, [Problem("", f"holds a value no scenario file can: {exc}")]) from None
     try:

@@ -46,9 +46,9 @@ from clearing_sim.scenario import (
     _Source,
     control_character,
     dump_yaml,
-    load_scenario,
     parse_scenario,
     read_yaml_text,
+    scenario_from_source,
     unstructure,
 )
 
@@ -199,9 +199,12 @@ def set_path(data: dict, parts: tuple[str | int, ...], value: Any) -> None:
 def is_sweep_file(path: Path) -> bool:
     """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
     try:
-        data = _Source(read_yaml_text(path), str(path)).data
+        return _sweep_shaped(_Source(read_yaml_text(path), str(path)).data)
     except ScenarioError:
         return False
+
+
+def _sweep_shaped(data: Any) -> bool:
     return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
 
 
@@ -262,6 +265,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
         mode = "detailed"
 
     base_scenario: Scenario | None = None
+    base_src: _Source | None = None
     base_path = path
     if "base" not in data:
         problem(("base",), "required key is missing (the base scenario file)")
@@ -278,10 +282,13 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
             problem(("base",), f"{data['base']!r} is a folder, not a scenario file")
         elif not os.path.isfile(base_path):  # False, not OSError, for a name too long for the file system
             problem(("base",), f"no such scenario file: {data['base']} (looked for {base_path})")
-        elif is_sweep_file(base_path):  # this sweep file itself, or another one
-            problem(("base",), f"{data['base']!r} is a sweep file, not a scenario file")
         else:
-            base_scenario = load_scenario(base_path)  # its own problems, with its own lines
+            # Read once: its own problems come with its own lines, and its lines name an override's.
+            base_src = _Source(read_yaml_text(Path(base_path)), str(base_path))
+            if _sweep_shaped(base_src.data):  # this sweep file itself, or another one
+                problem(("base",), f"{data['base']!r} is a sweep file, not a scenario file")
+            else:
+                base_scenario = scenario_from_source(base_src, str(base_path))
 
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1):
@@ -338,9 +345,8 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
         problem(("grid",), f"{n_points:,} points is more than the {MAX_POINTS:,} a sweep may have")
     if problems:
         raise SweepError(str(path), problems)
-    assert base_scenario is not None and resolved is not None
+    assert base_scenario is not None and base_src is not None and resolved is not None
 
-    base_src = _Source(read_yaml_text(Path(base_path)), str(base_path))
     for key, value in overrides.items():
         set_path(resolved, parts_of[key], value)
     keys = tuple(grid)
