@@ -433,7 +433,6 @@ _REPLAY_SCRATCH = ".clearing-sim-replay-"
 
 def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
     """Rerun `folder` from its config.yaml into a scratch folder and compare the bytes."""
-    import shutil
     import tempfile
 
     from clearing_sim import api, outputs
@@ -479,8 +478,7 @@ def _replay(folder: Path, out: Path | None, quiet: bool) -> None:
         differ = outputs.compare_folders(folder, target)
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-            outputs.release_folder(scratch)
+            outputs.discard_folder(scratch)
     if differ:
         err_console.print(f"replay differs from {folder}: {', '.join(differ)}")
         raise typer.Exit(EXIT_INTERNAL)

@@ -312,8 +312,7 @@ def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str] | None) ->
         _move_into_place(tmp, out)
         return f"{out / 'status.json'} records the error"
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        release_folder(tmp)
+        discard_folder(tmp)
         return f"{tmp} could not be removed" if tmp.exists() else "nothing was written"
 
 
@@ -364,6 +363,12 @@ def release_folder(folder: Path) -> None:
     fd = _HELD.pop(folder, None)
     if fd is not None:
         os.close(fd)
+
+
+def discard_folder(folder: Path) -> None:
+    """Remove a scratch folder of this process's, as far as it can be, and let go of its lock."""
+    shutil.rmtree(folder, ignore_errors=True)
+    release_folder(folder)
 
 
 def remove_unheld(folders) -> None:

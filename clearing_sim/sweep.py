@@ -513,7 +513,8 @@ def default_out(sweep: Sweep, root: Path = Path("runs")) -> Path:
 
 def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Path:
     """The sweep folder (sweep.json, sweep.parquet, the sweep file and its base), all or nothing."""
-    from clearing_sim.outputs import WRITE_ERRNOS, _move_into_place, dumps_json, release_folder, temporary_folder, write_table
+    from clearing_sim.outputs import (WRITE_ERRNOS, _move_into_place, discard_folder, dumps_json, temporary_folder,
+                                      write_table)
 
     out = Path(out)
     tmp = temporary_folder(out)
@@ -525,8 +526,7 @@ def write_outputs(out: Path, sweep: Sweep, results: Sequence[TaskResult]) -> Pat
         (tmp / "sweep.json").write_text(dumps_json(to_json(sweep, results)), encoding="utf-8")
         _move_into_place(tmp, out)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        release_folder(tmp)
+        discard_folder(tmp)
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
             raise WriteError(f"{out}: the sweep could not be written: {os.strerror(exc.errno)}; nothing was "
                              "written") from exc
