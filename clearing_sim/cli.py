@@ -139,14 +139,7 @@ def sweep(
         _longest_word([k, *(row[i] for row in grid)]) for i, k in enumerate(s.keys)]
     need = [_longest_word([h, *cells]) for h, cells in zip(heads, columns)]
     console = _wide_console()
-    groups, first, used = [], 0, sum(w + 3 for w in lead) + 1
-    for i, w in enumerate(need):
-        if i > first and used + w + 3 > console.width:
-            groups.append((first, i))
-            first, used = i, sum(w + 3 for w in lead) + 1
-        used += w + 3
-    if need:
-        groups.append((first, len(need)))
+    groups = _fit_groups([w + 3 for w in need], sum(w + 3 for w in lead) + 1, console.width)
     for first, end in groups:
         shown_part = f", figures {first + 1}-{end} of {len(need)}" if len(groups) > 1 else ""
         t = Table(title=f"Sweep {s.name}: mean +- 95% half-width over {s.replications} replication(s)"
@@ -194,16 +187,21 @@ def _window_groups(windows: list[dict], participants: list[str], width: int) -> 
                 yuan_text(sum(w["positions_minor"].values())), *map(yuan_text, w["positions_minor"].values())]
 
     start_width = max(len(p) for p in ["participant", "status", *participants]) + 4
+    return _fit_groups([max(map(len, cells(w))) + 3 for w in windows], start_width, width)
+
+
+def _fit_groups(needs: list[int], lead: int, width: int) -> list[tuple[int, int]]:
+    """Runs `[first, end)` of columns, each `needs[i]` characters wide, that fit `width` beside
+    `lead` characters of columns every table repeats; at least one column a run."""
     groups: list[tuple[int, int]] = []
-    first, used = 0, start_width
-    for i, w in enumerate(windows):
-        need = max(map(len, cells(w))) + 3
+    first, used = 0, lead
+    for i, need in enumerate(needs):
         if i > first and used + need > width:
             groups.append((first, i))
-            first, used = i, start_width
+            first, used = i, lead
         used += need
-    if windows:
-        groups.append((first, len(windows)))
+    if needs:
+        groups.append((first, len(needs)))
     return groups
 
 
