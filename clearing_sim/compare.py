@@ -140,7 +140,9 @@ def _folder_values(folder: Path) -> tuple[int, dict[str, float | int | None]]:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(p, columns=["t_response_s", "t_settled_s", "amount_minor", "approved"])
+            has = set(pq.read_schema(p).names)
+            table = pq.read_table(p, columns=["t_response_s", "t_settled_s", "amount_minor",
+                                              *(c for c in metrics.EXPOSED_BY if c in has)])
         except Exception:  # noqa: BLE001 - an older or partial table: the figure is just missing
             return None
         return metrics.transaction_columns(table)

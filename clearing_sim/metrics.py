@@ -4,8 +4,8 @@ Owns: the one list of key metrics that `compare`, `sweep` and `report.html` show
 (`KEY_METRICS`, grow it here), reading a dotted path out of a summary (a missing key
 is `None`, never an error), the fallbacks that derive a key figure from today's
 summary or transactions table when the summary does not carry it yet, the exposure
-curve (value approved but not yet settled over time) and the 95% interval over
-replications. Must never run the model, print or touch the file system.
+curve (value approved through the network, not reversed and not yet settled, over time)
+and the 95% interval over replications. Must never run the model, print or touch the file system.
 
 Student's t quantiles: `t_975(df)` is exact (to 6 decimals) from an embedded table for
 df 1..30 and, above that, the Cornish-Fisher expansion of Abramowitz & Stegun 26.7.5
@@ -97,7 +97,7 @@ def _peak_exposure(_: dict, tx: Transactions) -> int | None:
     if cols is None:
         return None
     _, exposure = exposure_curve(cols["t_response_s"], cols["t_settled_s"], cols["amount_minor"],
-                                 cols["approved"])
+                                 cols["exposed"])
     return int(exposure.max()) if len(exposure) else 0
 
 
@@ -226,31 +226,61 @@ def flatten_numbers(data: Any, prefix: str = "") -> dict[str, float | int]:
 
 
 def transaction_columns(table: Any) -> dict[str, np.ndarray]:
-    """The columns the exposure curve needs, as numpy arrays, from a pyarrow table."""
+    """The columns the exposure curve needs, as numpy arrays, from a pyarrow table: times,
+    amounts, and `exposed` (`exposed_rows` of its columns)."""
+    has = set(table.column_names)
     return {
         "t_response_s": table.column("t_response_s").to_numpy(),
         "t_settled_s": table.column("t_settled_s").to_numpy(),
         "amount_minor": table.column("amount_minor").to_numpy(),
-        "approved": table.column("approved").to_numpy(zero_copy_only=False),
+        "exposed": exposed_rows(*(table.column(c) if c in has else None for c in EXPOSED_BY)),
     }
+
+
+# The transactions table's columns that say whether a purchase counts in the exposure.
+EXPOSED_BY = ("approved", "route", "reversed")
+
+
+def exposed_rows(approved: Any, route: Any = None, reversed_: Any = None) -> np.ndarray:
+    """Which rows of a transactions table count in the exposure, from its pyarrow columns
+    (arrays or chunked arrays) `EXPOSED_BY`: approved, not kept inside the issuing bank and
+    not reversed, the purchases that owe the network a presentment
+    (`settlement_figures.carries_obligation`). A table without `route` or `reversed`
+    (written before 0.3.1 counted every approval) is read as if none were in-bank or reversed.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from clearing_sim.model.authorisation import ROUTE_IN_BANK, ROUTES
+
+    mask = approved
+    if route is not None:
+        mask = pc.and_(mask, pc.not_equal(route, pa.scalar(ROUTES[ROUTE_IN_BANK])))
+    if reversed_ is not None:
+        mask = pc.and_(mask, pc.invert(reversed_))
+    mask = pc.fill_null(mask, False)
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks() if mask.num_chunks != 1 else mask.chunk(0)
+    return mask.to_numpy(zero_copy_only=False).astype(bool)
 
 
 # --- exposure ----------------------------------------------------------------------------
 
 
 def exposure_curve(t_response_s: np.ndarray, t_settled_s: np.ndarray, amount_minor: np.ndarray,
-                   approved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   exposed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Value approved but not yet settled (fen, int64) just after each change time (s).
 
-    An approved purchase adds its amount when its authorisation response is sent and
+    A purchase that counts (`exposed`: approved, switched through the network and not
+    reversed, see `exposed_rows`) adds its amount when its authorisation response is sent and
     removes it when its settlement window settles (never, if it has no settlement
     time: NaN). Events at the same time are merged, so `exposure[i]` holds on
     `[times[i], times[i+1])`. Exact in int64; raises ValueError on mismatched lengths.
     """
     n = len(amount_minor)
-    if not (len(t_response_s) == len(t_settled_s) == len(approved) == n):
+    if not (len(t_response_s) == len(t_settled_s) == len(exposed) == n):
         raise ValueError("exposure_curve: columns of different lengths")
-    ok = np.asarray(approved, dtype=bool)
+    ok = np.asarray(exposed, dtype=bool)
     amount = np.asarray(amount_minor, dtype=np.int64)[ok]
     t_in = np.asarray(t_response_s, dtype=np.float64)[ok]
     t_out = np.asarray(t_settled_s, dtype=np.float64)[ok]

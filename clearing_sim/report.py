@@ -1084,8 +1084,11 @@ def _int_sums(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _approved(b: Any) -> np.ndarray:
-    return _values(b, "approved").astype(bool)
+def _exposed(b: Any) -> np.ndarray:
+    """The rows of a transactions batch that count in the exposure (`metrics.exposed_rows`
+    of whichever of its columns `metrics.EXPOSED_BY` the batch holds)."""
+    names = set(b.schema.names)
+    return metrics.exposed_rows(*(b.column(c) if c in names else None for c in metrics.EXPOSED_BY))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1229,7 +1232,8 @@ def _by_time(times: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class _Exposure:
     """The exposure curve (`metrics.exposure_curve`) of a transactions table, read in three passes.
 
-    Pass 1 counts the approved purchases and finds the span of their event times (and
+    The purchases that count are the approved ones switched through the network and not
+    reversed (`_exposed`). Pass 1 counts them and finds the span of their event times (and
     `end`, the latest response or settlement time of any purchase). Pass 2 adds, exactly
     in int64, each approved amount at its response time and takes it away at its
     settlement, into the plot's time grid (`grid_of(end)`, also by issuer; none when
@@ -1246,7 +1250,10 @@ class _Exposure:
     def __init__(self, tx: Batches | None, grid_of: Callable[[float], np.ndarray] | None,
                  read: bool = True) -> None:
         self._grid_of = grid_of
-        self.approved = 0
+        # The columns besides `approved` that say which purchases count (`_exposed`): a table
+        # written before 0.3.1 may lack them.
+        self._by = tuple(c for c in metrics.EXPOSED_BY[1:] if tx is not None and tx.has(c))
+        self.approved = 0  # purchases that count in the exposure
         self.end = np.nan
         self.grid: np.ndarray | None = None
         self.issuers: list[str] = []
@@ -1272,10 +1279,10 @@ class _Exposure:
         span = np.array([np.nan, np.inf, -np.inf])
 
         def add(b: Any) -> None:
-            self.approved += _add_event_span(_approved(b), _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
+            self.approved += _add_event_span(_exposed(b), _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
                                              span)
 
-        yield _Pass(("t_response_s", "t_settled_s", "approved"), add)
+        yield _Pass(("t_response_s", "t_settled_s", "approved", *self._by), add)
         self.end = float(span[0])
         self.grid = self._grid_of(self.end) if self._grid_of is not None else None
         if self.approved:
@@ -1306,7 +1313,7 @@ class _Exposure:
 
         def add(b: Any) -> None:
             nonlocal sums, approved
-            ok = _approved(b)
+            ok = _exposed(b)
             amount = np.asarray(_values(b, "amount_minor"), dtype=np.int64)
             t_in = _floats(b, "t_response_s")
             issuer = no_issuer
@@ -1321,7 +1328,7 @@ class _Exposure:
                                      self._bucket_n):
                 nan_tail.append(amount[ok & np.isnan(t_in)])
 
-        yield _Pass(_EXPOSURE_COLUMNS + (("issuer",) if iss is not None else ()), add)
+        yield _Pass(_EXPOSURE_COLUMNS + self._by + (("issuer",) if iss is not None else ()), add)
         self._nan_tail = np.concatenate(nan_tail) if nan_tail else np.empty(0, np.int64)
         if grid is not None and iss is not None:
             self.issuers = iss.names
@@ -1348,7 +1355,7 @@ class _Exposure:
             delta_l: list[np.ndarray] = []
 
             def add(b: Any) -> None:
-                ok = _approved(b)
+                ok = _exposed(b)
                 times = np.empty(2 * len(ok))
                 delta = np.empty(2 * len(ok), np.int64)
                 m = _candidate_events(ok, _floats(b, "t_response_s"), _floats(b, "t_settled_s"),
@@ -1359,7 +1366,7 @@ class _Exposure:
                 times_l.append(t)
                 delta_l.append(d)
 
-            yield _Pass(_EXPOSURE_COLUMNS, add)
+            yield _Pass(_EXPOSURE_COLUMNS + self._by, add)
             self.held_times = sum(len(t) for t in times_l)  # what the peak search kept in memory
             times, delta = _by_time(np.concatenate(times_l), np.concatenate(delta_l))
             bk = self._buckets(times)
@@ -1398,7 +1405,7 @@ def _read_exposure(tx: Batches | None, summary: dict) -> Reading:
 
 def _draw_exposure(fig: Any, exp: _Exposure, summary: dict) -> str:
     if exp.approved == 0:
-        raise _Missing("approved purchases (none)")
+        raise _Missing("approved purchases owed to the network (none)")
     days = max(1.0, float(np.ceil(exp.end / DAY_S + 1e-9)))
     grid = exp.grid
     assert grid is not None
@@ -1419,7 +1426,9 @@ def _draw_exposure(fig: Any, exp: _Exposure, summary: dict) -> str:
     ax.set_title("Exposure over the days: value approved but not yet settled, by issuer")
     _legend(ax, "issuer")
     return ("Sum of approved purchase amounts from the authorisation response until their "
-            "settlement window settles, sampled every 5 minutes; the dot marks the exact peak.")
+            "settlement window settles, sampled every 5 minutes; the dot marks the exact peak. "
+            "Approvals later reversed, and those kept inside the issuing bank, owe the network "
+            "nothing and are left out.")
 
 
 def _exposure_columns(exp: _Exposure) -> dict[str, np.ndarray]:
@@ -1427,7 +1436,7 @@ def _exposure_columns(exp: _Exposure) -> dict[str, np.ndarray]:
     (none when nothing was approved): a table whose exposure curve has the same peak."""
     n = 1 if exp.approved else 0
     return {"t_response_s": np.zeros(n), "t_settled_s": np.full(n, np.nan),
-            "amount_minor": np.full(n, exp.peak_level, dtype=np.int64), "approved": np.ones(n, dtype=bool)}
+            "amount_minor": np.full(n, exp.peak_level, dtype=np.int64), "exposed": np.ones(n, dtype=bool)}
 
 
 def _peak_exposure_columns(tx: Batches | None) -> dict[str, np.ndarray] | None:

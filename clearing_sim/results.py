@@ -201,8 +201,10 @@ class TableNames:
 
 _CODES = [_code(c) for c in range(100)]
 # The transactions' columns that may hold nulls: a purchase with an unknown BIN has no
-# issuer, and one never presented (or not cleared) no file, cycle or window.
-TRANSACTION_NULLABLE = frozenset({"issuer", "clearing_file", "clearing_cycle", "settlement_window"})
+# issuer, one never presented (or not cleared) no file, cycle or window, and one that owes
+# no presentment (declined, reversed or kept in the bank) no settlement status.
+TRANSACTION_NULLABLE = frozenset({"issuer", "clearing_file", "clearing_cycle", "settlement_window",
+                                  "settlement_status"})
 
 
 def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, np.ndarray], pan: np.ndarray,
@@ -210,8 +212,12 @@ def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, n
                      settle_status: np.ndarray, settled_at: np.ndarray, lag_h: np.ndarray) -> pa.Table:
     """`transactions` rows of some purchases (a whole run, or a streamed run's chunk): their
     traffic columns `t`, outcome columns `o`, PANs, the file (index into `names.files`), cycle
-    and window their first presentment cleared in (-1: none), and how and when they settled."""
+    and window their first presentment cleared in (-1: none), and how and when they settled.
+    `settlement_status` is null for a purchase that owes no presentment
+    (`settlement_figures.carries_obligation`): nothing of it was ever to settle."""
     code = o["response_code"]
+    owed = settlement_figures.carries_obligation(code, o["route"], o["reversed"])
+    settle_status = np.where(owed, settle_status, -1)
     return declare_not_null(pa.table({
         "txn_id": t["txn_id"],
         "day": t["day"].astype(np.int16) + 1,

@@ -4,8 +4,9 @@ Owns: per-record and per-transaction settlement status and time (a record settle
 when its window is SETTLED and it was not unwound), per-window figures (obligations,
 positions per kind, defaults and the cascade, unwound records, guarantee-fund draws
 and loss shares, liquidity saving, cover-1), and run-level figures: per-participant
-peak net debit, exposure over time (value approved but not yet settled: its peak,
-time-weighted mean and hourly levels) and total liquidity. Must never run the model
+peak net debit, exposure over time (value owed to the network's settlement and not yet
+settled: see `carries_obligation`; its peak, time-weighted mean and hourly levels) and
+total liquidity. Must never run the model
 or write files; money stays integer fen, ratios are rounded floats.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from clearing_sim.model.authorisation import APPROVED
+from clearing_sim.model.authorisation import APPROVED, ROUTE_IN_BANK
 from clearing_sim.model.defaults import UNLIMITED
 from clearing_sim.model.settlement import KIND_NAMES, SettlementWindow, WindowState
 from clearing_sim.model.traffic import DAY_S, HOUR_S
@@ -47,6 +48,18 @@ def record_settlement(state) -> tuple[np.ndarray, np.ndarray]:
         status[pos] = UNWOUND
         t_settled[pos] = np.nan
     return status, t_settled
+
+
+def carries_obligation(response_code: np.ndarray, route: np.ndarray, reversed_: np.ndarray) -> np.ndarray:
+    """Per purchase: approved, switched through the network and not reversed.
+
+    These purchases, and only these, owe the network a first presentment, so they are the
+    ones that can settle: the exposure and `transactions_by_settlement_status` count them
+    alone. An approval kept inside the issuing bank (`on_us_in_bank`) never reaches the
+    network's clearing; an approval reversed (the acquirer timed out and sent a 0400) left
+    the merchant with a decline and carries no clearing obligation.
+    """
+    return (np.asarray(response_code) == APPROVED) & (np.asarray(route) != ROUTE_IN_BANK) & ~np.asarray(reversed_)
 
 
 def txn_settlement(state) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +135,8 @@ def _cover_1(c: dict | None, ids) -> dict | None:
 def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, t_end_s: float) -> dict:
     """Value approved but not yet settled over [0, t_end_s]: peak, time-weighted mean and hourly levels.
 
-    Each amount counts from `t_in_s` (its approval) until `t_out_s` (its settlement;
+    The caller passes the purchases that carry an obligation (`carries_obligation`). Each
+    amount counts from `t_in_s` (its approval) until `t_out_s` (its settlement;
     NaN: never within the run). At equal times settlements are counted before
     approvals. Amounts are fen; the mean is a float of fen: the area under the level
     up to `t_end_s` (each amount times the time it counts before the end), summed
@@ -174,15 +188,17 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
 def settlement_extras(state) -> dict:
     """Run-level settlement figures for `summary.json["settlement"]`."""
     status, t_settled = txn_settlement(state)
-    approved = state.outcomes["response_code"] == APPROVED
-    exp = exposure(state.outcomes["t_response_s"][approved], t_settled[approved],
-                   state.txn["amount_minor"][approved], state.horizon_days * DAY_S)
-    by_status = {s: int((status[approved] == i).sum()) for i, s in enumerate(STATUSES)}
+    o = state.outcomes
+    owed = carries_obligation(o["response_code"], o["route"], o["reversed"])
+    exp = exposure(o["t_response_s"][owed], t_settled[owed], state.txn["amount_minor"][owed],
+                   state.horizon_days * DAY_S)
+    by_status = {s: int((status[owed] == i).sum()) for i, s in enumerate(STATUSES)}
     return run_figures(state, exp, by_status)
 
 
 def run_figures(state, exp: dict, by_status: dict[str, int]) -> dict:
-    """`settlement_extras` given the per-purchase figures (exposure, approved purchases by status):
+    """`settlement_extras` given the per-purchase figures (exposure, purchases that carry an
+    obligation by status):
     everything else comes from `state.scenario` and `state.settlement` alone."""
     sc = state.scenario
     ids = sc.participant_ids

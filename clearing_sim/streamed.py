@@ -467,7 +467,8 @@ def _write_transactions(path: Path, rows_path: Path, clearing: StreamedClearing,
         status = w_code[window]  # -1: the last entry, unsettled
         settled_at = w_time[window]
         lag_h = (settled_at - cols["t_response_s"]) / 3600.0
-        settle.add(cols["t_response_s"], cols["amount_minor"], cols["response_code"] == APPROVED, settled_at, status)
+        owed = settlement_figures.carries_obligation(cols["response_code"], cols["route"], cols["reversed"])
+        settle.add(cols["t_response_s"], cols["amount_minor"], owed, settled_at, status)
         out.add(transaction_rows(names, cols, cols, cols["pan"], file_no, cycle, window, status, settled_at, lag_h))
     out.close(_empty_transactions(names))
 

@@ -96,7 +96,7 @@ class TestKeyValues:
         def tx():
             calls.append(1)
             return {"t_response_s": np.array([1.0, 2.0]), "t_settled_s": np.array([5.0, np.nan]),
-                    "amount_minor": np.array([10, 20]), "approved": np.array([True, True])}
+                    "amount_minor": np.array([10, 20]), "exposed": np.array([True, True])}
 
         v = metrics.key_values(_summary(), tx)
         assert v["settlement.exposure.peak_minor"] == 30
@@ -132,6 +132,25 @@ class TestExposureCurve:
         at = np.arange(-1, 95, 0.5)
         assert np.array_equal(metrics.sample_step(times, level, at),
                               _brute_exposure(t_in, t_out, amount, approved, at))
+
+    def test_exposed_rows_leave_out_in_bank_and_reversed(self):
+        """Only approvals switched through the network and not reversed owe a presentment."""
+        import pyarrow as pa
+
+        route = pa.DictionaryArray.from_arrays(pa.array([1, 2, 1, 1, 0, None], pa.int8()),
+                                               pa.array(["unknown_bin", "network", "in_bank"]))
+        approved = pa.array([True, True, True, False, False, True])
+        reversed_ = pa.array([False, False, True, False, False, False])
+        assert metrics.exposed_rows(approved, route, reversed_).tolist() == [True, False, False, False, False, False]
+        # Chunked columns (a table read from Parquet), and a table older than 0.3.1 without the two columns.
+        assert metrics.exposed_rows(pa.chunked_array([approved[:2], approved[2:]]),
+                                    pa.chunked_array([route]), pa.chunked_array([reversed_])).tolist() == \
+            [True, False, False, False, False, False]
+        assert metrics.exposed_rows(approved).tolist() == [True, True, True, False, False, True]
+        table = pa.table({"t_response_s": np.zeros(6), "t_settled_s": np.zeros(6),
+                          "amount_minor": np.ones(6, np.int64), "approved": approved, "route": route,
+                          "reversed": reversed_})
+        assert metrics.transaction_columns(table)["exposed"].tolist() == [True, False, False, False, False, False]
 
     def test_mismatched_lengths_raise(self):
         with pytest.raises(ValueError):

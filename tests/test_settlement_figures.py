@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import clearing_sim
 from clearing_sim.scenario import Calendar, SettlementAccount, parse_scenario
-from clearing_sim.settlement_figures import exposure
+from clearing_sim.settlement_figures import STATUSES, carries_obligation, exposure
 from tests.conftest import SMALL_YAML
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -87,16 +87,49 @@ class TestExposureAsBefore:
         assert exposure(t_in, t_out, amount, 7200.0) == _exposure_with_lexsort(t_in, t_out, amount, 7200.0)
 
     def test_shipped_scenarios(self):
-        from clearing_sim.model.authorisation import APPROVED
         from clearing_sim.model.network import simulate
         from clearing_sim.settlement_figures import txn_settlement
 
         for name in ("baseline.yaml", "participant_default.yaml", "refunds_and_disputes.yaml"):
             state = simulate(clearing_sim.load_scenario(SCENARIOS / name), "fast")
-            approved = state.outcomes["response_code"] == APPROVED
-            args = (state.outcomes["t_response_s"][approved], txn_settlement(state)[1][approved],
-                    state.txn["amount_minor"][approved], state.horizon_days * 86_400.0)
+            o = state.outcomes
+            owed = carries_obligation(o["response_code"], o["route"], o["reversed"])
+            args = (o["t_response_s"][owed], txn_settlement(state)[1][owed],
+                    state.txn["amount_minor"][owed], state.horizon_days * 86_400.0)
             assert exposure(*args) == _exposure_with_lexsort(*args), name
+
+
+@pytest.mark.parametrize("mode", ["fast", "detailed"])
+def test_only_purchases_owed_to_the_network_count(mode):
+    """Approvals kept inside the bank and approvals reversed owe no presentment: they are not
+    exposure and have no settlement status. The stress scenario has both (an on-us issuer
+    kept in the bank, acquirer timeouts), and every window settles, so nothing stays unsettled."""
+    from tests.auth_scenarios import stress_scenario
+
+    r = clearing_sim.run(stress_scenario(), mode=mode)
+    s, a = r.summary["settlement"], r.summary["authorisations"]
+    t = r.transactions
+    route = np.array(t.column("route").to_pylist())
+    rev = t.column("reversed").to_numpy(zero_copy_only=False)
+    approved = t.column("approved").to_numpy(zero_copy_only=False)
+    assert (approved & (route == "in_bank")).sum() > 100 and (approved & rev).sum() > 100  # both kinds occur
+    owed = approved & (route == "network") & ~rev
+    status = np.array(t.column("settlement_status").to_pylist(), dtype=object)
+    assert [x is None for x in status] == (~owed).tolist()
+    by_status = s["transactions_by_settlement_status"]
+    assert by_status == {k: int((status[owed] == k).sum()) for k in STATUSES}
+    assert sum(by_status.values()) == a["approved"] - a["reversed_approved"] == owed.sum()
+    assert all(w["status"] == "SETTLED" for w in s["windows"]) and r.summary["clearing"]["records_rejected"] == 0
+    assert by_status["unsettled"] == 0 and s["exposure"]["unsettled_at_end_minor"] == 0
+    col = {c: t.column(c).to_numpy() for c in ("t_response_s", "t_settled_s", "amount_minor")}
+    want = exposure(col["t_response_s"][owed], col["t_settled_s"][owed], col["amount_minor"][owed],
+                    r.summary["simulated_days"] * 86_400.0)
+    assert s["exposure"] == want
+    # The key figures' fallback and the report's plot read the table the same way.
+    from clearing_sim import metrics, report
+
+    assert metrics._peak_exposure({}, lambda: metrics.transaction_columns(t)) == want["peak_minor"]
+    assert report._Exposure(report.Batches.of_table(t, batch_rows=997), None).peak_level == want["peak_minor"]
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,21 @@ def test_store_and_forward_past_the_horizon_streams_like_a_whole_day(tmp_path: P
     assert s["authorisations"]["saf_drained_s"] > s["simulated_days"] * 86400
 
 
+@pytest.mark.slow
+def test_approvals_owing_nothing_stream_like_a_whole_day(tmp_path: Path, monkeypatch) -> None:
+    """Approvals kept in the bank and approvals reversed (tests/auth_scenarios.py's stress
+    scenario has thousands of each) are left out of the exposure and the settlement statuses
+    by the streamed run exactly as by the whole-day run."""
+    from tests.auth_scenarios import STRESS_YAML
+
+    s = _streams_like_a_whole_day(STRESS_YAML, tmp_path, monkeypatch, FEED_ROWS=1009, RECORD_PART=997,
+                                  REORDER_HOLD_ROWS=3001)
+    a, st_ = s["authorisations"], s["settlement"]
+    assert a["reversed_approved"] > 0 and a["in_bank"]["approved"] > 0
+    assert sum(st_["transactions_by_settlement_status"].values()) == a["approved"] - a["reversed_approved"]
+    assert st_["exposure"]["unsettled_at_end_minor"] == 0
+
+
 NOTHING_CLEARED = """
 name: nothing_cleared
 run: {days: 1, seed: 1}
