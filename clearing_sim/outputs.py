@@ -318,7 +318,8 @@ def _leave_failed(tmp: Path, out: Path, status: dict, log_fh: IO[str] | None) ->
 
 def temporary_folder(out: Path) -> Path:
     """Check `out` (`check_out_folder`) and create the empty hidden sibling that the
-    outputs are written to before `_move_into_place`; raises InputError.
+    outputs are written to before `_move_into_place`; raises InputError, or WriteError when
+    the disk is too full even for the empty folder.
 
     The sibling is locked (`flock`) while this process writes it, so that the siblings a
     killed run left behind (SIGKILL, a power cut: nothing of it could clean up) are told
@@ -333,8 +334,17 @@ def temporary_folder(out: Path) -> Path:
         tmp.mkdir()
         hold_folder(tmp)
     except OSError as exc:
+        if tmp.exists():
+            discard_folder(tmp)
+        if exc.errno in FULL_ERRNOS:  # the machine's condition, not the user's --out: exit 1
+            raise WriteError(f"--out: cannot create {out}: {exc.strerror}; nothing was written") from None
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     return tmp
+
+
+# Of WRITE_ERRNOS, those a different --out would not cure: the disk or quota is full, the
+# device fails. (A read-only or forbidden folder is the user's choice of --out: exit 2.)
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 _HELD: dict[Path, int] = {}  # this process's scratch folders -> the descriptor that holds its lock

@@ -214,6 +214,25 @@ class TestWriteFailures:
     """A write the machine refuses (a full disk, a read-only folder) exits 1 with a one-line
     reason, never blames a bug, and leaves the complete folder, the failed run's record or nothing."""
 
+    @pytest.mark.parametrize("err, code", [(errno.ENOSPC, 1), (errno.EDQUOT, 1), (errno.EACCES, 2)])
+    def test_disk_full_for_the_empty_folder(self, tmp_path, small_file, capsys, monkeypatch, err, code):
+        """The disk too full even for the empty hidden folder: exit 2 ('cannot create'), as if
+        --out were the user's mistake. Now exit 1 with the reason and 'nothing was written'
+        (a folder refused for its permissions stays exit 2), and no hidden folder is left."""
+        from clearing_sim import outputs
+        from clearing_sim.cli import main
+
+        def refuse(folder):
+            raise OSError(err, os.strerror(err))
+
+        monkeypatch.setattr(outputs, "hold_folder", refuse)
+        out = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(out), "-q"]) == code
+        err_text = capsys.readouterr().err
+        assert os.strerror(err) in err_text and "bug" not in err_text, err_text
+        assert ("nothing was written" in err_text) == (code == 1)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
     def test_disk_full_while_writing_the_report(self, tmp_path, small_file, capsys, monkeypatch):
         """The tables fitted, report.html did not: exit 1 'internal error ... This is a bug'."""
         import clearing_sim.report as report
