@@ -18,7 +18,8 @@ message.
   DE12/13 local time and date of the purchase (the simulated clock), DE18 MCC, DE32 acquirer id, DE37 RRN,
   DE41 terminal id, DE42 merchant id, DE49 currency `156`.
 * `0110` response: the request's fields, DE7 of the response, DE38 auth code (approvals
-  only; stand-in codes start with `S`), DE39 response code.
+  only: the code the acquirer presents in clearing, made the same way for a stand-in
+  approval, so it does not mark one; the 0120 advice does), DE39 response code.
 * `0120` stand-in advice to the issuer (a resend is `0121`): the request's fields with
   DE38 and DE39 `00`; `0130` the issuer's acknowledgement.
 * `0400` acquirer reversal and `0410` the switch's answer; `0420` the reversal forwarded

@@ -18,6 +18,7 @@ from iso8583.specs import default_ascii
 
 from clearing_sim import cli, messages
 from clearing_sim.model import authorisation as au
+from clearing_sim.model.clearing_data import approval_code
 from clearing_sim.model.routing import BinTable, luhn_valid
 
 
@@ -168,6 +169,20 @@ class TestMessageFields:
                 assert len(doc["90"]) == 42 and doc["90"][:4] == "0100" and doc["90"][4:10] == doc["11"]
                 assert doc["90"][10:20] == (purchase - dt.timedelta(hours=8)).strftime("%m%d%H%M%S")  # the 0100's DE7
         assert {"0100", "0110", "0120", "0130", "0400", "0410", "0420", "0430"} <= set(seen)
+
+    def test_stand_in_approvals_carry_the_clearing_approval_code(self, stress_log):
+        """DE 38 of a stand-in approval is the code presented in clearing, made as an issuer's is:
+        its first letter tells nothing (docs/authorisation.md said stand-in codes start with S)."""
+        state, log = stress_log
+        o, txn = state.outcomes, state.txn
+        approved = o["response_code"] == au.APPROVED
+        stand_in = np.flatnonzero(approved & o["stand_in"])
+        by_issuer = np.flatnonzero(approved & ~o["stand_in"])
+        assert len(stand_in) > 10
+        codes = approval_code(txn["txn_id"])
+        assert all(log.auth_code[i] == codes[i].decode("ascii") for i in stand_in.tolist())
+        assert any(log.auth_code[i][0] != "S" for i in stand_in.tolist())
+        assert any(log.auth_code[i][0] == "S" for i in by_issuer.tolist())
 
     def test_counts_match_the_outcomes(self, stress_log):
         state, log = stress_log

@@ -126,6 +126,21 @@ class TestWindowAssignment:
         assert w2 is not w and w2.t_close_s == 15 * HOUR
 
 
+    @pytest.mark.parametrize("mode", ["detailed", "fast"])
+    def test_a_cycle_at_the_window_second_clears_into_that_window(self, mode):
+        """In a run, cycles come before windows close at one instant: a cut-off at 12:30 settles T+0 at 12:30.
+
+        The window is created by the day's first cycle for the 23:45 one too, so the order does not
+        depend on which process made the window (docs/settlement.md said: the next window)."""
+        import clearing_sim
+
+        sc = attrs.evolve(BASE, settlement=Settlement(windows=("12:30", "23:45"), lag_days=0))
+        records = clearing_sim.run(sc, mode=mode).clearing_records.to_pydict()
+        pairs = {(c, w) for c, w in zip(records["cycle"], records["settlement_window"])}
+        assert {c for c, _ in pairs} >= {"D001-12:30", "D001-23:45"}
+        assert all(w == f"2026-11-{int(c[1:4]) + 1:02d}T{c[5:]}" for c, w in pairs), pairs
+
+
 class TestUnwindInAWindow:
     """A defaulter's records are unwound, the cascade reported, and survivors' positions still sum to zero."""
 
