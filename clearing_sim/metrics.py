@@ -255,13 +255,27 @@ def exposed_rows(approved: Any, route: Any = None, reversed_: Any = None) -> np.
 
     mask = approved
     if route is not None:
-        mask = pc.and_(mask, pc.not_equal(route, pa.scalar(ROUTES[ROUTE_IN_BANK])))
+        mask = pc.and_(mask, _not_equal(route, ROUTES[ROUTE_IN_BANK]))
     if reversed_ is not None:
         mask = pc.and_(mask, pc.invert(reversed_))
     mask = pc.fill_null(mask, False)
     if isinstance(mask, pa.ChunkedArray):
         mask = mask.combine_chunks() if mask.num_chunks != 1 else mask.chunk(0)
     return mask.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _not_equal(column: Any, value: str) -> Any:
+    """`pc.not_equal(column, value)` (null where `column` is null); a dictionary column is
+    compared by its dictionary and the result taken by its indices: comparing every row's
+    string decoded the whole column first, most of what the report's exposure passes cost."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([_not_equal(c, value) for c in column.chunks], type=pa.bool_())
+    if pa.types.is_dictionary(column.type):
+        return pc.not_equal(column.dictionary, pa.scalar(value)).take(column.indices)
+    return pc.not_equal(column, pa.scalar(value))
 
 
 # --- exposure ----------------------------------------------------------------------------

@@ -147,6 +147,17 @@ class TestExposureCurve:
                                     pa.chunked_array([route]), pa.chunked_array([reversed_])).tolist() == \
             [True, False, False, False, False, False]
         assert metrics.exposed_rows(approved).tolist() == [True, True, True, False, False, True]
+        # Each chunk compared by its own dictionary (here in another order), a plain string column by its values.
+        other = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0, 0, 2, None], pa.int8()),
+                                               pa.array(["network", "in_bank", "unknown_bin"]))
+        assert metrics.exposed_rows(pa.chunked_array([approved[:3], approved[3:]]),
+                                    pa.chunked_array([route[:3], other[3:]]),
+                                    pa.chunked_array([reversed_[:3], reversed_[3:]])).tolist() == \
+            [True, False, False, False, False, False]
+        assert metrics.exposed_rows(pa.array([True, True]), other[:2], pa.array([False, False])).tolist() == \
+            [True, False]
+        assert metrics.exposed_rows(approved, route.cast(pa.string()), reversed_).tolist() == \
+            [True, False, False, False, False, False]
         table = pa.table({"t_response_s": np.zeros(6), "t_settled_s": np.zeros(6),
                           "amount_minor": np.ones(6, np.int64), "approved": approved, "route": route,
                           "reversed": reversed_})
