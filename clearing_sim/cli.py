@@ -223,6 +223,10 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         ("declined", f"{a['declined']:,}  " + " ".join(f"{k}:{v:,}" for k, v in a["by_response_code"].items() if k != "00")),
         ("stand-in approvals", f"{a['stand_in']:,}"),
         ("reversals", f"{a['reversals']:,}"),
+        # Purchases an issuer kept inside the bank (on_us_in_bank) are not among the network's
+        # authorisations above; without this row a run of them read as a day of none.
+        *([("kept in the bank: purchases / approved", f"{ib['count']:,} / {ib['approved']:,}")]
+          if (ib := a.get("in_bank") or {}).get("count") else []),
         *([("store-and-forward drained", _run_clock(a["saf_drained_s"]))] if a.get("saf_drained_s") is not None else []),
         ("auth latency p50 / p99 / max (ms)", f"{lat['p50']} / {lat['p99']} / {lat['max']}" if lat["max"] is not None else "-"),
         ("clearing files (rejected)", f"{c['files']:,} ({c['files_rejected']:,})"),

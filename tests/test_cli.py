@@ -45,6 +45,30 @@ class TestRun:
         printed = capsys.readouterr().out
         assert "seed 42" in printed and "authorisations" in printed
         assert "store-and-forward drained" not in printed  # no advice on this day
+        assert "kept in the bank" not in printed  # no issuer keeps on-us purchases in the bank
+
+    def test_purchases_kept_in_the_bank_are_printed(self, tmp_path: Path, capsys) -> None:
+        """A day whose purchases an issuer all kept inside the bank printed 'authorisations 0'
+        and nothing else about them: the summary now says how many were kept and approved."""
+        path = tmp_path / "bank.yaml"
+        path.write_text("""\
+name: all_in_bank
+run: {days: 1, seed: 3}
+institutions:
+  - {id: B0, name: Bank B0}
+issuers:
+  - {institution: B0, bins: ["400001"], share: 1, on_us_in_bank: true, host: {servers: 2}}
+acquirers:
+  - {institution: B0, share: 1, category_mix: {"5411": 1}}
+traffic:
+  transactions_per_day: 500
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+""")
+        assert run_cli("run", path, "--out", tmp_path / "run", "--mode", "fast", "-q") == 0
+        ib = json.loads((tmp_path / "run" / "summary.json").read_text())["authorisations"]["in_bank"]
+        assert ib["count"] > 400 and ib["approved"] > 0
+        printed = " ".join(capsys.readouterr().out.split())
+        assert f"kept in the bank: purchases / approved │ {ib['count']:,} / {ib['approved']:,}" in printed
 
     @pytest.mark.parametrize("columns", [None, "60"])
     def test_no_figure_is_cut_short(self, tmp_path: Path, monkeypatch, capsys, columns: str | None) -> None:
