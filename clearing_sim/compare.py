@@ -143,9 +143,9 @@ def _folder_values(folder: Path) -> tuple[int, dict[str, float | int | None]]:
             has = set(pq.read_schema(p).names)
             table = pq.read_table(p, columns=["t_response_s", "t_settled_s", "amount_minor",
                                               *(c for c in metrics.EXPOSED_BY if c in has)])
+            return metrics.transaction_columns(table)  # a column missing or of another type fails here
         except Exception:  # noqa: BLE001 - an older or partial table: the figure is just missing
             return None
-        return metrics.transaction_columns(table)
 
     seed = summary.get("seed")
     return (seed if isinstance(seed, int) else -1), metrics.key_values(summary, transactions)

@@ -147,6 +147,35 @@ class TestCompareRunFolders:
         assert "-" in text
 
 
+    def test_a_table_without_its_approved_column_leaves_the_figure_missing(self, tmp_path, small_file, capsys):
+        """A table the exposure cannot be read from (no `approved`, a `route` of numbers) is as
+        good as none: the figure is missing, not an internal error."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        run = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(run), "--quiet"]) == 0
+        summary = json.loads((run / "summary.json").read_text())
+        summary["settlement"].pop("exposure")
+        table = pq.read_table(run / "transactions.parquet")
+        tables = {"no_approved": table.drop(["approved"]),
+                  "route_numbers": table.set_column(table.column_names.index("route"), "route",
+                                                    pa.array([1] * table.num_rows, pa.int8()))}
+        for name, t in tables.items():
+            folder = tmp_path / name
+            shutil.copytree(run, folder)
+            (folder / "summary.json").write_text(json.dumps(summary))
+            pq.write_table(t, folder / "transactions.parquet")
+        capsys.readouterr()
+        out = tmp_path / "cmp"
+        assert main(["compare", str(run), *(str(tmp_path / n) for n in tables), "--out", str(out)]) == 0
+        first, *others = json.loads((out / "compare.json").read_text())["scenarios"]
+        assert "settlement.exposure.peak_minor" in first["metrics"]
+        for o in others:
+            assert "settlement.exposure.peak_minor" not in o["metrics"]
+            assert "settlement.lag_hours.p50" in o["metrics"]
+
+
 def summary_value(folder: Path, path: str):
     return metrics.get_path(json.loads((folder / "summary.json").read_text()), path)
 
