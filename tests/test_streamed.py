@@ -408,6 +408,41 @@ class TestStreamedRunFolder:
         assert not [t for t in threading.enumerate() if t.name in ("prefetch", "worker") and t.is_alive()]
 
 
+    def test_failure_in_the_settlement_figures_thread_writes_nothing(self, tmp_path: Path, monkeypatch) -> None:
+        """settle.add runs in a worker thread beside transactions.parquet's encoding: its error, on
+        a middle batch or on the last one (raised as the thread is joined), fails the run like
+        one in the main thread, the figures are never taken, and no thread is left."""
+        import threading
+
+        from clearing_sim import stream_settlement
+
+        monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+        monkeypatch.setattr(streamed, "FEED_ROWS", 1009)
+        real = stream_settlement.SettlementTxnFigures.add
+        calls = {"n": 0, "fail_at": 0}
+
+        def add(self, *args):
+            calls["n"] += 1
+            if calls["n"] == calls["fail_at"]:
+                raise streamed.InvariantError(f"injected in settle at batch {calls['n']}")
+            real(self, *args)
+
+        monkeypatch.setattr(stream_settlement.SettlementTxnFigures, "add", add)
+        path = SCENARIOS / "t1_single_window.yaml"
+        _run(path, tmp_path / "whole")
+        batches = calls["n"]
+        assert batches > 3
+        monkeypatch.setattr(stream_settlement.SettlementTxnFigures, "result",
+                            lambda self: pytest.fail("the figures were taken after a batch failed"))
+        for fail_at in (3, batches):
+            calls.update(n=0, fail_at=fail_at)
+            out = tmp_path / f"run{fail_at}"
+            assert main(["run", str(path), "--mode", "fast", "--out", str(out), "-q"]) == 1
+            status = json.loads((out / "status.json").read_text())
+            assert status["status"] == "failed" and f"injected in settle at batch {fail_at}" in status["error"]
+            assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.jsonl", "status.json"]
+            assert not [t for t in threading.enumerate() if t.name == "worker" and t.is_alive()]
+
     @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose every write fails ENOSPC")
     @pytest.mark.parametrize("spill", ["presentments", "figures"])
     def test_disk_full_in_the_scratch_files(self, spill: str, tmp_path: Path, monkeypatch, capsys) -> None:
