@@ -245,8 +245,8 @@ def exposed_rows(approved: Any, route: Any = None, reversed_: Any = None) -> np.
     """Which rows of a transactions table count in the exposure, from its pyarrow columns
     (arrays or chunked arrays) `EXPOSED_BY`: approved, not kept inside the issuing bank and
     not reversed, the purchases that owe the network a presentment
-    (`settlement_figures.carries_obligation`). A table without `route` or `reversed`
-    (written before 0.3.1 counted every approval) is read as if none were in-bank or reversed.
+    (`settlement_figures.carries_obligation`). A table without `route` or `reversed` (not
+    written by clearing-sim, or cut down) is read as if none were in-bank or reversed.
     """
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -1235,7 +1235,7 @@ class _Exposure:
     The purchases that count are the approved ones switched through the network and not
     reversed (`_exposed`). Pass 1 counts them and finds the span of their event times (and
     `end`, the latest response or settlement time of any purchase). Pass 2 adds, exactly
-    in int64, each approved amount at its response time and takes it away at its
+    in int64, each counted amount at its response time and takes it away at its
     settlement, into the plot's time grid (`grid_of(end)`, also by issuer; none when
     `grid_of` is None) and into `_PEAK_BUCKETS` buckets of time. Pass 3 reads back the
     events of the few buckets that can hold the peak (their level before the bucket plus
@@ -1251,7 +1251,7 @@ class _Exposure:
                  read: bool = True) -> None:
         self._grid_of = grid_of
         # The columns besides `approved` that say which purchases count (`_exposed`): a table
-        # written before 0.3.1 may lack them.
+        # not written by clearing-sim may lack them.
         self._by = tuple(c for c in metrics.EXPOSED_BY[1:] if tx is not None and tx.has(c))
         self.approved = 0  # purchases that count in the exposure
         self.end = np.nan

@@ -228,8 +228,9 @@ class SettlementTxnFigures:
         self._spill_path = Path(name)
         self._spill = os.fdopen(fd, "wb")
 
-    def add(self, t_response_s, amount_minor, approved, t_settled_s, status) -> None:
-        """One chunk of purchases: float64 response times, int64 amounts, bool approved, float64
+    def add(self, t_response_s, amount_minor, owed, t_settled_s, status) -> None:
+        """One chunk of purchases: float64 response times, int64 amounts, bool owed (the purchase
+        counts: `settlement_figures.carries_obligation`, called "approved" below), float64
         settlement times (NaN: not settled in the run), int8 status codes into settlement_figures.STATUSES.
 
         Chunks must follow one another in transaction-id order (see the class docstring
@@ -242,12 +243,12 @@ class SettlementTxnFigures:
             raise InvariantError("SettlementTxnFigures.add after result(): the figures are final")
         t_resp = np.asarray(t_response_s, dtype=np.float64)
         amount = np.asarray(amount_minor, dtype=np.int64)
-        ok = np.asarray(approved, dtype=np.bool_)
+        ok = np.asarray(owed, dtype=np.bool_)
         t_set = np.asarray(t_settled_s, dtype=np.float64)
         code = np.asarray(status)
         n = len(t_resp)
         if any(x.ndim != 1 or len(x) != n for x in (t_resp, amount, ok, t_set, code)):
-            raise ValueError("t_response_s, amount_minor, approved, t_settled_s and status must be 1-D of one length")
+            raise ValueError("t_response_s, amount_minor, owed, t_settled_s and status must be 1-D of one length")
         if n and (int(code.min()) < 0 or int(code.max()) >= len(STATUSES)):
             raise ValueError(f"status codes must be in [0, {len(STATUSES)}), got {int(code.min())}..{int(code.max())}")
 

@@ -303,7 +303,7 @@ def _purchases(draw) -> pa.Table:
         "amount_minor": pa.array(amount, pa.int64()), "approved": pa.array(approved, pa.bool_()),
         "issuer": pa.DictionaryArray.from_arrays(idx, pa.array(["X", "Y", "Z"])),
     }
-    if draw(st.integers(0, 4)):  # a table written before 0.3.1 has neither column
+    if draw(st.integers(0, 4)):  # a table not written by clearing-sim may have neither column
         route = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
         cols["route"] = pa.DictionaryArray.from_arrays(pa.array(route, pa.int8()),
                                                        pa.array(["unknown_bin", "network", "in_bank"]))
