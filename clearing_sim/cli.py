@@ -66,6 +66,8 @@ def compare(
     if mode not in MODES:
         raise InputError(f"--mode: unknown mode {mode!r} (one of: {', '.join(MODES)})")
     srcs = cmp.resolve_sources(sources)
+    for line in cmp.version_notes(srcs):
+        out_console.print(line)
     files = [s for s in srcs if s.kind == "scenario"]
     root = seed if seed is not None else (files[0].scenario.run.seed if files else 0)
     if out is None:

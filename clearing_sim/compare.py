@@ -42,6 +42,7 @@ class Source:
     kind: str  # "scenario" or "run"
     name: str
     scenario: Scenario | None = None
+    version: str | None = None  # a run folder's: the clearing-sim that wrote its summary
 
 
 @attrs.frozen
@@ -83,7 +84,9 @@ def resolve_sources(paths: Sequence[Path]) -> list[Source]:
             if not summary.is_file():
                 raise InputError(f"{p}: not a run folder (it has no summary.json)")
             data = _read_summary(summary)
-            sources.append(Source(p, "run", str(data.get("scenario") or p.name)))
+            version = data.get("version")
+            sources.append(Source(p, "run", str(data.get("scenario") or p.name),
+                                  version=version if isinstance(version, str) else None))
         elif p.is_file():
             sc = load_scenario(p)
             sources.append(Source(p, "scenario", sc.name, sc))
@@ -149,6 +152,15 @@ def _folder_values(folder: Path) -> tuple[int, dict[str, float | int | None]]:
 
     seed = summary.get("seed")
     return (seed if isinstance(seed, int) else -1), metrics.key_values(summary, transactions)
+
+
+def version_notes(sources: Sequence[Source]) -> list[str]:
+    """A line for each run folder another clearing-sim wrote: its figures are compared as
+    written, and a figure's definition can change between versions (0.3.1: the exposure
+    leaves out reversed and in-bank approvals)."""
+    return [f"note: {s.path} was made by clearing-sim {s.version or 'of an unknown version'}; this is "
+            f"{__version__}, and its figures are compared as that version defined them"
+            for s in sources if s.kind == "run" and s.version != __version__]
 
 
 def compare(sources: Sequence[Source], replications: int = 1, root_seed: int = 0, mode: str = "detailed",

@@ -145,7 +145,25 @@ class TestCompareRunFolders:
         assert "settlement.lag_hours.p50" not in second["metrics"]
         assert "settlement.exposure.peak_minor" not in second["metrics"]
         assert "-" in text
+        assert "note:" not in text  # both folders written by this clearing-sim
 
+    def test_a_folder_of_another_version_gets_a_note(self, tmp_path, small_file, capsys):
+        """A run folder another clearing-sim wrote was compared without a word, though a figure's
+        definition can change between versions (0.3.1's exposure); now a note names it."""
+        from clearing_sim import __version__
+
+        run = tmp_path / "run"
+        assert main(["run", str(small_file), "--out", str(run), "--quiet"]) == 0
+        old = tmp_path / "old"
+        shutil.copytree(run, old)
+        summary = json.loads((old / "summary.json").read_text())
+        summary["version"] = "0.2.0"
+        (old / "summary.json").write_text(json.dumps(summary))
+        capsys.readouterr()
+        assert main(["compare", str(run), str(old), "--out", str(tmp_path / "cmp")]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+        assert notes == [f"note: {old} was made by clearing-sim 0.2.0; this is {__version__}, and its figures "
+                         "are compared as that version defined them"]
 
     def test_a_table_without_its_approved_column_leaves_the_figure_missing(self, tmp_path, small_file, capsys):
         """A table the exposure cannot be read from (no `approved`, a `route` of numbers) is as
