@@ -7,7 +7,6 @@ logic, and never show a traceback for bad input.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import sys
@@ -20,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clearing_sim import __version__
-from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, ScenarioError, WriteError
+from clearing_sim.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, FULL_ERRNOS, InputError, ScenarioError, WriteError
 from clearing_sim.metrics import yuan_text
 
 if TYPE_CHECKING:
@@ -591,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted: nothing was left half-way")
         return 130
     except OSError as exc:
-        if exc.filename is not None or exc.errno not in _CONSOLE_ERRNOS:
+        if exc.filename is not None or exc.errno not in FULL_ERRNOS:
             return _internal_error(exc)
         # No file named: the console itself (stdout redirected to a full disk or /dev/full).
         err_console.print(Text.assemble(("error: ", "red"),
@@ -605,11 +604,6 @@ def main(argv: list[str] | None = None) -> int:
     if rc == 130 and not _interrupt_told:  # typer turns Ctrl-C and SIGTERM into exit 130, silently
         err_console.print("interrupted: nothing was left half-way")
     return rc if isinstance(rc, int) else 0
-
-
-# What a write to the console fails with that is the machine's doing, not a bug: a full disk
-# or quota under a redirected stdout, a failing device.
-_CONSOLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
 
 
 def _internal_error(exc: BaseException) -> int:

@@ -6,6 +6,7 @@ and a broken invariant or bug, or outputs the machine would not let us write (ex
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 import attrs
@@ -45,6 +46,12 @@ class ScenarioError(InputError):
         lines = [f"{source}: invalid scenario ({len(self.problems)} problem(s))"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+# What a write fails with that no other folder or input would cure: the disk or quota is
+# full, the file too large, the device failing. (A read-only or forbidden folder is the
+# user's choice of folder.) The console and `--out` treat these as the machine's (exit 1).
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 class WriteError(Exception):

@@ -5,7 +5,8 @@ Owns: the one list of key metrics that `compare`, `sweep` and `report.html` show
 is `None`, never an error), the fallbacks that derive a key figure from today's
 summary or transactions table when the summary does not carry it yet, the exposure
 curve (value approved through the network, not reversed and not yet settled, over time)
-and the 95% interval over replications. Must never run the model, print or touch the file system.
+and the 95% interval over replications. Must never run the model, print or touch the
+file system.
 
 Student's t quantiles: `t_975(df)` is exact (to 6 decimals) from an embedded table for
 df 1..30 and, above that, the Cornish-Fisher expansion of Abramowitz & Stegun 26.7.5

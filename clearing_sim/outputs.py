@@ -29,7 +29,7 @@ except ImportError:  # not on a POSIX system
     fcntl = None
 
 from clearing_sim import __version__
-from clearing_sim.errors import InputError, WriteError
+from clearing_sim.errors import FULL_ERRNOS, InputError, WriteError
 from clearing_sim.results import Result
 from clearing_sim.scenario import Scenario, dump_yaml, unstructure
 
@@ -340,11 +340,6 @@ def temporary_folder(out: Path) -> Path:
             raise WriteError(f"--out: cannot create {out}: {exc.strerror}; nothing was written") from None
         raise InputError(f"--out: cannot create {out}: {exc.strerror or exc}") from None
     return tmp
-
-
-# Of WRITE_ERRNOS, those a different --out would not cure: the disk or quota is full, the
-# device fails. (A read-only or forbidden folder is the user's choice of --out: exit 2.)
-FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 _HELD: dict[Path, int] = {}  # this process's scratch folders -> the descriptor that holds its lock

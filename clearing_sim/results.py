@@ -167,8 +167,10 @@ def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
     settle_status, settled_at = settlement_figures.txn_settlement(state)
     names = TableNames.of(state.scenario, [f.file_id for f in state.clearing.files],
                           [c.id for c in state.clearing.cycles], [w.id for w in state.settlement.windows])
-    return transaction_rows(names, state.txn, state.outcomes, state.pan, state.clearing.txn_file,
-                            state.clearing.txn_cycle, state.clearing.txn_window, settle_status, settled_at, lag_h)
+    o = state.outcomes
+    return transaction_rows(names, state.txn, o, state.pan, state.clearing.txn_file, state.clearing.txn_cycle,
+                            state.clearing.txn_window, settle_status, settled_at, lag_h,
+                            settlement_figures.carries_obligation(o["response_code"], o["route"], o["reversed"]))
 
 
 @attrs.frozen
@@ -209,14 +211,15 @@ TRANSACTION_NULLABLE = frozenset({"issuer", "clearing_file", "clearing_cycle", "
 
 def transaction_rows(names: TableNames, t: dict[str, np.ndarray], o: dict[str, np.ndarray], pan: np.ndarray,
                      txn_file: np.ndarray, txn_cycle: np.ndarray, txn_window: np.ndarray,
-                     settle_status: np.ndarray, settled_at: np.ndarray, lag_h: np.ndarray) -> pa.Table:
+                     settle_status: np.ndarray, settled_at: np.ndarray, lag_h: np.ndarray,
+                     owed: np.ndarray) -> pa.Table:
     """`transactions` rows of some purchases (a whole run, or a streamed run's chunk): their
     traffic columns `t`, outcome columns `o`, PANs, the file (index into `names.files`), cycle
     and window their first presentment cleared in (-1: none), and how and when they settled.
-    `settlement_status` is null for a purchase that owes no presentment
-    (`settlement_figures.carries_obligation`): nothing of it was ever to settle."""
+    `settlement_status` is null where `owed` is false, a purchase that owes no presentment
+    (`settlement_figures.carries_obligation`, which the caller has at hand): nothing of it
+    was ever to settle."""
     code = o["response_code"]
-    owed = settlement_figures.carries_obligation(code, o["route"], o["reversed"])
     settle_status = np.where(owed, settle_status, -1)
     return declare_not_null(pa.table({
         "txn_id": t["txn_id"],

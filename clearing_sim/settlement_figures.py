@@ -6,8 +6,8 @@ positions per kind, defaults and the cascade, unwound records, guarantee-fund dr
 and loss shares, liquidity saving, cover-1), and run-level figures: per-participant
 peak net debit, exposure over time (value owed to the network's settlement and not yet
 settled: see `carries_obligation`; its peak, time-weighted mean and hourly levels) and
-total liquidity. Must never run the model
-or write files; money stays integer fen, ratios are rounded floats.
+total liquidity. Must never run the model or write files; money stays integer fen,
+ratios are rounded floats.
 """
 
 from __future__ import annotations
@@ -198,8 +198,7 @@ def settlement_extras(state) -> dict:
 
 def run_figures(state, exp: dict, by_status: dict[str, int]) -> dict:
     """`settlement_extras` given the per-purchase figures (exposure, purchases that carry an
-    obligation by status):
-    everything else comes from `state.scenario` and `state.settlement` alone."""
+    obligation by status): everything else comes from `state.scenario` and `state.settlement` alone."""
     sc = state.scenario
     ids = sc.participant_ids
     windows = state.settlement.windows

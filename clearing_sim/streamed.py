@@ -473,7 +473,7 @@ def _write_transactions(path: Path, rows_path: Path, clearing: StreamedClearing,
             owed = settlement_figures.carries_obligation(cols["response_code"], cols["route"], cols["reversed"])
             settling.put((cols["t_response_s"], cols["amount_minor"], owed, settled_at, status))
             out.add(transaction_rows(names, cols, cols, cols["pan"], file_no, cycle, window, status, settled_at,
-                                     lag_h))
+                                     lag_h, owed))
     out.close(_empty_transactions(names))
 
 
@@ -493,7 +493,8 @@ def _empty_transactions(names: TableNames) -> pa.Table:
     t = {k: np.empty(0, dtype=d) for k, d in TRAFFIC_COLUMNS.items()}
     o = {c: np.empty(0, dtype=d) for c, d in OUTCOME_COLUMNS.items()}
     e = np.empty(0, dtype=np.int64)
-    return transaction_rows(names, t, o, e, e, e, e, np.empty(0, np.int8), np.empty(0), np.empty(0))
+    return transaction_rows(names, t, o, e, e, e, e, np.empty(0, np.int8), np.empty(0), np.empty(0),
+                            np.empty(0, bool))
 
 
 def _write_records(path: Path, sc: Scenario, presentments: Presentments, clearing: StreamedClearing,

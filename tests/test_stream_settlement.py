@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 import clearing_sim
 from clearing_sim import results, settlement_figures
 from clearing_sim.errors import InvariantError
-from clearing_sim.model.authorisation import APPROVED
 from clearing_sim.model.network import simulate
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.settlement_figures import STATUSES, exposure
@@ -377,8 +376,10 @@ def runs():
     for name in SCENARIO_NAMES:
         state = simulate(clearing_sim.load_scenario(SCENARIOS / f"{name}.yaml"), "fast")
         status, t_settled = settlement_figures.txn_settlement(state)
-        inputs = (state.outcomes["t_response_s"], state.txn["amount_minor"],
-                  state.outcomes["response_code"] == APPROVED, t_settled, status)
+        o = state.outcomes
+        inputs = (o["t_response_s"], state.txn["amount_minor"],
+                  settlement_figures.carries_obligation(o["response_code"], o["route"], o["reversed"]), t_settled,
+                  status)
         want = results.build_summary(state, results._lag_hours(state))["settlement"]
         windows = [w.t_settled_s for w in state.settlement.windows if w.t_settled_s is not None]
         out[name] = (inputs, want, state.horizon_days * DAY_S, windows)
