@@ -355,6 +355,21 @@ class TestConsoleEncoding:
         assert proc.returncode == 1
         assert proc.stderr.strip() == "error: could not write to the console: No space left on device"
 
+    def test_a_reader_gone_early_leaves_the_run_complete(self, tmp_path: Path) -> None:
+        # As README says: `run ... | head -1` ends quietly (exit 1, no "internal error"), and the
+        # folder, moved into place before the summary is printed, is complete.
+        sc = tmp_path / "small.yaml"
+        sc.write_text(SMALL_YAML, encoding="utf-8")
+        exe = Path(sys.executable).with_name("clearing-sim")
+        proc = subprocess.Popen([str(exe), "run", str(sc), "--out", str(tmp_path / "run"), "-q"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().startswith("running 'small'")
+        proc.stdout.close()  # the reader goes, as `head -1` does
+        err = proc.stderr.read()
+        assert proc.wait() == 1 and "internal error" not in err and "Traceback" not in err
+        assert (tmp_path / "run" / "summary.json").is_file()
+        assert json.loads((tmp_path / "run" / "summary.json").read_text())["seed"] == 42
+
 
 def test_python_api(small_scenario) -> None:
     """`clearing_sim.run` returns the summary and Arrow tables without writing anything."""
