@@ -129,6 +129,24 @@ class TestStreamContract:
         assert live_max < len(t) // 4
 
 
+    def test_outcomes_handed_out_stay_as_they_were_while_the_stream_goes_on(self) -> None:
+        """A table whose rows all became final hands out its outcome columns without a copy: the
+        stream never writes them again, so rows kept by the caller (as the streamed run's reorder
+        keeps them) still hold what they were released with once every later chunk is fed."""
+        sc, txn, routed, horizon = prepared("fast_stress.yaml")
+        s = AuthorisationStream(sc, horizon)
+        t = txn["t_arrival_s"]
+        bounds = chunk_bounds(t, 600.0)
+        kept = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            W = float(t[hi]) if hi < len(t) else np.inf
+            for done in s.feed({k: v[lo:hi] for k, v in txn.items()}, routed[lo:hi], W, first_gid=lo):
+                kept.append((done, {k: v.copy() for k, v in done.items()}))
+        s.finish()
+        for done, copy in kept:
+            for k, v in copy.items():
+                assert np.array_equal(done[k], v, equal_nan=v.dtype.kind == "f"), k
+
     def test_advices_behind_an_outage_wait_parked_not_live(self) -> None:
         """A stand-in waiting only for its advice to be applied leaves the live table (about 300
         bytes a row) for the parked store (about 45): the outage's stand-ins are parked while

@@ -113,6 +113,33 @@ class TestBufferedTable:
         table.append(new_rows(rng, 200, 5000))
         assert np.array_equal(out, before, equal_nan=True)
 
+    def test_an_empty_table_adopts_rows_given_away_and_goes_on_like_the_reference(self) -> None:
+        """Rows appended with adopt=True to an empty table become its buffers (no copy) where their
+        dtype fits, the rest are copied or filled, and appends and keeps after it match the reference."""
+        rng = np.random.default_rng(4)
+        table, ref = _Table(DTYPES, FILLS), _ReferenceTable(DTYPES, FILLS)
+        rows = new_rows(rng, 0, 5000)
+        rows["card"] = rows["card"].astype(np.int32)  # another dtype than the table's: copied
+        ref.append({k: v.copy() for k, v in rows.items()})
+        table.append(rows, adopt=True)
+        assert_same(table, ref)
+        assert np.shares_memory(table["t_host_in"], rows["t_host_in"])
+        assert not np.shares_memory(table["card"], rows["card"]) and table["card"].dtype == np.int64
+        table.keep(np.arange(0, 5000, 3))
+        ref.keep(np.arange(5000) % 3 == 0)
+        more = new_rows(rng, 5000, 4000)
+        table.append(more, adopt=True)  # not empty: copied behind the live rows
+        ref.append(more)
+        assert_same(table, ref)
+        assert not np.shares_memory(table["t_host_in"], more["t_host_in"])
+
+    def test_rows_not_given_away_are_never_adopted(self) -> None:
+        rng = np.random.default_rng(5)
+        table = _Table(DTYPES, FILLS)
+        rows = new_rows(rng, 0, 5000)
+        table.append(rows)
+        assert not any(np.shares_memory(table[name], v) for name, v in rows.items())
+
     def test_an_empty_table_gives_back_its_buffers_and_a_live_one_refuses(self) -> None:
         rng = np.random.default_rng(3)
         table = _Table(DTYPES, FILLS)

@@ -548,7 +548,7 @@ class DetailedAuthorisation:
         keeps = (code == APPROVED) & ~out["reversed"]
         if not np.array_equal(self.held() & (out["routed_issuer"] >= 0), keeps & (out["routed_issuer"] >= 0)):
             raise InvariantError("the issuers' ledgers disagree with the approved, unreversed authorisations")
-        check_final_states(out, self._acq_deadline, self.switch_timeout_s)
+        check_final_states(out, self.plan.acq_deadline, self.switch_timeout_s)
 
 
 def settle_lost_in_switch(out: dict[str, np.ndarray], acq_deadline: np.ndarray) -> None:
@@ -583,14 +583,15 @@ def final_states(out: dict[str, np.ndarray]) -> np.ndarray:
     return state
 
 
-def check_final_states(out: dict[str, np.ndarray], acq_deadline: list[float], switch_timeout_s: float) -> None:
-    """Cross-checks between the outcome columns; raises InvariantError."""
+def check_final_states(out: dict[str, np.ndarray], acq_deadline: np.ndarray, switch_timeout_s: float) -> None:
+    """Cross-checks between the outcome columns (`acq_deadline`: each purchase's acquirer deadline,
+    float64 s); raises InvariantError."""
     route = out["route"]
     resp = out["t_response_s"]
     if np.isnan(resp).any() or (out["response_code"] < 0).any():
         raise InvariantError(f"{int(np.isnan(resp).sum())} authorisation(s) never got an answer")
     switched = route != ROUTE_IN_BANK
-    late = switched & (resp > np.asarray(acq_deadline))
+    late = switched & (resp > acq_deadline)
     lost = out["lost_in_switch"]
     if (lost & ~switched).any() or (lost & late).any():
         raise InvariantError("an authorisation lost in the switch was kept in the bank or answered late")

@@ -145,9 +145,23 @@ class _Table:
     def capacity(self) -> int:
         return len(self.buf["gid"])
 
-    def append(self, new: dict[str, np.ndarray]) -> None:
-        """Add rows after the live ones: every column from `new`, or its fill value."""
+    def append(self, new: dict[str, np.ndarray], adopt: bool = False) -> None:
+        """Add rows after the live ones: every column from `new`, or its fill value.
+
+        `adopt`: the arrays of `new` are the caller's to give away (nothing else reads or
+        writes them afterwards). An empty table that has to grow for them then keeps those
+        of the right dtype as its buffers instead of copying them (a whole day fed at once
+        is one such append per issuer)."""
         lo, hi = self.n, self.n + len(new["gid"])
+        if adopt and lo == 0 and hi > self.capacity:
+            self.buf = {name: (new[name] if name in new and new[name].dtype == b.dtype
+                               and new[name].flags.c_contiguous and new[name].flags.writeable
+                               else np.full(hi, self.fills[name], dtype=b.dtype) if name not in new
+                               else new[name].astype(b.dtype))
+                        for name, b in self.buf.items()}
+            self.n = self.last_append = hi
+            self._views()
+            return
         if hi > self.capacity:
             self._resize(max(hi + hi // 4, 2 * self.capacity))
         for name, b in self.buf.items():
@@ -270,7 +284,7 @@ class _IssuerStream:
         self.arriving = np.empty(0, dtype=np.int64)
         if len(rows["gid"]):
             lo = len(self.table)
-            self.table.append(rows)
+            self.table.append(rows, adopt=True)  # a PreparedChunk's rows, gathered for this issuer alone
             self.arriving = lo + np.flatnonzero(rows["visits"])  # where they went: no search
         if len(self.table) == 0 and len(self.msg.a["t"]) == 0:
             # Nothing live and nothing applied is waiting for the ledger. Parked rows' messages
@@ -487,7 +501,10 @@ class _IssuerStream:
             return None
         held_end = np.where(park, ~(tb["reversed_at_issuer"] | tb["out_reversed"]) & (tb["held"] | tb["adv_msg"]),
                             tb["held"])
-        out = {c: tb[f"out_{c}"][gone] for c in OUTCOME_COLUMNS}
+        # Every row final (a whole day fed at once ends so): the outcome columns go out as they
+        # stand, not gathered, and the table lets go of its buffers below, never to write them again.
+        whole = len(gone) == len(tb)
+        out = {c: tb[f"out_{c}"] if whole else tb[f"out_{c}"][gone] for c in OUTCOME_COLUMNS}
         if np.isnan(out["t_response_s"][out["route"] != ROUTE_IN_BANK]).any():
             raise InvariantError("fast mode: a switched authorisation never got an answer")
         out["final_state"][:] = final_states(out)
@@ -498,6 +515,8 @@ class _IssuerStream:
             self._park(parked, held_end[parked])
         kept = np.flatnonzero(~gone_mask)
         self.table.keep(kept)
+        if whole:
+            self.table.free()
         # The host's heap and waiting line hold rows of the table (in service or waiting,
         # so never final): renumber them to their places among the kept rows.
         hsize = int(self.st[k.ST_HEAP])
@@ -756,4 +775,4 @@ class FastAuthorisation:
         routed = out["routed_issuer"] >= 0
         if not np.array_equal(self.held() & routed, keeps & routed):
             raise InvariantError("the issuers' ledgers disagree with the approved, unreversed authorisations")
-        check_final_states(out, self.acq_deadline.tolist(), self.switch_timeout_s)
+        check_final_states(out, self.acq_deadline, self.switch_timeout_s)
