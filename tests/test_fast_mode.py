@@ -169,6 +169,52 @@ def test_store_and_forward_outlasting_the_horizon() -> None:
     assert_same_tables(d, f)
 
 
+# One server taking an hour a request: the host's queue lasts about a week, long past the
+# settlement horizon. The network purchases are stood in (and reversed) within seconds; the
+# bank's own in-bank purchases wait for the host, and its open-to-buy of 1,000 fen per card
+# declines some of them 51.
+HOST_QUEUE_PAST_THE_HORIZON = """
+name: host_queue_past_the_horizon
+run: {days: 1, seed: 3}
+institutions:
+  - {id: ISS, name: Issuer}
+  - {id: ACQ, name: Acquirer}
+issuers:
+  - institution: ISS
+    bins: ["400001"]
+    share: 1
+    cards: 5
+    credit_limit_minor: {distribution: constant, value: 1000}
+    on_us_in_bank: true
+    host: {servers: 1, service_time_ms: {distribution: constant, value: 3600000}}
+acquirers:
+  - {institution: ACQ, share: 1, category_mix: {"5411": 1}, auth_timeout_ms: 1000}
+  - {institution: ISS, share: 1, category_mix: {"5411": 1}}
+traffic:
+  transactions_per_day: 200
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+"""
+
+
+def test_host_queue_outlasting_the_horizon() -> None:
+    """A host still deciding after the settlement horizon: the run goes on until it has decided every
+    request, in both modes alike (detailed mode failed with "authorisation(s) do not end in exactly one
+    final state", an internal error, where fast mode computed every decision)."""
+    from clearing_sim.model.traffic import DAY_S
+
+    sc = parse_scenario(HOST_QUEUE_PAST_THE_HORIZON)
+    d = clearing_sim.run(sc, mode="detailed")
+    f = clearing_sim.run(sc, mode="fast")
+    horizon_s = d.summary["simulated_days"] * DAY_S
+    t = d.transactions
+    in_bank = np.asarray(t["route"].to_numpy(zero_copy_only=False) == "in_bank")
+    assert np.nanmax(t["t_host_end_s"].to_numpy()) > horizon_s
+    assert np.nanmax(t["t_response_s"].to_numpy()[in_bank]) > horizon_s
+    assert d.summary["authorisations"]["in_bank"]["by_response_code"]["51"] > 0
+    assert without_mode(d.summary) == without_mode(f.summary)
+    assert_same_tables(d, f)
+
+
 class TestSeeds:
     """Equality holds for other seeds of the small scenario, not for one lucky draw."""
 
