@@ -215,6 +215,47 @@ def test_host_queue_outlasting_the_horizon() -> None:
     assert_same_tables(d, f)
 
 
+# ACQ sends at 13:00 and 23:00 with no transfer time; the cut-offs are 12:00 and 23:00.
+FILE_AT_THE_CUT_OFF = """
+name: file_at_the_cut_off
+run: {days: 1, seed: 5}
+institutions:
+  - {id: ISS, name: Issuer}
+  - {id: ACQ, name: Acquirer}
+issuers:
+  - {institution: ISS, bins: ["400001"], share: 1, host: {servers: 1}}
+acquirers:
+  - {institution: ACQ, share: 1, category_mix: {"5411": 1}, submission_times: ["13:00", "23:00"]}
+traffic:
+  transactions_per_day: 100
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+clearing:
+  cutoffs: ["12:00", "23:00"]
+  file_transfer_ms: {distribution: constant, value: 0}
+"""
+
+
+def test_a_file_sent_at_a_cut_off_clears_in_that_cycle(tmp_path: Path, monkeypatch) -> None:
+    """A file sent at a cut-off's very second, with no transfer time, is received at the cut-off and clears
+    in that cycle, in detailed mode and in a streamed fast run alike. Detailed (and whole-day fast) mode
+    ran the cycle first whenever SimPy had scheduled it first (here: the acquirer's previous file went
+    after the previous cut-off), so the 23:00 file waited for the next day's 12:00 cycle; a streamed run
+    (5 million purchases or more) cleared it at 23:00."""
+    from clearing_sim import streamed
+
+    path = tmp_path / "file_at_the_cut_off.yaml"
+    path.write_text(FILE_AT_THE_CUT_OFF, encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "detailed"), "-q"]) == 0
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    assert main(["run", str(path), "--mode", "fast", "--out", str(tmp_path / "fast"), "-q"]) == 0
+    assert "streamed run" in (tmp_path / "fast" / "log.jsonl").read_text()
+    sd = json.loads((tmp_path / "detailed" / "summary.json").read_text())
+    sf = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    cycles = [f["cycle"] for f in sd["clearing"]["files_received"]]
+    assert cycles[:2] == ["D001-23:00", "D001-23:00"]
+    assert without_mode(sd) == without_mode(sf)
+
+
 class TestSeeds:
     """Equality holds for other seeds of the small scenario, not for one lucky draw."""
 
