@@ -90,6 +90,25 @@ class SubmittedFile:
         return len(self.txn_index)
 
 
+class SendAt(simpy.events.Event):
+    """A sender's wake-up at simulated time `t`, processed before every other event due at
+    that instant (SimPy's URGENT priority; initialised as SimPy's own Timeout is).
+
+    A file sent at a cut-off's very second (no transfer time) is received at the cut-off,
+    so that cycle takes it (`clearing.ClearingNetwork.receive`). With an ordinary timeout
+    the cycle ran first whenever its own timeout had been scheduled before the sender's
+    (a sender whose previous file went after the previous cut-off), and the file waited
+    for the next cut-off.
+    """
+
+    def __init__(self, env: simpy.Environment, t: float):
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        env.schedule(self, simpy.events.URGENT, max(0.0, t - env.now))
+
+
 def file_id(scenario: Scenario, acquirer: int, day: int, seq: int) -> str:
     """The IPM file id (PDS 0105) of acquirer `acquirer`'s submission `seq` (0-based) on `day` (0-based)."""
     return acquirer_header(scenario, acquirer, day, seq).file_id
@@ -181,7 +200,7 @@ class AcquirerSubmissions:
             for seq, t_clock in enumerate(times):
                 t = day * DAY_S + t_clock
                 if t > env.now:
-                    yield env.timeout(t - env.now)
+                    yield SendAt(env, t)
                 purchases = self._purchases_ready(mine, env.now)
                 due_refunds = self._refunds_due(refunds, env.now)
                 due_reps = self._representments_due(reps, env.now)

@@ -279,6 +279,10 @@ class DetailedAuthorisation:
         self._t_end = [math.nan] * n
         self._t_switch_response = out["t_switch_response_s"].tolist()
         self._grant: list[simpy.Event | None] = [None] * n
+        # Requests at a host (waiting or in service) not yet decided or lost; drain() runs on
+        # until none is left, as a long queue can outlast the settlement horizon.
+        self._at_hosts = int(visits.sum())
+        self._hosts_idle: simpy.Event | None = None
         # The two columns acquirers read during the run, bound once (no dict lookup per decision).
         self._code_out = out["response_code"]
         self._resp_out = out["t_response_s"]
@@ -390,9 +394,16 @@ class DetailedAuthorisation:
             self._resp_out[i] = self._resp[i]
         else:
             self._host_outcome[i] = HOST_LATE
+        self._left_host()
         if host.epoch == epoch:
             host.busy -= 1
             self._start_waiting(host, t_end)
+
+    def _left_host(self) -> None:
+        """One request left its host (decided or lost)."""
+        self._at_hosts -= 1
+        if not self._at_hosts and self._hosts_idle is not None:
+            self._hosts_idle.succeed()
 
     def _start_waiting(self, host: HostState, t: float) -> None:
         waiting = host.waiting
@@ -407,6 +418,7 @@ class DetailedAuthorisation:
     def _lost(self, i: int, how: int, t: float) -> None:
         """Request `i` will never be answered by its host (`t`: when that became so)."""
         self._host_outcome[i] = how
+        self._left_host()
         if self._in_bank[i]:  # the bank declines it itself
             self._resp[i] = t + self._h4[i]
             self.out["response_code"][i] = ISSUER_UNAVAILABLE
@@ -511,13 +523,18 @@ class DetailedAuthorisation:
     # --- the end ----------------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Run on, past the horizon, until every advice and reversal advice is acknowledged.
+        """Run on, past the horizon, until every host has decided (or lost) every request
+        it took and every advice and reversal advice is acknowledged.
 
-        Only store-and-forward is left by then (outages and restarts fall on traffic days,
-        so every link delivers in the end); a queue behind a long outage or slow links can
-        take longer than the settlement horizon. Fast mode needs no such step: it computes
-        every acknowledgement, whenever it falls.
+        Only hosts and store-and-forward are left by then (outages and restarts fall on
+        traffic days, so every link delivers in the end); a host queue of slow services, or
+        a store-and-forward queue behind a long outage or slow links, can take longer than
+        the settlement horizon. Fast mode needs no such step: it computes every decision
+        and acknowledgement, whenever it falls.
         """
+        if self._at_hosts:
+            self._hosts_idle = self.env.event()
+            self.env.run(until=self._hosts_idle)
         if self.saf.pending():
             self.env.run(until=self.saf.drained())
 

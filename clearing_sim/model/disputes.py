@@ -17,7 +17,7 @@ import simpy
 
 from clearing_sim import ipm
 from clearing_sim.model import clearing_data as cd
-from clearing_sim.model.acquirers import SubmittedFile
+from clearing_sim.model.acquirers import SendAt, SubmittedFile
 from clearing_sim.model.clearing_draws import ClearingDraws, issuer_file_draws
 from clearing_sim.model.traffic import DAY_S
 from clearing_sim.scenario import Scenario, clock_seconds
@@ -65,7 +65,7 @@ class IssuerDisputes:
             for seq, t_clock in enumerate(times):
                 t = day * DAY_S + t_clock
                 if t > env.now:
-                    yield env.timeout(t - env.now)
+                    yield SendAt(env, t)
                 idx = self._due(mine, env.now)
                 if len(idx) == 0:
                     continue
