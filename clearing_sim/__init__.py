@@ -11,7 +11,7 @@ no time, so the `clearing-sim` command can answer Ctrl-C from its very first mom
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 __all__ = ["__version__", "load_scenario", "run", "Result"]
 

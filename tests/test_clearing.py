@@ -507,9 +507,10 @@ class TestRecordsTable:
 
 
 def _old_purchases_ready(acq, mine: np.ndarray, now: float) -> np.ndarray:
-    """AcquirerSubmissions._purchases_ready before its compiled pass (reference)."""
+    """AcquirerSubmissions._purchases_ready before its compiled pass (reference), with 0.3.2's rule:
+    answered strictly before `now`."""
     with np.errstate(invalid="ignore"):
-        ready = (acq.response_code[mine] == APPROVED) & (acq.t_response[mine] <= now)
+        ready = (acq.response_code[mine] == APPROVED) & (acq.t_response[mine] < now)
     ready &= ~acq.presented[mine]
     ready &= ~acq.reversed[mine] & ~acq.in_bank[mine]
     return mine[ready]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -254,6 +255,61 @@ def test_a_file_sent_at_a_cut_off_clears_in_that_cycle(tmp_path: Path, monkeypat
     cycles = [f["cycle"] for f in sd["clearing"]["files_received"]]
     assert cycles[:2] == ["D001-23:00", "D001-23:00"]
     assert without_mode(sd) == without_mode(sf)
+
+
+ANSWERS_AT_A_SUBMISSION = """\
+name: answers_at_a_submission
+run: {days: 1, seed: 2}
+institutions:
+  - {id: ISS, name: Issuer}
+  - {id: ACQ, name: Acquirer}
+issuers:
+  - institution: ISS
+    bins: ["400001"]
+    share: 1
+    host:
+      servers: 1
+      service_time_ms: {distribution: constant, value: 0}
+      degraded:
+        - {start: "10:00", end: "10:05", servers: 0}
+acquirers:
+  - {institution: ACQ, share: 1, category_mix: {"5411": 1}, submission_times: ["10:05", "23:00"],
+     auth_timeout_ms: 900000}
+traffic:
+  transactions_per_day: 5000
+  amount_minor: {"5411": {distribution: constant, value: 100}}
+network:
+  latency_ms: {distribution: constant, value: 0}
+  switch_timeout_ms: 600000
+"""
+
+
+def test_answers_at_a_submissions_very_instant_go_into_the_next_file(tmp_path: Path, monkeypatch) -> None:
+    """Purchases queued behind a host with no servers until 10:05 are all answered at 10:05 exactly
+    (no latency, no service time), the instant of the acquirer's first submission. Detailed mode woke the
+    acquirer before deciding them (SimPy's order), so they went into the 23:00 file; fast mode, which
+    knows every answer in advance, put them into the 10:05 file (2,083 records against 2,065). An
+    answer at a submission's very instant now goes into the next file in every mode, streamed too."""
+    from clearing_sim import streamed
+
+    sc = parse_scenario(ANSWERS_AT_A_SUBMISSION)
+    d = clearing_sim.run(sc, mode="detailed")
+    f = clearing_sim.run(sc, mode="fast")
+    t = d.transactions
+    at_10_05 = pc.equal(t["t_response_s"], 10 * 3600 + 5 * 60)
+    assert pc.sum(at_10_05).as_py() > 0  # the tie this test is about happens
+    # The day's files: ...200001 sent at 10:05, ...200002 at 23:00.
+    assert pc.filter(t["clearing_file"], at_10_05).unique().to_pylist() == ["0012611020000000000200002"]
+    assert [f["records"] for f in d.summary["clearing"]["files_received"]][:2] == [2065, 2707]
+    assert without_mode(d.summary) == without_mode(f.summary)
+    assert_same_tables(d, f)
+    path = tmp_path / "answers_at_a_submission.yaml"
+    path.write_text(ANSWERS_AT_A_SUBMISSION, encoding="utf-8")
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    assert main(["run", str(path), "--mode", "fast", "--out", str(tmp_path / "streamed"), "-q"]) == 0
+    assert "streamed run" in (tmp_path / "streamed" / "log.jsonl").read_text()
+    ss = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    assert without_mode(ss) == without_mode(json.loads(json.dumps(d.summary)))
 
 
 class TestSeeds:

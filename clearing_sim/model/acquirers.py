@@ -38,11 +38,16 @@ if TYPE_CHECKING:
 def _ready_into(mine, code, approved, t_response, now, presented, reversed_,  # pragma: no cover - compiled
                in_bank, out):
     """Write to `out` the purchases of `mine` that were approved, whose response reached the
-    acquirer by `now` (never when it is NaN), that are not presented, reversed nor kept in
-    the bank; return how many. One pass (numpy gathered five columns and combined masks)."""
+    acquirer before `now` (never when it is NaN), that are not presented, reversed nor kept in
+    the bank; return how many. One pass (numpy gathered five columns and combined masks).
+
+    Strictly before: an answer at the submission's very instant goes into the next file. At
+    one instant detailed mode may decide a purchase before or after the submission (SimPy's
+    order), while fast mode knows every answer in advance; excluding that instant makes the
+    file the same in both, whatever the order (`stream_clearing.Submissions.of` too)."""
     n = 0
     for i in mine:
-        if (code[i] == approved and t_response[i] <= now and not presented[i] and not reversed_[i]
+        if (code[i] == approved and t_response[i] < now and not presented[i] and not reversed_[i]
                 and not in_bank[i]):
             out[n] = i
             n += 1

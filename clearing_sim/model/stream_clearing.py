@@ -10,7 +10,7 @@ SimPy as in a whole-day run, with each cycle's obligations posted as sums per
 counterparty pair (`SettlementWindow.add_obligations(..., transfers=, records=)`).
 
 Why this equals a whole-day run for the scenarios it accepts: an acquirer presents an
-approved, unreversed, switched purchase in its first submission at or after the
+approved, unreversed, switched purchase in its first submission after the
 answer reached it (`acquirers.AcquirerSubmissions`); per-file draws are per
 (acquirer, day); without injected faults, refunds, disputes or settlement accounts a
 file is never rejected, no record fails validation (each record is the one its
@@ -123,7 +123,7 @@ def _fill_records(rows, order, txn_id, t_arrival_s, amount, interchange, fee_iss
 @numba.njit(cache=True, nogil=True)
 def _submission_kernel(acquirer, t_response_s, times, start, offset, horizon_days, out):  # pragma: no cover
     """Submissions.of, answer by answer: the day of t, then the first of the acquirer's clock
-    times (increasing) at or after t's clock time, else the next day's first."""
+    times (increasing) after t's clock time, else the next day's first."""
     for i in range(len(acquirer)):
         t = t_response_s[i]
         if not np.isfinite(t):
@@ -135,7 +135,7 @@ def _submission_kernel(acquirer, t_response_s, times, start, offset, horizon_day
         day = np.floor(t / DAY_S)
         clock = t - day * DAY_S  # exact: t and day * DAY_S are within a factor of 2
         seq = 0
-        while seq < k and times[lo + seq] < clock:
+        while seq < k and times[lo + seq] <= clock:
             seq += 1
         d = np.int64(day)
         if seq == k:
@@ -157,8 +157,9 @@ class Submissions:
         self.n = int(self.offset[-1])
 
     def of(self, acquirer: np.ndarray, t_response_s: np.ndarray) -> np.ndarray:
-        """The submission of each answer: the acquirer's first at or after it; -1 past the last
-        one, or for a time that is not finite.
+        """The submission of each answer: the acquirer's first after it (an answer at a
+        submission's very instant goes into the next, `acquirers._ready_into`); -1 past the
+        last one, or for a time that is not finite.
 
         Raises ValueError for an acquirer outside the scenario's.
         """
