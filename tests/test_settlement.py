@@ -140,6 +140,21 @@ class TestWindowAssignment:
         assert {c for c, _ in pairs} >= {"D001-12:30", "D001-23:45"}
         assert all(w == f"2026-11-{int(c[1:4]) + 1:02d}T{c[5:]}" for c, w in pairs), pairs
 
+    @pytest.mark.parametrize("mode", ["detailed", "fast"])
+    def test_a_cycle_at_the_window_second_clears_into_it_after_a_cycle_in_between(self, mode):
+        """The same holds when the window was made by an earlier cycle (12:30) and another cycle (18:00)
+        came in between: the 23:45 cycle's timeout, scheduled at 18:00, came after the window's close
+        (scheduled at 12:30), and the 23:45 cycle settled a day later, in the next 23:45 window."""
+        import clearing_sim
+
+        sc = attrs.evolve(BASE, settlement=Settlement(windows=("23:45",), lag_days=0),
+                          clearing=attrs.evolve(BASE.clearing, cutoffs=("12:30", "18:00", "23:45")))
+        records = clearing_sim.run(sc, mode=mode).clearing_records.to_pydict()
+        pairs = {(c, w) for c, w in zip(records["cycle"], records["settlement_window"])}
+        assert ("D001-12:30", "2026-11-02T23:45") in pairs
+        assert ("D001-23:45", "2026-11-02T23:45") in pairs, pairs
+        assert ("D001-23:45", "2026-11-03T23:45") not in pairs
+
 
 class TestUnwindInAWindow:
     """A defaulter's records are unwound, the cascade reported, and survivors' positions still sum to zero."""

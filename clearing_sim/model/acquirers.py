@@ -2,7 +2,8 @@
 
 Owns: each acquirer's submission schedule (its `submission_times` on every simulated
 day); the choice of records for a file: its approved authorisations whose response
-reached it by the submission time, that it has not reversed, that did not stay
+reached it before the submission time (one at its very instant waits for the next
+file), that it has not reversed, that did not stay
 inside the bank (on-us kept in-bank), and that it has not presented yet, the refunds
 (credits) due by then of purchases that cleared, and the second presentments due
 of chargebacks it received; writing the file's bytes with `clearing_sim.ipm`; the

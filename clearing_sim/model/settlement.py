@@ -426,8 +426,9 @@ class SettlementSystem:
     def window_for(self, t_s: float) -> SettlementWindow:
         """The OPEN window for obligations cleared at `t_s`, created (and scheduled) if new.
 
-        If the window at that time has already closed (a cut-off at the very
-        second of the window), the obligations go to the next window.
+        If the window at that time has already closed, the obligations go to the
+        next window (a guard: in a run, a cycle at the very second of a window comes
+        before it closes, `_close`).
         """
         t_close = self.window_time_for(t_s)
         for _ in range(len(self.windows) + 1):
@@ -466,6 +467,11 @@ class SettlementSystem:
 
     def _close(self, w: SettlementWindow):
         yield self.env.timeout(max(0.0, w.t_close_s - self.env.now))
+        # Once more at the close, after every event already due then: a cycle at this very
+        # second clears into the window first. Its timeout was scheduled at the previous
+        # cut-off, which may come after the cycle that made the window (cut-offs 10:00, 11:00
+        # and 12:00 with a 12:00 window): SimPy would then close the window first.
+        yield self.env.timeout(0.0)
         if not self.bank_delay_s:  # no settlement-bank delays: close and settle at once
             self.settle(w)
             return
