@@ -121,8 +121,11 @@ class _Table:
     Each column lives at the front of a buffer with room to spare: appending copies the
     new rows in behind the live ones (a column the new rows do not bring starts at its
     fill value) and dropping rows moves the kept ones forward in place, so feeding part
-    after part allocates only when the table outgrows its buffers. `table[name]` is a view
-    of the live rows, valid until the next `append` or `keep`.
+    after part allocates only when the table outgrows its buffers. An empty table that
+    must grow anyway adopts rows given away (`append(rows, adopt=True)`) as its buffers
+    instead of copying them, and lets go of them (`free`) once every row is final and
+    handed out. `table[name]` is a view of the live rows, valid until the next `append`
+    or `keep`.
     """
 
     MIN_CAPACITY = 1024
