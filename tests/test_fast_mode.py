@@ -216,6 +216,16 @@ def test_host_queue_outlasting_the_horizon() -> None:
     assert_same_tables(d, f)
 
 
+def _streamed_summary(path: Path, out: Path, monkeypatch) -> dict:
+    """`run --mode fast` of the scenario file `path` into `out`, streamed however small; its summary."""
+    from clearing_sim import streamed
+
+    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
+    assert main(["run", str(path), "--mode", "fast", "--out", str(out), "-q"]) == 0
+    assert "streamed run" in (out / "log.jsonl").read_text()
+    return json.loads((out / "summary.json").read_text())
+
+
 # ACQ sends at 13:00 and 23:00 with no transfer time; the cut-offs are 12:00 and 23:00.
 FILE_AT_THE_CUT_OFF = """
 name: file_at_the_cut_off
@@ -242,16 +252,11 @@ def test_a_file_sent_at_a_cut_off_clears_in_that_cycle(tmp_path: Path, monkeypat
     ran the cycle first whenever SimPy had scheduled it first (here: the acquirer's previous file went
     after the previous cut-off), so the 23:00 file waited for the next day's 12:00 cycle; a streamed run
     (5 million purchases or more) cleared it at 23:00."""
-    from clearing_sim import streamed
-
     path = tmp_path / "file_at_the_cut_off.yaml"
     path.write_text(FILE_AT_THE_CUT_OFF, encoding="utf-8")
     assert main(["run", str(path), "--out", str(tmp_path / "detailed"), "-q"]) == 0
-    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
-    assert main(["run", str(path), "--mode", "fast", "--out", str(tmp_path / "fast"), "-q"]) == 0
-    assert "streamed run" in (tmp_path / "fast" / "log.jsonl").read_text()
     sd = json.loads((tmp_path / "detailed" / "summary.json").read_text())
-    sf = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    sf = _streamed_summary(path, tmp_path / "fast", monkeypatch)
     cycles = [f["cycle"] for f in sd["clearing"]["files_received"]]
     assert cycles[:2] == ["D001-23:00", "D001-23:00"]
     assert without_mode(sd) == without_mode(sf)
@@ -290,8 +295,6 @@ def test_answers_at_a_submissions_very_instant_go_into_the_next_file(tmp_path: P
     acquirer before deciding them (SimPy's order), so they went into the 23:00 file; fast mode, which
     knows every answer in advance, put them into the 10:05 file (2,083 records against 2,065). An
     answer at a submission's very instant now goes into the next file in every mode, streamed too."""
-    from clearing_sim import streamed
-
     sc = parse_scenario(ANSWERS_AT_A_SUBMISSION)
     d = clearing_sim.run(sc, mode="detailed")
     f = clearing_sim.run(sc, mode="fast")
@@ -305,10 +308,7 @@ def test_answers_at_a_submissions_very_instant_go_into_the_next_file(tmp_path: P
     assert_same_tables(d, f)
     path = tmp_path / "answers_at_a_submission.yaml"
     path.write_text(ANSWERS_AT_A_SUBMISSION, encoding="utf-8")
-    monkeypatch.setattr(streamed, "STREAM_MIN_TRANSACTIONS", 0)
-    assert main(["run", str(path), "--mode", "fast", "--out", str(tmp_path / "streamed"), "-q"]) == 0
-    assert "streamed run" in (tmp_path / "streamed" / "log.jsonl").read_text()
-    ss = json.loads((tmp_path / "streamed" / "summary.json").read_text())
+    ss = _streamed_summary(path, tmp_path / "streamed", monkeypatch)
     assert without_mode(ss) == without_mode(json.loads(json.dumps(d.summary)))
 
 
