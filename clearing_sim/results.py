@@ -56,10 +56,11 @@ class Result:
 
 def build_result(state: SimulationState) -> Result:
     """Summary and tables of a finished simulation."""
-    lag_h = _lag_hours(state)
+    settled = settlement_figures.PurchaseSettlement.of(state)
+    lag_h = _lag_hours(state, settled)
     return Result(
-        summary=build_summary(state, lag_h),
-        transactions=transactions_table(state, lag_h),
+        summary=build_summary(state, lag_h, settled),
+        transactions=transactions_table(state, lag_h, settled),
         clearing_records=clearing_table(state),
         settlements=settlements_table(state),
         simulation=state,
@@ -71,13 +72,12 @@ def _latency_ms(state: SimulationState) -> np.ndarray:
     return (state.outcomes["t_response_s"] - state.txn["t_arrival_s"]) * 1000.0
 
 
-def _lag_hours(state: SimulationState) -> np.ndarray:
+def _lag_hours(state: SimulationState, settled: settlement_figures.PurchaseSettlement) -> np.ndarray:
     """Per transaction: hours from its authorisation response to its settlement (NaN if none).
 
     A record unwound after a default, or in an aborted window, is not settled (NaN).
     """
-    _, t = settlement_figures.txn_settlement(state)
-    return (t - state.outcomes["t_response_s"]) / 3600.0
+    return (settled.t_settled_s - state.outcomes["t_response_s"]) / 3600.0
 
 
 def _saf_log(state: SimulationState) -> dict[str, np.ndarray]:
@@ -105,14 +105,14 @@ def authorisation_summary(state: SimulationState, latency: np.ndarray) -> dict:
     return figures.result(state.queue_depth_max)
 
 
-def build_summary(state: SimulationState, lag_h: np.ndarray) -> dict:
+def build_summary(state: SimulationState, lag_h: np.ndarray, settled: settlement_figures.PurchaseSettlement) -> dict:
     """The dict written as `summary.json` (keys listed in DESIGN.md, and more)."""
     auth = authorisation_summary(state, _latency_ms(state))
-    settled = lag_h[~np.isnan(lag_h)]
-    lag = {"transactions_settled": int(len(settled)), "lag_hours": percentiles(settled, (50, 90, 99))}
+    lags = lag_h[~np.isnan(lag_h)]
+    lag = {"transactions_settled": int(len(lags)), "lag_hours": percentiles(lags, (50, 90, 99))}
     return assemble_summary(state.scenario, state.mode, state.horizon_days, auth, clearing_summary(state),
                             state.settlement.windows, [c.id for c in state.clearing.cycles], lag,
-                            settlement_figures.settlement_extras(state))
+                            settlement_figures.settlement_extras(state, settled))
 
 
 def assemble_summary(sc, mode: str, horizon_days: int, auth: dict, clearing: dict, settlement_windows,
@@ -162,15 +162,14 @@ def _dict_array(values: list[str], index: np.ndarray) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(idx, pa.array(values, pa.string()))
 
 
-def transactions_table(state: SimulationState, lag_h: np.ndarray) -> pa.Table:
+def transactions_table(state: SimulationState, lag_h: np.ndarray,
+                       settled: settlement_figures.PurchaseSettlement) -> pa.Table:
     """One row per purchase: who, when, how much, the outcome and where it cleared and settled."""
-    settle_status, settled_at = settlement_figures.txn_settlement(state)
     names = TableNames.of(state.scenario, [f.file_id for f in state.clearing.files],
                           [c.id for c in state.clearing.cycles], [w.id for w in state.settlement.windows])
-    o = state.outcomes
-    return transaction_rows(names, state.txn, o, state.pan, state.clearing.txn_file, state.clearing.txn_cycle,
-                            state.clearing.txn_window, settle_status, settled_at, lag_h,
-                            settlement_figures.carries_obligation(o["response_code"], o["route"], o["reversed"]))
+    return transaction_rows(names, state.txn, state.outcomes, state.pan, state.clearing.txn_file,
+                            state.clearing.txn_cycle, state.clearing.txn_window, settled.status, settled.t_settled_s,
+                            lag_h, settled.owed)
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ ratios are rounded floats.
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pyarrow as pa
 
@@ -75,6 +76,22 @@ def txn_settlement(state) -> tuple[np.ndarray, np.ndarray]:
     status[idx] = rs[first]
     t[idx] = rt[first]
     return status, t
+
+
+@attrs.frozen
+class PurchaseSettlement:
+    """Per purchase of an in-memory run, worked out once for its summary and its table:
+    `status` and `t_settled_s` (`txn_settlement`) and `owed` (`carries_obligation`)."""
+
+    status: np.ndarray
+    t_settled_s: np.ndarray
+    owed: np.ndarray
+
+    @classmethod
+    def of(cls, state) -> PurchaseSettlement:
+        status, t_settled = txn_settlement(state)
+        o = state.outcomes
+        return cls(status, t_settled, carries_obligation(o["response_code"], o["route"], o["reversed"]))
 
 
 def _by_id(ids, values) -> dict[str, int]:
@@ -185,14 +202,13 @@ def exposure(t_in_s: np.ndarray, t_out_s: np.ndarray, amount_minor: np.ndarray, 
     }
 
 
-def settlement_extras(state) -> dict:
-    """Run-level settlement figures for `summary.json["settlement"]`."""
-    status, t_settled = txn_settlement(state)
-    o = state.outcomes
-    owed = carries_obligation(o["response_code"], o["route"], o["reversed"])
-    exp = exposure(o["t_response_s"][owed], t_settled[owed], state.txn["amount_minor"][owed],
+def settlement_extras(state, settled: PurchaseSettlement) -> dict:
+    """Run-level settlement figures for `summary.json["settlement"]` (`settled`: the run's
+    `PurchaseSettlement`)."""
+    owed = settled.owed
+    exp = exposure(state.outcomes["t_response_s"][owed], settled.t_settled_s[owed], state.txn["amount_minor"][owed],
                    state.horizon_days * DAY_S)
-    by_status = {s: int((status[owed] == i).sum()) for i, s in enumerate(STATUSES)}
+    by_status = {s: int((settled.status[owed] == i).sum()) for i, s in enumerate(STATUSES)}
     return run_figures(state, exp, by_status)
 
 

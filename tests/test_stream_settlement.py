@@ -375,12 +375,10 @@ def runs():
     out = {}
     for name in SCENARIO_NAMES:
         state = simulate(clearing_sim.load_scenario(SCENARIOS / f"{name}.yaml"), "fast")
-        status, t_settled = settlement_figures.txn_settlement(state)
-        o = state.outcomes
-        inputs = (o["t_response_s"], state.txn["amount_minor"],
-                  settlement_figures.carries_obligation(o["response_code"], o["route"], o["reversed"]), t_settled,
-                  status)
-        want = results.build_summary(state, results._lag_hours(state))["settlement"]
+        settled = settlement_figures.PurchaseSettlement.of(state)
+        inputs = (state.outcomes["t_response_s"], state.txn["amount_minor"], settled.owed, settled.t_settled_s,
+                  settled.status)
+        want = results.build_summary(state, results._lag_hours(state, settled), settled)["settlement"]
         windows = [w.t_settled_s for w in state.settlement.windows if w.t_settled_s is not None]
         out[name] = (inputs, want, state.horizon_days * DAY_S, windows)
     return out

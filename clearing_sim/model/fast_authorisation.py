@@ -148,6 +148,15 @@ class _Table:
     def capacity(self) -> int:
         return len(self.buf["gid"])
 
+    def _adopted(self, given: np.ndarray | None, name: str, dtype: np.dtype, n: int) -> np.ndarray:
+        """The buffer of column `name` for an adopting `append` of `n` rows: the array given,
+        when it is one the table can write in place; else a copy of it, or its fill value."""
+        if given is None:
+            return np.full(n, self.fills[name], dtype=dtype)
+        if given.dtype == dtype and given.flags.c_contiguous and given.flags.writeable:
+            return given
+        return given.astype(dtype)
+
     def append(self, new: dict[str, np.ndarray], adopt: bool = False) -> None:
         """Add rows after the live ones: every column from `new`, or its fill value.
 
@@ -157,11 +166,7 @@ class _Table:
         is one such append per issuer)."""
         lo, hi = self.n, self.n + len(new["gid"])
         if adopt and lo == 0 and hi > self.capacity:
-            self.buf = {name: (new[name] if name in new and new[name].dtype == b.dtype
-                               and new[name].flags.c_contiguous and new[name].flags.writeable
-                               else np.full(hi, self.fills[name], dtype=b.dtype) if name not in new
-                               else new[name].astype(b.dtype))
-                        for name, b in self.buf.items()}
+            self.buf = {name: self._adopted(new.get(name), name, b.dtype, hi) for name, b in self.buf.items()}
             self.n = self.last_append = hi
             self._views()
             return
