@@ -125,6 +125,35 @@ class TestBadSweepFiles:
         err = _errors(tmp_path, SWEEP_YAML.replace(old, new), capsys)
         assert f"{where}: run.seed would be ignored" in err
 
+    @pytest.mark.parametrize("old, new, where, says", [
+        # one value spelt twice: the points labelled issuers[1].host.servers=1 ran with 5
+        ("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: [1, 3]\n  issuers[01].host.servers: [5]",
+         "grid.issuers[01].host.servers (line 11)", "sets what grid key 'issuers[1].host.servers' also sets"),
+        # a grid key that replaces the value another one varies
+        ("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: [1, 3]\n  issuers[1].host: [{servers: 2}]",
+         "grid.issuers[1].host (line 11)", "sets what grid key 'issuers[1].host.servers' also sets"),
+        # a grid key that replaces what an override set: spelt otherwise, or from above it
+        ("settlement.lag_days: 0", "settlement.lag_days: 0\n  issuers[01].host.servers: 2",
+         "grid.issuers[1].host.servers (line 11)", "is also set in overrides"),
+        ("settlement.lag_days: 0", "settlement.lag_days: 0\n  settlement.windows[0]: '09:00'",
+         "grid.settlement.windows (line 8)", "is also set in overrides"),
+        ("settlement.lag_days: 0", "settlement.lag_days: 0\n  issuers[1].cards: 10\n  issuers[01].cards: 20",
+         "overrides.issuers[01].cards (line 7)", "sets the same value as overrides key 'issuers[1].cards'"),
+    ])
+    def test_one_value_set_by_two_keys_is_refused(self, tmp_path, capsys, old, new, where, says):
+        """Two keys that set the same scenario value, however spelt, are refused (they were accepted:
+        the later silently won, and the sweep labelled points with values they did not run with)."""
+        err = _errors(tmp_path, SWEEP_YAML.replace(old, new), capsys)
+        assert f"{where}: {says}" in err
+
+    def test_an_override_inside_a_grid_value_is_kept(self, tmp_path):
+        """An override that sets a whole block while the grid varies one value inside it is no overlap."""
+        text = SWEEP_YAML.replace("settlement.lag_days: 0", "settlement.lag_days: 0\n  issuers[1].host: {servers: 2, "
+                                  "service_time_ms: {distribution: constant, value: 10}}")
+        s = sw.load_sweep(write_sweep(tmp_path, text))
+        assert [p.scenario.issuers[1].host.servers for p in s.points] == [1, 3, 1, 3]
+        assert {p.scenario.issuers[1].host.service_time_ms.value for p in s.points} == {10}
+
     def test_empty_values(self, tmp_path, capsys):
         text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: []")
         err = _errors(tmp_path, text, capsys)
