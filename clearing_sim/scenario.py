@@ -1210,11 +1210,35 @@ def check_scenario(scenario: Scenario, source: str = "<scenario object>") -> Sce
     try:
         text = dump_yaml(data)
     except Exception as exc:  # noqa: BLE001 - a value no scenario file could hold
-        raise ScenarioError(source, [Problem("", f"holds a value no scenario file can: {exc}")]) from None
+        where, value = _unwritable(data, ()) or ((), None)
+        what = repr(value) if where else str(exc)
+        raise ScenarioError(source, [Problem(format_path(where), f"holds a value no scenario file can: {what} "
+                                                                 "(a plain int, float, str or bool can be)")]) from None
     try:
         return parse_scenario(text, source=source)
     except ScenarioError as exc:  # the lines would be those of a text the user never saw
         raise ScenarioError(source, [attrs.evolve(p, line=None) for p in exc.problems]) from None
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _unwritable(data: Any, path: Path_) -> tuple[Path_, Any] | None:
+    """The path and value of the first key or value in plain scenario data that is not a plain
+    YAML scalar (a numpy number set with `attrs.evolve`, say), or None."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if type(k) not in _PLAIN:
+                return path + (str(k),), k
+            if (found := _unwritable(v, path + (k,))) is not None:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            if (found := _unwritable(v, path + (i,))) is not None:
+                return found
+    elif type(data) not in _PLAIN:
+        return path, data
+    return None
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
