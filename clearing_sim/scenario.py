@@ -32,7 +32,7 @@ from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
@@ -945,7 +945,29 @@ class _TextTimestamps(RoundTripConstructor):
             return str(self.construct_scalar(node))
 
 
+    # An explicit tag on text that is no such value (`!!int ''`, `!!bool maybe`, `!!int 0x`) failed
+    # inside ruamel.yaml with an IndexError or KeyError: exit 1, "a bug". A YAML error at its line.
+    def construct_yaml_int(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_int, node, "a whole number")
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_float, node, "a number")
+
+    def construct_yaml_bool(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_bool, node, "true or false")
+
+    def _tagged(self, construct: Any, node: Any, what: str) -> Any:
+        try:
+            return construct(node)
+        except (ValueError, IndexError, KeyError, OverflowError):
+            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(None, None, f"{tag} {node.value!r} is not {what}", node.start_mark) from None
+
+
 _TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.construct_yaml_timestamp)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:int", _TextTimestamps.construct_yaml_int)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:float", _TextTimestamps.construct_yaml_float)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:bool", _TextTimestamps.construct_yaml_bool)
 
 
 class _Source:

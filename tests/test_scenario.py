@@ -301,6 +301,14 @@ class TestUnsafeAndBrokenYaml:
         ((_, line, msg),) = problems_of("name: [unclosed\nrun: {}\n")
         assert line is not None and msg.startswith("YAML error")
 
+    @pytest.mark.parametrize("tagged", ["!!int ''", "!!int 0x", "!!float ''", "!!bool maybe", "!!int abc"])
+    def test_a_tag_on_text_that_is_no_such_value(self, tagged: str) -> None:
+        # ruamel.yaml failed on the first four with an IndexError or a KeyError: exit 1, "a bug in
+        # clearing-sim"; the last was a YAML error with neither line nor path.
+        text = SMALL_YAML.replace("seed: 42", f"seed: {tagged}")
+        ((_, line, msg),) = problems_of(text)
+        assert line == 2 and msg.startswith("YAML error: " + tagged.split()[0])
+
     @pytest.mark.parametrize("text", ["", "just text", "- 1\n- 2\n", "42"])
     def test_not_a_mapping(self, text: str) -> None:
         assert problems_of(text)
