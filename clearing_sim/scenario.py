@@ -956,6 +956,21 @@ class _TextTimestamps(RoundTripConstructor):
     def construct_yaml_bool(self, node: Any) -> Any:
         return self._tagged(super().construct_yaml_bool, node, "true or false")
 
+    # `!!set x` and `!!omap x` on a single value failed inside ruamel.yaml with an AttributeError.
+    def construct_yaml_set(self, node: Any) -> Any:
+        self._collection(node, "a mapping")
+        yield from super().construct_yaml_set(node)
+
+    def construct_yaml_omap(self, node: Any) -> Any:
+        self._collection(node, "a list")
+        yield from super().construct_yaml_omap(node)
+
+    def _collection(self, node: Any, what: str) -> None:
+        if isinstance(node, ScalarNode):
+            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(None, None, f"{tag} needs {what}, got the single value {node.value!r}",
+                                   node.start_mark)
+
     def _tagged(self, construct: Any, node: Any, what: str) -> Any:
         try:
             return construct(node)
@@ -968,6 +983,8 @@ _TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.c
 _TextTimestamps.add_constructor("tag:yaml.org,2002:int", _TextTimestamps.construct_yaml_int)
 _TextTimestamps.add_constructor("tag:yaml.org,2002:float", _TextTimestamps.construct_yaml_float)
 _TextTimestamps.add_constructor("tag:yaml.org,2002:bool", _TextTimestamps.construct_yaml_bool)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:set", _TextTimestamps.construct_yaml_set)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:omap", _TextTimestamps.construct_yaml_omap)
 
 
 class _Source:

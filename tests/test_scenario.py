@@ -309,6 +309,14 @@ class TestUnsafeAndBrokenYaml:
         ((_, line, msg),) = problems_of(text)
         assert line == 2 and msg.startswith("YAML error: " + tagged.split()[0])
 
+    @pytest.mark.parametrize("tagged", ["!!set BANKC", "!!omap ''"])
+    def test_a_collection_tag_on_a_single_value(self, tagged: str) -> None:
+        # ruamel.yaml failed with an AttributeError ('ScalarNode' object has no attribute
+        # 'flow_style'): exit 1, "a bug in clearing-sim".
+        text = SMALL_YAML.replace("  - institution: BANKC", f"  - institution: {tagged}")
+        ((_, line, msg),) = problems_of(text)
+        assert line == line_of(text, tagged) and msg.startswith("YAML error: " + tagged.split()[0] + " needs")
+
     @pytest.mark.parametrize("text", ["", "just text", "- 1\n- 2\n", "42"])
     def test_not_a_mapping(self, text: str) -> None:
         assert problems_of(text)
