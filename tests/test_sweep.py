@@ -237,12 +237,15 @@ class TestExecutorIndependence:
             dask = _sweep_json(tmp_path, sweep_file, "dask", "--scheduler", cluster.scheduler_address)
         assert one == dask
 
-    def test_unreachable_scheduler_exits_2(self, tmp_path, sweep_file, capsys, monkeypatch):
+    # tls:// without Dask's TLS configuration and ucx:// without UCX failed with a TypeError inside
+    # distributed: exit 1, "internal error ... a bug in clearing-sim".
+    @pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "tls://127.0.0.1:9", "ucx://127.0.0.1:9"])
+    def test_unreachable_scheduler_exits_2(self, tmp_path, sweep_file, capsys, monkeypatch, address):
         pytest.importorskip("distributed")
         from clearing_sim import executor
 
         monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 2)
-        rc = main(["sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"])
+        rc = main(["sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--scheduler", address])
         assert rc == 2
         assert "cannot reach the Dask scheduler" in " ".join(capsys.readouterr().err.split())
 
