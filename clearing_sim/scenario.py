@@ -965,6 +965,16 @@ class _TextTimestamps(RoundTripConstructor):
         self._collection(node, "a list")
         yield from super().construct_yaml_omap(node)
 
+    # A key that is a mapping holding a mapping or list (`? {a: {b: 1}}`) cannot be hashed: it
+    # stopped the loader with "unsupported structure (unhashable type ...)", naming no line.
+    def construct_mapping(self, node: Any, maptyp: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_mapping(node, maptyp, deep=deep)
+        except TypeError:
+            key = next((k for k, _ in node.value if not isinstance(k, ScalarNode)), node)
+            raise ConstructorError(None, None, "a mapping or list is no key: a key is text or a number",
+                                   key.start_mark) from None
+
     def _collection(self, node: Any, what: str) -> None:
         if isinstance(node, ScalarNode):
             tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")

@@ -317,6 +317,13 @@ class TestUnsafeAndBrokenYaml:
         ((_, line, msg),) = problems_of(text)
         assert line == line_of(text, tagged) and msg.startswith("YAML error: " + tagged.split()[0] + " needs")
 
+    @pytest.mark.parametrize("key", ["{a: {b: 1}}", "{a: [1]}", "[{a: 1}]"])
+    def test_a_key_holding_a_mapping_or_list_has_its_line(self, key: str) -> None:
+        # "YAML error: unsupported structure (unhashable type: 'CommentedMap')", with no line.
+        text = SMALL_YAML.replace("    cards: 3000", f"    ? {key}\n    : 1\n    cards: 3000")
+        ((_, line, msg),) = problems_of(text)
+        assert line == line_of(text, f"? {key}") and "no key" in msg
+
     @pytest.mark.parametrize("text", ["", "just text", "- 1\n- 2\n", "42"])
     def test_not_a_mapping(self, text: str) -> None:
         assert problems_of(text)
