@@ -428,7 +428,8 @@ def _point_problem(index: int, values: dict, pr: Problem, parts_of: dict, where:
 def _fmt(parts: Sequence[str | int]) -> str:
     out = ""
     for p in parts:
-        out = metrics_path(out, p) if isinstance(p, int) or not out else f"{out}.{p}"
+        # str(p): a YAML key can be a float (`1.5: x`), which Problem cannot print as a path
+        out = metrics_path(out, p) if isinstance(p, int) else f"{out}.{p}" if out else str(p)
     return out
 
 

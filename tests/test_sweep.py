@@ -154,6 +154,12 @@ class TestBadSweepFiles:
         assert [p.scenario.issuers[1].host.servers for p in s.points] == [1, 3, 1, 3]
         assert {p.scenario.issuers[1].host.service_time_ms.value for p in s.points} == {10}
 
+    def test_a_number_as_an_unknown_top_level_key(self, tmp_path, capsys):
+        # `1.5: x` made a Problem whose path was the float 1.5: printing it raised a TypeError,
+        # exit 1 "internal error ... a bug in clearing-sim".
+        err = _errors(tmp_path, SWEEP_YAML.replace("replications: 2", "replications: 2\n1.5: x"), capsys)
+        assert "1.5 (line 4): unknown key" in err
+
     def test_empty_values(self, tmp_path, capsys):
         text = SWEEP_YAML.replace("issuers[1].host.servers: [1, 3]", "issuers[1].host.servers: []")
         err = _errors(tmp_path, text, capsys)
