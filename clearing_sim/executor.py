@@ -191,7 +191,9 @@ def _execute_dask(tasks: list[Task], out: list, workers: int, scheduler: str, ba
         else:
             try:
                 client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-            except (OSError, TimeoutError, ValueError) as exc:
+            # TypeError: a scheme this machine has no set-up for (tls:// without Dask's TLS
+            # configuration, ucx:// without UCX) fails inside distributed with one.
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:
                 raise InputError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({exc})") from None
         with client:
             futures = client.map(run, tasks, pure=False)

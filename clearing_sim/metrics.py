@@ -142,7 +142,7 @@ def split_path(path: str) -> tuple[str | int, ...]:
             parts.append(name)
         while rest:
             index, close, rest = rest.partition("]")
-            if not close or not index.isdigit():
+            if not close or not (index.isascii() and index.isdigit()):  # not '٠' (= 0) nor '²' (int() fails)
                 raise ValueError(f"{path!r}: list indices are written [0], [1], ...")
             parts.append(int(index))
             if rest.startswith("["):

@@ -32,7 +32,7 @@ from attrs import field, frozen
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
@@ -945,7 +945,56 @@ class _TextTimestamps(RoundTripConstructor):
             return str(self.construct_scalar(node))
 
 
+    # An explicit tag on text that is no such value (`!!int ''`, `!!bool maybe`, `!!int 0x`) failed
+    # inside ruamel.yaml with an IndexError or KeyError: exit 1, "a bug". A YAML error at its line.
+    def construct_yaml_int(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_int, node, "a whole number")
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_float, node, "a number")
+
+    def construct_yaml_bool(self, node: Any) -> Any:
+        return self._tagged(super().construct_yaml_bool, node, "true or false")
+
+    # `!!set x` and `!!omap x` on a single value failed inside ruamel.yaml with an AttributeError.
+    def construct_yaml_set(self, node: Any) -> Any:
+        self._collection(node, "a mapping")
+        yield from super().construct_yaml_set(node)
+
+    def construct_yaml_omap(self, node: Any) -> Any:
+        self._collection(node, "a list")
+        yield from super().construct_yaml_omap(node)
+
+    # A key that is a mapping holding a mapping or list (`? {a: {b: 1}}`) cannot be hashed: it
+    # stopped the loader with "unsupported structure (unhashable type ...)", naming no line.
+    def construct_mapping(self, node: Any, maptyp: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_mapping(node, maptyp, deep=deep)
+        except TypeError:
+            key = next((k for k, _ in node.value if not isinstance(k, ScalarNode)), node)
+            raise ConstructorError(None, None, "a mapping or list is no key: a key is text or a number",
+                                   key.start_mark) from None
+
+    def _collection(self, node: Any, what: str) -> None:
+        if isinstance(node, ScalarNode):
+            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(None, None, f"{tag} needs {what}, got the single value {node.value!r}",
+                                   node.start_mark)
+
+    def _tagged(self, construct: Any, node: Any, what: str) -> Any:
+        try:
+            return construct(node)
+        except (ValueError, IndexError, KeyError, OverflowError):
+            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(None, None, f"{tag} {node.value!r} is not {what}", node.start_mark) from None
+
+
 _TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.construct_yaml_timestamp)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:int", _TextTimestamps.construct_yaml_int)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:float", _TextTimestamps.construct_yaml_float)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:bool", _TextTimestamps.construct_yaml_bool)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:set", _TextTimestamps.construct_yaml_set)
+_TextTimestamps.add_constructor("tag:yaml.org,2002:omap", _TextTimestamps.construct_yaml_omap)
 
 
 class _Source:
@@ -1210,11 +1259,35 @@ def check_scenario(scenario: Scenario, source: str = "<scenario object>") -> Sce
     try:
         text = dump_yaml(data)
     except Exception as exc:  # noqa: BLE001 - a value no scenario file could hold
-        raise ScenarioError(source, [Problem("", f"holds a value no scenario file can: {exc}")]) from None
+        where, value = _unwritable(data, ()) or ((), None)
+        what = repr(value) if where else str(exc)
+        raise ScenarioError(source, [Problem(format_path(where), f"holds a value no scenario file can: {what} "
+                                                                 "(a plain int, float, str or bool can be)")]) from None
     try:
         return parse_scenario(text, source=source)
     except ScenarioError as exc:  # the lines would be those of a text the user never saw
         raise ScenarioError(source, [attrs.evolve(p, line=None) for p in exc.problems]) from None
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _unwritable(data: Any, path: Path_) -> tuple[Path_, Any] | None:
+    """The path and value of the first key or value in plain scenario data that is not a plain
+    YAML scalar (a numpy number set with `attrs.evolve`, say), or None."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if type(k) not in _PLAIN:
+                return path + (str(k),), k
+            if (found := _unwritable(v, path + (k,))) is not None:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            if (found := _unwritable(v, path + (i,))) is not None:
+                return found
+    elif type(data) not in _PLAIN:
+        return path, data
+    return None
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -31,7 +31,7 @@ import os
 import shutil
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +322,6 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
     else:
         for key, values in g.items():
             key = str(key)
-            if key in overrides:
-                problem(("grid", key), "is also set in overrides; set it in one place")
             if not isinstance(values, list):
                 problem(("grid", key), f"must be a list of values, got {_what(values)}")
                 continue
@@ -338,6 +336,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
                     continue
             grid[key] = values
 
+    _overlaps(grid, overrides, parts_of, problem)
     n_points = 1
     for vs in grid.values():
         n_points *= len(vs)
@@ -380,6 +379,35 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
                  mode, overrides, keys, tuple(points))
 
 
+def _overlaps(grid: dict, overrides: dict, parts_of: dict, problem: Callable[[tuple, str], None]) -> None:
+    """Keys written differently that set the same scenario value (`issuers[0]` and `issuers[00]`),
+    or a grid key that replaces what another key sets (`issuers[0].host` and
+    `issuers[0].host.servers`): the later one would silently win, and a point's label would
+    show a value it did not run with. (An override inside a grid key's value is fine: the
+    grid varies it, the override sets the rest.)"""
+    def covers(outer: tuple, inner: tuple) -> bool:
+        return inner[:len(outer)] == outer
+
+    seen: list[str] = []
+    for key in overrides:
+        parts = parts_of.get(key)
+        twin = next((k for k in seen if parts is not None and parts_of.get(k) == parts), None)
+        if twin is not None:
+            problem(("overrides", key), f"sets the same value as overrides key {twin!r}; set it in one place")
+        seen.append(key)
+    seen = []
+    for key in grid:
+        parts = parts_of.get(key)
+        if key in overrides or (parts is not None and any(parts_of.get(k) is not None and covers(parts, parts_of[k])
+                                                          for k in overrides)):
+            problem(("grid", key), "is also set in overrides; set it in one place")
+        twin = next((k for k in seen if parts is not None and parts_of.get(k) is not None
+                     and (covers(parts, parts_of[k]) or covers(parts_of[k], parts))), None)
+        if twin is not None:
+            problem(("grid", key), f"sets what grid key {twin!r} also sets; set it in one place")
+        seen.append(key)
+
+
 def _point_problem(index: int, values: dict, pr: Problem, parts_of: dict, where: dict,
                    src: _Source, base_src: _Source) -> Problem:
     """A problem of one point's scenario, placed at the sweep key that caused it if any."""
@@ -400,7 +428,8 @@ def _point_problem(index: int, values: dict, pr: Problem, parts_of: dict, where:
 def _fmt(parts: Sequence[str | int]) -> str:
     out = ""
     for p in parts:
-        out = metrics_path(out, p) if isinstance(p, int) or not out else f"{out}.{p}"
+        # str(p): a YAML key can be a float (`1.5: x`), which Problem cannot print as a path
+        out = metrics_path(out, p) if isinstance(p, int) else f"{out}.{p}" if out else str(p)
     return out
 
 

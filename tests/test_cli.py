@@ -407,6 +407,22 @@ class TestPythonApiChecksScenarioObjects:
             clearing_sim.run(sc, mode="fast")
         assert exc.value.problems and all(p.path for p in exc.value.problems)
 
+    def test_a_numpy_value_is_refused_at_its_field(self, small_scenario) -> None:
+        # A notebook's np.int64 (np.arange, a DataFrame cell) set with attrs.evolve was refused at
+        # "(top level)", naming no field; the problem is now that value's path.
+        import attrs
+        import numpy as np
+
+        import clearing_sim
+
+        bad = attrs.evolve(small_scenario, issuers=(*small_scenario.issuers[:1],
+                                                    attrs.evolve(small_scenario.issuers[1], cards=np.int64(100))))
+        with pytest.raises(ScenarioError) as exc:
+            clearing_sim.run(bad, mode="fast")
+        (problem,) = exc.value.problems
+        assert problem.path == "issuers[1].cards"
+        assert "np.int64(100)" in problem.message
+
     def test_evolve_names_the_field_it_refuses(self, small_scenario) -> None:
         # attrs.evolve runs the field's validator: its ValueError said "must be greater than 0, got 0"
         # without saying which field.

@@ -44,6 +44,13 @@ class TestPaths:
         with pytest.raises(ValueError):
             metrics.split_path(bad)
 
+    @pytest.mark.parametrize("bad", ["issuers[\u0660].cards", "issuers[\u00b2].cards", "issuers[\uff10].cards"])
+    def test_an_index_is_ascii_digits(self, bad):
+        # '٠' (Arabic-Indic zero) was read as [0], so a sweep accepted issuers[٠].cards beside
+        # issuers[0].cards; '²' passed isdigit() and failed in int(): "invalid literal for int()".
+        with pytest.raises(ValueError, match=r"list indices are written \[0\], \[1\]"):
+            metrics.split_path(bad)
+
     def test_get_path(self):
         s = _summary()
         assert metrics.get_path(s, "settlement.windows[1].id") == "W2"

@@ -301,6 +301,29 @@ class TestUnsafeAndBrokenYaml:
         ((_, line, msg),) = problems_of("name: [unclosed\nrun: {}\n")
         assert line is not None and msg.startswith("YAML error")
 
+    @pytest.mark.parametrize("tagged", ["!!int ''", "!!int 0x", "!!float ''", "!!bool maybe", "!!int abc"])
+    def test_a_tag_on_text_that_is_no_such_value(self, tagged: str) -> None:
+        # ruamel.yaml failed on the first four with an IndexError or a KeyError: exit 1, "a bug in
+        # clearing-sim"; the last was a YAML error with neither line nor path.
+        text = SMALL_YAML.replace("seed: 42", f"seed: {tagged}")
+        ((_, line, msg),) = problems_of(text)
+        assert line == 2 and msg.startswith("YAML error: " + tagged.split()[0])
+
+    @pytest.mark.parametrize("tagged", ["!!set BANKC", "!!omap ''"])
+    def test_a_collection_tag_on_a_single_value(self, tagged: str) -> None:
+        # ruamel.yaml failed with an AttributeError ('ScalarNode' object has no attribute
+        # 'flow_style'): exit 1, "a bug in clearing-sim".
+        text = SMALL_YAML.replace("  - institution: BANKC", f"  - institution: {tagged}")
+        ((_, line, msg),) = problems_of(text)
+        assert line == line_of(text, tagged) and msg.startswith("YAML error: " + tagged.split()[0] + " needs")
+
+    @pytest.mark.parametrize("key", ["{a: {b: 1}}", "{a: [1]}", "[{a: 1}]"])
+    def test_a_key_holding_a_mapping_or_list_has_its_line(self, key: str) -> None:
+        # "YAML error: unsupported structure (unhashable type: 'CommentedMap')", with no line.
+        text = SMALL_YAML.replace("    cards: 3000", f"    ? {key}\n    : 1\n    cards: 3000")
+        ((_, line, msg),) = problems_of(text)
+        assert line == line_of(text, f"? {key}") and "no key" in msg
+
     @pytest.mark.parametrize("text", ["", "just text", "- 1\n- 2\n", "42"])
     def test_not_a_mapping(self, text: str) -> None:
         assert problems_of(text)
