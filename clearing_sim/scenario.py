@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import io
 import math
 import numbers
 import re
+import types
 import typing
 import unicodedata
 import weakref
@@ -28,7 +30,7 @@ from typing import Any, NewType
 import attrs
 import cattrs
 import cattrs.cols
-from attrs import field, frozen
+from attrs import field
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedKeyMap, CommentedKeySeq, CommentedMap, CommentedSeq, TaggedScalar
@@ -67,6 +69,68 @@ class _FieldProblem(ValueError):
 
 
 # --- validators -----------------------------------------------------------------------
+
+
+def _typed_fields(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    """Every field first checks its value's type against its annotation, then runs its own
+    validators. A file's values are structured to their types before that (cattrs), so this
+    is for scenario objects: `attrs.evolve(scenario.run, days="1")` in a notebook raised
+    "TypeError: '>' not supported between instances of 'str' and 'int'", and a start time of
+    1 "expected string or bytes-like object", naming no field. Now a `_FieldProblem` (a
+    ValueError) names it: `days: expected a whole number, got str '1'`."""
+    out = []
+    for f in fields:
+        own = f.validator
+        out.append(f.evolve(validator=_of_type if own is None else attrs.validators.and_(_of_type, own)))
+    return out
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _of_type(inst: Any, a: attrs.Attribute, v: Any) -> None:
+    cls = type(inst)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    if (wrong := _type_problem(_HINTS[cls][a.name], v, ())) is not None:
+        where, message = wrong
+        raise _FieldProblem(a.name, message, where)
+
+
+def _type_problem(hint: Any, v: Any, where: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str] | None:
+    """(where inside the value, what is wrong) if `v` is not of the shape `hint` says, else None;
+    shallow types only (the value's own validators check its range)."""
+    hint = getattr(hint, "__supertype__", hint)  # NewType
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(arm, v, where) for arm in args]
+        return None if None in problems else problems[-1 if v is not None else 0]
+    if hint is type(None):
+        return None if v is None else (where, f"expected nothing (null), got {type(v).__name__} {v!r}")
+    if hint in _KINDS:
+        ok = (isinstance(v, bool) if hint is bool else isinstance(v, str) if hint is str else
+              isinstance(v, numbers.Integral if hint is int else numbers.Real) and not isinstance(v, bool))
+        return None if ok else (where, f"expected {_KINDS[hint]}, got {type(v).__name__} {v!r}")
+    if origin is tuple:
+        if not isinstance(v, tuple):
+            return where, f"expected a tuple, got {type(v).__name__} {v!r}"
+        if len(args) == 2 and args[1] is Ellipsis:
+            return next((p for i, x in enumerate(v) if (p := _type_problem(args[0], x, where + (i,)))), None)
+        return None
+    if origin is dict:
+        if not isinstance(v, dict):
+            return where, f"expected a dict, got {type(v).__name__} {v!r}"
+        for k, x in v.items():
+            if (p := _type_problem(args[0], k, where + (str(k),)) or _type_problem(args[1], x, where + (str(k),))):
+                return p
+        return None
+    if isinstance(hint, type) and attrs.has(hint) and not isinstance(v, hint):
+        return where, f"expected a {hint.__name__}, got {type(v).__name__} {v!r}"
+    return None
+
+
+frozen = functools.partial(attrs.frozen, field_transformer=_typed_fields)
 
 
 def _positive(inst: Any, a: attrs.Attribute, v: float) -> None:

@@ -431,6 +431,53 @@ class TestPythonApiChecksScenarioObjects:
         with pytest.raises(ValueError, match=r"^days: must be greater than 0, got 0$"):
             attrs.evolve(small_scenario.run, days=0)
 
+    @pytest.mark.parametrize(("where", "change", "message"), [
+        ("run", {"days": "1"}, r"^days: expected a whole number, got str '1'$"),
+        ("run", {"start_date": 20261102}, r"^start_date: expected text, got int 20261102$"),
+        ("scenario", {"name": None}, r"^name: expected text, got NoneType None$"),
+        ("traffic", {"hourly_profile": (1.0,) * 23 + ("x",)}, r"^hourly_profile: expected a number, got str 'x'$"),
+    ])
+    def test_evolve_names_the_field_of_a_value_of_the_wrong_type(self, small_scenario, where, change,
+                                                                  message) -> None:
+        # A value its validator could not compare raised TypeError ("'>' not supported between
+        # instances of 'str' and 'int'", "expected string or bytes-like object"), naming no field.
+        import attrs
+
+        obj = {"run": small_scenario.run, "scenario": small_scenario, "traffic": small_scenario.traffic}[where]
+        with pytest.raises(ValueError, match=message):
+            attrs.evolve(obj, **change)
+
+    def test_every_field_names_itself_for_a_value_of_the_wrong_type(self) -> None:
+        # Every field of every scenario class met in the shipped scenarios, set to a value of no
+        # scenario type, is refused by attrs.evolve with a ValueError that starts with its name.
+        import attrs
+
+        import clearing_sim
+
+        examples: dict[type, object] = {}
+
+        def walk(obj: object) -> None:
+            if attrs.has(type(obj)):
+                examples.setdefault(type(obj), obj)
+                for f in attrs.fields(type(obj)):
+                    walk(getattr(obj, f.name))
+            elif isinstance(obj, (tuple, list)):
+                for x in obj:
+                    walk(x)
+            elif isinstance(obj, dict):
+                for x in obj.values():
+                    walk(x)
+
+        from tests.test_scenarios_dir import SCENARIOS
+
+        for path in SCENARIOS:
+            walk(clearing_sim.load_scenario(path))
+        assert len(examples) >= 20
+        for cls, obj in examples.items():
+            for f in attrs.fields(cls):
+                with pytest.raises(ValueError, match=rf"^{f.name}: expected "):
+                    attrs.evolve(obj, **{f.name: object()})
+
     def test_a_loaded_scenario_unchanged_is_not_checked_again(self, small_file: Path) -> None:
         # The check is a YAML round trip (0.07 s for baseline, 0.26 s for national_day) that every
         # run of a loaded scenario paid: a benchmark's and each replication of compare and sweep.
