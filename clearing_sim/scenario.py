@@ -1280,12 +1280,21 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     return scenario_from_source(_Source(text, source), source)
 
 
+def sweep_shaped(data: Any) -> bool:
+    """Whether YAML data reads as a sweep file (`clearing_sim.sweep`) rather than a scenario:
+    a mapping with `base`, which is no scenario key, and no `institutions`."""
+    return isinstance(data, dict) and "base" in data and "institutions" not in data
+
+
 def scenario_from_source(src: _Source, source: str) -> Scenario:
     """`parse_scenario` of YAML already read (`_Source`), which it leaves as it was."""
     if src.problems:
         raise ScenarioError(source, src.problems)
     if not isinstance(src.data, dict):
         raise ScenarioError(source, [Problem("", "a scenario is a mapping of keys (name, institutions, ...)", 1)])
+    if sweep_shaped(src.data):  # one line that says what it is, not eight missing and unknown keys
+        raise ScenarioError(source, [Problem("base", "this is a sweep file (a base scenario and a grid), not a "
+                                             "scenario: run it with `clearing-sim sweep`", src.line_of(("base",)))])
     try:
         scenario = _CONVERTER.structure(src.data, Scenario)
     except Exception as exc:  # noqa: BLE001 - every structuring failure becomes a Problem

@@ -49,6 +49,7 @@ from clearing_sim.scenario import (
     parse_scenario,
     read_yaml_text,
     scenario_from_source,
+    sweep_shaped,
     unstructure,
 )
 
@@ -199,13 +200,9 @@ def set_path(data: dict, parts: tuple[str | int, ...], value: Any) -> None:
 def is_sweep_file(path: Path) -> bool:
     """Whether `path` reads as a sweep file (a mapping with `base`, no `institutions`)."""
     try:
-        return _sweep_shaped(_Source(read_yaml_text(path), str(path)).data)
+        return sweep_shaped(_Source(read_yaml_text(path), str(path)).data)
     except ScenarioError:
         return False
-
-
-def _sweep_shaped(data: Any) -> bool:
-    return isinstance(data, dict) and "base" in data and "institutions" not in data  # `base` is no scenario key
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -285,7 +282,7 @@ def parse_sweep(src: _Source, path: Path) -> Sweep:
         else:
             # Read once: its own problems come with its own lines, and its lines name an override's.
             base_src = _Source(read_yaml_text(Path(base_path)), str(base_path))
-            if _sweep_shaped(base_src.data):  # this sweep file itself, or another one
+            if sweep_shaped(base_src.data):  # this sweep file itself, or another one
                 problem(("base",), f"{data['base']!r} is a sweep file, not a scenario file")
             else:
                 base_scenario = scenario_from_source(base_src, str(base_path))

@@ -258,6 +258,21 @@ class TestBadInput:
         assert "issuers[0].host.servers (line 12)" in err
         assert not out.exists()
 
+    def test_a_sweep_file_given_as_a_scenario_says_so(self, small_file: Path, tmp_path: Path, capsys) -> None:
+        # `run sweep.yaml` listed eight problems (four scenario keys missing, four sweep keys
+        # unknown) without saying that the file is a sweep; `compare` did the same.
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(f"name: s\nbase: {small_file.name}\nreplications: 1\ngrid:\n  run.days: [1, 2]\n")
+        (tmp_path / small_file.name).write_text(small_file.read_text())
+        out = tmp_path / "run"
+        for args in (("run", sweep, "--out", out), ("compare", sweep, small_file, "--out", out)):
+            assert run_cli(*args) == 2
+            err = capsys.readouterr().err
+            assert "(1 problem(s))" in err
+            assert "base (line 2): this is a sweep file" in err and "clearing-sim sweep" in err
+            assert not out.exists()
+        assert run_cli("validate", sweep) == 0  # validate takes sweeps
+
     def test_missing_file(self, tmp_path: Path, capsys) -> None:
         assert run_cli("validate", tmp_path / "none.yaml") == 2
         assert "file not found" in capsys.readouterr().err
