@@ -127,19 +127,29 @@ def _colours(names: Sequence[str]) -> dict[str, Any]:
 
 def _legend(ax: Any, title: str) -> None:
     """The legend outside the axes on the right, so it never hides data (none for an empty plot)."""
-    labels = ax.get_legend_handles_labels()[0]
+    handles, labels = ax.get_legend_handles_labels()
     if not labels:
         return  # a day without purchases: matplotlib would warn "No artists with labels" on stderr
     if len(labels) <= _LEGEND_ROWS:
         ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         return
+    if len(labels) > _LEGEND_MAX:
+        # A network of hundreds of participants: a legend of every one took most of the
+        # report's time (20 s of 56 s at 1,000) in dozens of columns wider than the figure,
+        # whose axes then collapsed (matplotlib warned on stderr). The first ones, and a count.
+        from matplotlib.patches import Patch
+
+        shown = _LEGEND_MAX - 1
+        handles = [*handles[:shown], Patch(fill=False, linewidth=0)]
+        labels = [*labels[:shown], f"and {len(labels) - shown:,} more"]
     # Many participants (a national network's 46): columns of smaller text, so the legend
     # fits the figure's height and the layout engine does not collapse the axes.
-    ax.legend(title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+    ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
               ncols=-(-len(labels) // _LEGEND_ROWS), fontsize="x-small", title_fontsize="small")
 
 
 _LEGEND_ROWS = 16  # entries per legend column
+_LEGEND_MAX = 3 * _LEGEND_ROWS  # entries at most: three columns (a national network's 46 fit)
 
 
 # --- tables read batch by batch ----------------------------------------------------------
