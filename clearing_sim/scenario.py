@@ -1041,16 +1041,19 @@ class _TextTimestamps(RoundTripConstructor):
 
     def _collection(self, node: Any, what: str) -> None:
         if isinstance(node, ScalarNode):
-            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
-            raise ConstructorError(None, None, f"{tag} needs {what}, got the single value {node.value!r}",
+            raise ConstructorError(None, None, f"{_tag(node)} needs {what}, got the single value {node.value!r}",
                                    node.start_mark)
 
     def _tagged(self, construct: Any, node: Any, what: str) -> Any:
         try:
             return construct(node)
         except (ValueError, IndexError, KeyError, OverflowError):
-            tag = str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
-            raise ConstructorError(None, None, f"{tag} {node.value!r} is not {what}", node.start_mark) from None
+            raise ConstructorError(None, None, f"{_tag(node)} {node.value!r} is not {what}", node.start_mark) from None
+
+
+def _tag(node: Any) -> str:
+    """A node's tag as written in YAML's short form (`!!int`)."""
+    return str(getattr(node.tag, "value", node.tag)).replace("tag:yaml.org,2002:", "!!")
 
 
 _TextTimestamps.add_constructor("tag:yaml.org,2002:timestamp", _TextTimestamps.construct_yaml_timestamp)

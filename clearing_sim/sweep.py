@@ -382,8 +382,9 @@ def _overlaps(grid: dict, overrides: dict, parts_of: dict, problem: Callable[[tu
     `issuers[0].host.servers`): the later one would silently win, and a point's label would
     show a value it did not run with. (An override inside a grid key's value is fine: the
     grid varies it, the override sets the rest.)"""
-    def covers(outer: tuple, inner: tuple) -> bool:
-        return inner[:len(outer)] == outer
+    def covers(outer: tuple | None, inner: tuple | None) -> bool:
+        """`inner` is `outer` or inside it (never for a key whose path did not parse)."""
+        return outer is not None and inner is not None and inner[:len(outer)] == outer
 
     seen: list[str] = []
     for key in overrides:
@@ -395,11 +396,9 @@ def _overlaps(grid: dict, overrides: dict, parts_of: dict, problem: Callable[[tu
     seen = []
     for key in grid:
         parts = parts_of.get(key)
-        if key in overrides or (parts is not None and any(parts_of.get(k) is not None and covers(parts, parts_of[k])
-                                                          for k in overrides)):
+        if key in overrides or any(covers(parts, parts_of.get(k)) for k in overrides):
             problem(("grid", key), "is also set in overrides; set it in one place")
-        twin = next((k for k in seen if parts is not None and parts_of.get(k) is not None
-                     and (covers(parts, parts_of[k]) or covers(parts_of[k], parts))), None)
+        twin = next((k for k in seen if covers(parts, parts_of.get(k)) or covers(parts_of.get(k), parts)), None)
         if twin is not None:
             problem(("grid", key), f"sets what grid key {twin!r} also sets; set it in one place")
         seen.append(key)
